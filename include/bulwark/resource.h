@@ -1,0 +1,52 @@
+/*
+ * resource.h: anything of the user's own, bound to a domain.
+ *
+ * A resource is how a raw libuv handle, a file descriptor or any other
+ * object of the user's joins a domain: it records an owner (the active
+ * domain at creation, or one given with bw_domain_add), its callbacks can
+ * be run inside that owner under a guard (bw_resource_invoke), and when the
+ * owner is disposed the resource's close function is called, so a failed
+ * request leaks nothing it opened (the C shape of an async resource, D-24).
+ */
+#ifndef BULWARK_RESOURCE_H
+#define BULWARK_RESOURCE_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called once, to close what the resource stands for (e.g. uv_close). */
+typedef void (*bw_resource_close_fn)(void *ptr);
+
+/*
+ * A resource standing for `ptr`, bound to the active domain (if any).
+ * `close` (may be NULL) is called at most once: by the owner's dispose, or
+ * by bw_resource_close. NULL on ENOMEM.
+ */
+BW_EXTERN bw_resource *bw_resource_new(void *ptr, bw_resource_close_fn close);
+
+/* Call the close function now (if not done yet) and unbind. */
+BW_EXTERN void bw_resource_close(bw_resource *r);
+
+/* Unbind and free the record; does not call the close function. */
+BW_EXTERN void bw_resource_free(bw_resource *r);
+
+/* True once the close function has been called. */
+BW_EXTERN bool bw_resource_is_closed(const bw_resource *r);
+
+/* The object the resource stands for. */
+BW_EXTERN void *bw_resource_ptr(const bw_resource *r);
+
+/* Run fn(arg) inside the resource's domain, as bw_invoke does. Nothing runs
+ * if the resource is closed or its domain disposed. */
+BW_EXTERN void bw_resource_invoke(bw_resource *r, bw_task_fn fn, void *arg);
+
+BW_EXTERN bw_member *bw_resource_member(bw_resource *r);
+BW_EXTERN bw_domain *bw_resource_domain(const bw_resource *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BULWARK_RESOURCE_H */

@@ -1,0 +1,438 @@
+/*
+ * domain.c: the domain object: life cycle, error handlers, the stack
+ * operations users call, members, and what a domain owns (arena and
+ * cleanups).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void domain_member_dispose(bw_member *m);
+
+static const bw__member_ops domain_member_ops = {"domain", domain_member_dispose};
+
+/* ---- Life cycle -------------------------------------------------------- */
+
+bw_domain *bw_domain_create(void)
+{
+    bw_domain *d = bw_calloc(1, sizeof *d);
+    if (d == NULL)
+        return NULL;
+    /* Domains are never bound implicitly (D-03): no bind_active here. */
+    bw__member_init(&d->as_member, &domain_member_ops);
+    d->holds = 1;
+    d->handlers = d->inline_handlers;
+    d->caphandlers = BW__INLINE_HANDLERS;
+    return d;
+}
+
+bw_domain *bw_domain_hold(bw_domain *d)
+{
+    d->holds++;
+    return d;
+}
+
+static void run_cleanups(bw_domain *d)
+{
+    while (d->cleanups != NULL) {
+        bw__cleanup *c = d->cleanups;
+        d->cleanups = c->next;
+        c->fn(c->arg);
+    }
+}
+
+static void domain_free(bw_domain *d)
+{
+    run_cleanups(d);
+    bw__arena_free_all(&d->arena);
+    if (d->handlers != d->inline_handlers)
+        bw_free(d->handlers);
+    bw_free(d->name);
+    bw_free(d);
+}
+
+void bw_domain_release(bw_domain *d)
+{
+    if (d == NULL)
+        return;
+    if (--d->holds > 0)
+        return;
+    /* Nothing holds it, so it has no members, no owner, no stack entry. */
+    domain_free(d);
+}
+
+/* Remove every occurrence of d from the stack, keeping the others in order.
+ * (Legacy dispose exits d; with duplicates we drop them all, so nothing can
+ * run inside a disposed domain.) */
+static void stack_remove_all(bw__thread *t, bw_domain *d)
+{
+    size_t w = 0;
+    size_t removed = 0;
+    for (size_t r = 0; r < t->depth; r++) {
+        if (t->stack[r] == d)
+            removed++;
+        else
+            t->stack[w++] = t->stack[r];
+    }
+    t->depth = w;
+    while (removed-- > 0)
+        bw_domain_release(d);
+}
+
+int bw_domain_dispose(bw_domain *d)
+{
+    if (d->disposed || d->disposing)
+        return BW_EDISPOSED;
+    d->disposing = true;
+    bw_domain_hold(d); /* members and the stack may hold the last references */
+    bw__thread *t = bw__thread_get();
+    stack_remove_all(t, d);
+    bw__member_unbind(&d->as_member);
+    /* Close the members. Each is unlinked before its dispose runs, and a
+     * member's dispose may free other members, so always take the first. */
+    while (d->first != NULL) {
+        bw_member *m = d->first;
+        const bw__member_ops *ops = m->ops;
+        bw__member_unbind(m);
+        if (ops->dispose != NULL)
+            ops->dispose(m);
+    }
+    d->disposed = true;
+    d->disposing = false;
+    d->nhandlers = 0;
+    run_cleanups(d);
+    bw__arena_free_all(&d->arena);
+    bw_domain_release(d);
+    return 0;
+}
+
+bool bw_domain_is_disposed(const bw_domain *d)
+{
+    return d->disposed;
+}
+
+static void domain_member_dispose(bw_member *m)
+{
+    bw_domain *d = BW__CONTAINER_OF(m, bw_domain, as_member);
+    bw_domain_dispose(d);
+}
+
+int bw_domain_set_name(bw_domain *d, const char *name)
+{
+    char *copy = NULL;
+    if (name != NULL) {
+        size_t n = strlen(name) + 1;
+        copy = bw_malloc(n);
+        if (copy == NULL)
+            return -ENOMEM;
+        memcpy(copy, name, n);
+    }
+    bw_free(d->name);
+    d->name = copy;
+    return 0;
+}
+
+const char *bw_domain_name(const bw_domain *d)
+{
+    return d->name != NULL ? d->name : "";
+}
+
+void bw_domain_set_data(bw_domain *d, void *data)
+{
+    d->data = data;
+}
+
+void *bw_domain_data(const bw_domain *d)
+{
+    return d->data;
+}
+
+/* ---- Error handlers ---------------------------------------------------- */
+
+static int add_handler(bw_domain *d, bw_domain_error_cb cb, void *data, bool once)
+{
+    if (d->nhandlers == d->caphandlers) {
+        uint32_t cap = d->caphandlers * 2;
+        bw__handler *h = bw_malloc(cap * sizeof *h);
+        if (h == NULL)
+            return -ENOMEM;
+        memcpy(h, d->handlers, d->nhandlers * sizeof *h);
+        if (d->handlers != d->inline_handlers)
+            bw_free(d->handlers);
+        d->handlers = h;
+        d->caphandlers = cap;
+    }
+    d->handlers[d->nhandlers++] = (bw__handler){cb, data, once};
+    return 0;
+}
+
+int bw_domain_on_error(bw_domain *d, bw_domain_error_cb cb, void *data)
+{
+    return add_handler(d, cb, data, false);
+}
+
+int bw_domain_once_error(bw_domain *d, bw_domain_error_cb cb, void *data)
+{
+    return add_handler(d, cb, data, true);
+}
+
+static void remove_handler_at(bw_domain *d, uint32_t i)
+{
+    memmove(&d->handlers[i], &d->handlers[i + 1], (d->nhandlers - i - 1) * sizeof *d->handlers);
+    d->nhandlers--;
+}
+
+int bw_domain_off_error(bw_domain *d, bw_domain_error_cb cb, void *data)
+{
+    for (uint32_t i = 0; i < d->nhandlers; i++) {
+        if (d->handlers[i].cb == cb && d->handlers[i].data == data) {
+            remove_handler_at(d, i);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+size_t bw_domain_error_handler_count(const bw_domain *d)
+{
+    return d->nhandlers;
+}
+
+/* End of a handler call: `copy` is the heap copy of the handler list when
+ * the local buffer was too small (else NULL). */
+static void handler_call_end(void *d, void *copy)
+{
+    bw_free(copy);
+    bw_domain_release(d);
+}
+
+void bw__domain_call_handlers(bw_domain *d, bw_error *err)
+{
+    bw__thread *t = bw__thread_get();
+    bw__handler local[4];
+    uint32_t n = d->nhandlers;
+    bw__handler *copy = NULL;
+    bw__handler *list = local;
+    if (n > 4) {
+        copy = bw_malloc(n * sizeof *list);
+        if (copy == NULL)
+            bw_throw(NULL);
+        list = copy;
+    }
+    bw_domain_hold(d);
+    /* Handlers added or removed by a handler take effect from the next
+     * error; once-handlers are removed before they are called. */
+    memcpy(list, d->handlers, n * sizeof *list);
+    for (uint32_t i = d->nhandlers; i > 0; i--)
+        if (d->handlers[i - 1].once)
+            remove_handler_at(d, i - 1);
+    bool unwind = bw__unwind_push(t, handler_call_end, d, copy);
+    for (uint32_t i = 0; i < n; i++)
+        list[i].cb(d, err, list[i].data);
+    if (unwind)
+        bw__unwind_pop(t);
+    handler_call_end(d, copy);
+}
+
+/* ---- The stack --------------------------------------------------------- */
+
+int bw_domain_enter(bw_domain *d)
+{
+    if (d->disposed)
+        return 0;
+    return bw__stack_push(bw__thread_get(), d);
+}
+
+void bw_domain_exit(bw_domain *d)
+{
+    if (d->disposed)
+        return;
+    bw__thread *t = bw__thread_get();
+    for (size_t i = t->depth; i > 0; i--) {
+        if (t->stack[i - 1] == d) {
+            bw__stack_truncate(t, i - 1);
+            return;
+        }
+    }
+}
+
+void *bw_domain_run(bw_domain *d, void *(*fn)(void *arg), void *arg)
+{
+    if (d->disposed)
+        return NULL;
+    if (bw_domain_enter(d) != 0)
+        bw_throw(NULL);
+    void *ret = fn(arg);
+    bw_domain_exit(d);
+    return ret;
+}
+
+bw_domain *bw_domain_active(void)
+{
+    bw__thread *t = bw__tls;
+    return t != NULL && t->depth > 0 ? t->stack[t->depth - 1] : NULL;
+}
+
+size_t bw_domain_stack_depth(void)
+{
+    bw__thread *t = bw__tls;
+    return t != NULL ? t->depth : 0;
+}
+
+bw_domain *bw_domain_stack_at(size_t index)
+{
+    bw__thread *t = bw__tls;
+    return t != NULL && index < t->depth ? t->stack[index] : NULL;
+}
+
+/* ---- Members ----------------------------------------------------------- */
+
+void bw__member_init(bw_member *m, const bw__member_ops *ops)
+{
+    m->owner = NULL;
+    m->prev = NULL;
+    m->next = NULL;
+    m->ops = ops;
+}
+
+static void link_member(bw_domain *d, bw_member *m)
+{
+    m->owner = bw_domain_hold(d);
+    m->prev = d->last;
+    m->next = NULL;
+    if (d->last != NULL)
+        d->last->next = m;
+    else
+        d->first = m;
+    d->last = m;
+    d->member_count++;
+}
+
+void bw__member_unbind(bw_member *m)
+{
+    bw_domain *d = m->owner;
+    if (d == NULL)
+        return;
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        d->first = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    else
+        d->last = m->prev;
+    d->member_count--;
+    m->owner = NULL;
+    m->prev = NULL;
+    m->next = NULL;
+    bw_domain_release(d);
+}
+
+void bw__member_bind_active(bw_member *m)
+{
+    bw_domain *d = bw_domain_active();
+    if (d != NULL && !d->disposed)
+        link_member(d, m);
+}
+
+int bw_domain_add(bw_domain *d, bw_member *m)
+{
+    if (d->disposed)
+        return BW_EDISPOSED;
+    if (m->owner == d)
+        return 0;
+    if (m->ops == &domain_member_ops) {
+        /* Refuse cycles: m must not be d, nor own d at any distance (D-34). */
+        const bw_domain *child = BW__CONTAINER_OF(m, bw_domain, as_member);
+        for (const bw_domain *p = d; p != NULL; p = p->as_member.owner)
+            if (p == child)
+                return BW_ECYCLE;
+    }
+    bw__member_unbind(m); /* an object belongs to at most one domain (D-28) */
+    link_member(d, m);
+    return 0;
+}
+
+int bw_domain_remove(bw_domain *d, bw_member *m)
+{
+    if (m->owner != d)
+        return -ENOENT;
+    bw__member_unbind(m);
+    return 0;
+}
+
+size_t bw_domain_member_count(const bw_domain *d)
+{
+    return d->member_count;
+}
+
+bool bw_domain_has_member(const bw_domain *d, const bw_member *m)
+{
+    return m->owner == d;
+}
+
+bw_member *bw_domain_member_at(const bw_domain *d, size_t index)
+{
+    bw_member *m = d->first;
+    while (m != NULL && index-- > 0)
+        m = m->next;
+    return m;
+}
+
+bw_domain *bw_member_owner(const bw_member *m)
+{
+    return m->owner;
+}
+
+bw_member *bw_domain_member(bw_domain *d)
+{
+    return &d->as_member;
+}
+
+/* ---- What a domain owns ------------------------------------------------ */
+
+void *bw_domain_alloc(bw_domain *d, size_t size)
+{
+    if (d->disposed)
+        return NULL;
+    return bw__arena_alloc(&d->arena, size);
+}
+
+void *bw_domain_calloc(bw_domain *d, size_t count, size_t size)
+{
+    if (size != 0 && count > SIZE_MAX / size)
+        return NULL;
+    void *p = bw_domain_alloc(d, count * size);
+    if (p != NULL)
+        memset(p, 0, count * size);
+    return p;
+}
+
+char *bw_domain_strdup(bw_domain *d, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = bw_domain_alloc(d, n);
+    if (p != NULL)
+        memcpy(p, s, n);
+    return p;
+}
+
+size_t bw_domain_arena_size(const bw_domain *d)
+{
+    return d->arena.total;
+}
+
+int bw_domain_defer(bw_domain *d, bw_task_fn fn, void *arg)
+{
+    if (d->disposed)
+        return BW_EDISPOSED;
+    bw__cleanup *c = bw__arena_alloc(&d->arena, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->fn = fn;
+    c->arg = arg;
+    c->next = d->cleanups;
+    d->cleanups = c;
+    return 0;
+}

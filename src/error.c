@@ -1,0 +1,400 @@
+/*
+ * error.c: the error value: creation, reference counting, fields, the
+ * routing decoration and the readable report.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <execinfo.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define BW__MESSAGE_MIN 64
+
+bw_error *bw__error_alloc(size_t cap)
+{
+    if (cap < BW__MESSAGE_MIN)
+        cap = BW__MESSAGE_MIN;
+    bw_error *err = bw_malloc(sizeof *err + cap);
+    if (err == NULL)
+        return NULL;
+    memset(err, 0, sizeof *err);
+    err->holds = 1;
+    err->origin = BW_ORIGIN_THROWN;
+    err->thrown = BW_UNSET;
+    err->message_cap = cap;
+    err->message[0] = '\0';
+    return err;
+}
+
+/* The thread's pinned out-of-memory error, with a new hold. */
+static bw_error *oom_error(void)
+{
+    bw__thread *t = bw__thread_get();
+    if (t == NULL || t->oom_error == NULL)
+        abort(); /* cannot even report: nothing else is possible */
+    t->oom_error->holds++;
+    return t->oom_error;
+}
+
+static void capture_backtrace(bw_error *err)
+{
+    void *frames[BW_BACKTRACE_MAX + 2];
+    int n = backtrace(frames, BW_BACKTRACE_MAX + 2);
+    /* Drop this function and its caller inside the library. */
+    int skip = n > 2 ? 2 : 0;
+    err->nframes = n - skip;
+    memcpy(err->frames, frames + skip, (size_t)err->nframes * sizeof(void *));
+}
+
+bw_error *bw_error_newv(int code, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int len = fmt != NULL ? vsnprintf(NULL, 0, fmt, ap2) : 0;
+    va_end(ap2);
+    if (len < 0)
+        len = 0;
+    bw_error *err = bw__error_alloc((size_t)len + 1);
+    if (err == NULL)
+        return oom_error();
+    err->code = code;
+    if (fmt != NULL)
+        vsnprintf(err->message, err->message_cap, fmt, ap);
+    capture_backtrace(err);
+    return err;
+}
+
+bw_error *bw_error_new(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bw_error *err = bw_error_newv(code, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+static char *dup_string(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = bw_malloc(n);
+    if (p != NULL)
+        memcpy(p, s, n);
+    return p;
+}
+
+bw_error *bw_error_from_status(int status, const char *syscall, const char *path)
+{
+    bw_error *err;
+    if (syscall != NULL && path != NULL)
+        err = bw_error_new(status, "%s: %s, %s '%s'", bw_err_name(status), bw_strerror(status),
+                           syscall, path);
+    else if (syscall != NULL)
+        err = bw_error_new(status, "%s: %s, %s", bw_err_name(status), bw_strerror(status),
+                           syscall);
+    else
+        err = bw_error_new(status, "%s: %s", bw_err_name(status), bw_strerror(status));
+    if (err->pinned)
+        return err;
+    err->origin = BW_ORIGIN_CALLBACK;
+    err->origin_set = true;
+    err->syscall = dup_string(syscall);
+    err->path = dup_string(path);
+    return err;
+}
+
+bw_error *bw_error_hold(bw_error *err)
+{
+    if (err != NULL)
+        err->holds++;
+    return err;
+}
+
+void bw_error_release(bw_error *err)
+{
+    if (err == NULL || --err->holds > 0)
+        return;
+    if (err->pinned) {
+        /* The pinned OOM error is reused: keep it alive, forget routing. */
+        err->holds = 1;
+        if (err->domain != NULL)
+            bw_domain_release(err->domain);
+        err->domain = NULL;
+        err->thrown = BW_UNSET;
+        err->emitter = NULL;
+        err->bound = NULL;
+        return;
+    }
+    if (err->domain != NULL)
+        bw_domain_release(err->domain);
+    bw_free(err->path);
+    bw_free(err->syscall);
+    bw_free(err);
+}
+
+int bw_error_code(const bw_error *err)
+{
+    return err->code;
+}
+
+const char *bw_error_message(const bw_error *err)
+{
+    return err->message;
+}
+
+bw_error_origin bw_error_origin_of(const bw_error *err)
+{
+    return err->origin;
+}
+
+const char *bw_error_origin_name(bw_error_origin origin)
+{
+    switch (origin) {
+    case BW_ORIGIN_THROWN:
+        return "thrown";
+    case BW_ORIGIN_FAULT:
+        return "fault";
+    case BW_ORIGIN_EMITTER:
+        return "emitter";
+    case BW_ORIGIN_CALLBACK:
+        return "callback";
+    case BW_ORIGIN_TIMEOUT:
+        return "timeout";
+    }
+    return "?";
+}
+
+void bw_error_set_origin(bw_error *err, bw_error_origin origin)
+{
+    err->origin = origin;
+    err->origin_set = true;
+}
+
+void bw__error_default_origin(bw_error *err, bw_error_origin origin)
+{
+    if (!err->origin_set) {
+        err->origin = origin;
+        err->origin_set = true;
+    }
+}
+
+const char *bw_error_path(const bw_error *err)
+{
+    return err->path;
+}
+
+const char *bw_error_syscall(const bw_error *err)
+{
+    return err->syscall;
+}
+
+int bw_error_signal(const bw_error *err)
+{
+    return err->signo;
+}
+
+int bw_error_si_code(const bw_error *err)
+{
+    return err->si_code;
+}
+
+void *bw_error_fault_address(const bw_error *err)
+{
+    return err->addr;
+}
+
+bool bw_error_is_stack_overflow(const bw_error *err)
+{
+    return err->stack_overflow;
+}
+
+size_t bw_error_backtrace(const bw_error *err, void *const **frames)
+{
+    if (frames != NULL)
+        *frames = err->frames;
+    return (size_t)err->nframes;
+}
+
+bw_domain *bw_error_domain(const bw_error *err)
+{
+    return err->domain;
+}
+
+bw_tristate bw_error_domain_thrown(const bw_error *err)
+{
+    return err->thrown;
+}
+
+bw_emitter *bw_error_domain_emitter(const bw_error *err)
+{
+    return err->emitter;
+}
+
+bw_fnptr bw_error_domain_bound(const bw_error *err)
+{
+    return err->bound;
+}
+
+bool bw_error_is_value(const bw_error *err)
+{
+    return err->is_value;
+}
+
+void *bw_error_value(const bw_error *err)
+{
+    return err->value;
+}
+
+/* ---- Decoration ------------------------------------------------------- */
+
+void bw__error_set_domain(bw_error *err, bw_domain *d)
+{
+    if (err->is_value || err->domain == d)
+        return;
+    if (d != NULL)
+        bw_domain_hold(d);
+    if (err->domain != NULL)
+        bw_domain_release(err->domain);
+    err->domain = d;
+}
+
+void bw__error_decorate_emitted(bw_error *err, bw_domain *d, bw_emitter *e)
+{
+    if (err->is_value)
+        return;
+    bw__error_set_domain(err, d);
+    err->emitter = e;
+    err->thrown = BW_NO;
+}
+
+void bw__error_decorate_bound(bw_error *err, bw_domain *d, bw_fnptr fn)
+{
+    if (err->is_value)
+        return;
+    bw__error_set_domain(err, d);
+    err->bound = fn;
+    err->thrown = BW_NO;
+}
+
+/* ---- The report ------------------------------------------------------- */
+
+void bw__symbolize(void *pc, char *buf, size_t size)
+{
+    Dl_info info;
+    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL) {
+        snprintf(buf, size, "%p", pc);
+        return;
+    }
+    uintptr_t module_off = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
+    if (info.dli_sname != NULL)
+        snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, info.dli_sname,
+                 (size_t)((uintptr_t)pc - (uintptr_t)info.dli_saddr), info.dli_fname,
+                 (size_t)module_off);
+    else
+        snprintf(buf, size, "%p in ?? (%s+0x%zx)", pc, info.dli_fname, (size_t)module_off);
+}
+
+typedef struct report {
+    char *buf;
+    size_t size;
+    size_t len;
+} report;
+
+static void put(report *r, const char *fmt, ...) BW_PRINTF(2, 3);
+static void put(report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *dst = r->len < r->size ? r->buf + r->len : NULL;
+    size_t room = r->len < r->size ? r->size - r->len : 0;
+    int n = vsnprintf(dst, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        r->len += (size_t)n;
+}
+
+static const char *signal_name(int signo)
+{
+    switch (signo) {
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGILL:
+        return "SIGILL";
+    case SIGABRT:
+        return "SIGABRT";
+    default:
+        return "signal";
+    }
+}
+
+static const char *si_code_name(int signo, int code)
+{
+    if (code <= 0)
+        return code == SI_USER ? "SI_USER" : code == SI_TKILL ? "SI_TKILL" : "SI_QUEUE/other";
+    switch (signo) {
+    case SIGSEGV:
+        return code == SEGV_MAPERR ? "SEGV_MAPERR" : code == SEGV_ACCERR ? "SEGV_ACCERR" : "?";
+    case SIGBUS:
+        return code == BUS_ADRALN   ? "BUS_ADRALN"
+               : code == BUS_ADRERR ? "BUS_ADRERR"
+               : code == BUS_OBJERR ? "BUS_OBJERR"
+                                    : "?";
+    case SIGFPE:
+        return code == FPE_INTDIV ? "FPE_INTDIV" : code == FPE_INTOVF ? "FPE_INTOVF" : "FPE_*";
+    case SIGILL:
+        return code == ILL_ILLOPN ? "ILL_ILLOPN" : code == ILL_ILLOPC ? "ILL_ILLOPC" : "ILL_*";
+    default:
+        return "?";
+    }
+}
+
+size_t bw_error_format(const bw_error *err, char *buf, size_t size)
+{
+    report r = {buf, size, 0};
+    if (size > 0)
+        buf[0] = '\0';
+    if (err->is_value)
+        put(&r, "thrown value %p (not an error)\n", err->value);
+    else
+        put(&r, "%s: %s\n", bw_err_name(err->code), err->message);
+    put(&r, "  origin: %s\n", bw_error_origin_name(err->origin));
+    if (err->origin == BW_ORIGIN_FAULT) {
+        put(&r, "  signal: %s (%d), code %s (%d), address %p%s\n", signal_name(err->signo),
+            err->signo, si_code_name(err->signo, err->si_code), err->si_code, err->addr,
+            err->stack_overflow ? ", stack overflow" : "");
+    }
+    if (err->syscall != NULL || err->path != NULL)
+        put(&r, "  syscall: %s, path: %s\n", err->syscall ? err->syscall : "-",
+            err->path ? err->path : "-");
+    if (err->domain != NULL || err->thrown != BW_UNSET)
+        put(&r, "  domain: %p%s%s%s, thrown: %s%s%s\n", (void *)err->domain,
+            err->domain && bw_domain_name(err->domain)[0] ? " (" : "",
+            err->domain ? bw_domain_name(err->domain) : "",
+            err->domain && bw_domain_name(err->domain)[0] ? ")" : "",
+            err->thrown == BW_UNSET ? "unset"
+            : err->thrown == BW_YES ? "yes"
+                                    : "no",
+            err->emitter ? ", from an emitter" : "", err->bound ? ", from a bound callback" : "");
+    if (err->nframes > 0) {
+        put(&r, "  backtrace:\n");
+        for (int i = 0; i < err->nframes; i++) {
+            char frame[512];
+            bw__symbolize(err->frames[i], frame, sizeof frame);
+            put(&r, "    #%d %s\n", i, frame);
+        }
+    }
+    /* Drop the final newline: a report is one block of lines. */
+    if (r.len > 0 && r.len <= size && buf[r.len - 1] == '\n')
+        buf[--r.len] = '\0';
+    else if (r.len > 0 && r.len > size)
+        r.len--;
+    return r.len;
+}

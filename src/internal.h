@@ -1,0 +1,287 @@
+/*
+ * internal.h: what the modules of libbulwark share and users never see.
+ *
+ * The per-thread state (domain stack, guards, fault record), the layout of
+ * a domain member, the domain itself, the unwind records that let library
+ * frames clean up when a throw crosses them, and the routing entry points.
+ * Never installed.
+ */
+#ifndef BULWARK_INTERNAL_H
+#define BULWARK_INTERNAL_H
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#include "bulwark.h"
+
+#define BW__HIDDEN __attribute__((visibility("hidden")))
+#define BW__LIKELY(x) __builtin_expect(!!(x), 1)
+#define BW__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define BW__CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+
+/* ---- Members ----------------------------------------------------------- */
+
+typedef struct bw__member_ops {
+    const char *kind;
+    /* The owner is being disposed: close what the member stands for. The
+     * member has already been unlinked from the owner. May be NULL. */
+    void (*dispose)(bw_member *m);
+} bw__member_ops;
+
+struct bw_member {
+    bw_domain *owner; /* holds a reference on the owner */
+    bw_member *prev;  /* in the owner's member list */
+    bw_member *next;
+    const bw__member_ops *ops;
+};
+
+BW__HIDDEN void bw__member_init(bw_member *m, const bw__member_ops *ops);
+/* Bind to the active domain, if any (implicit binding). */
+BW__HIDDEN void bw__member_bind_active(bw_member *m);
+/* Unlink from the owner, if any, and drop the hold on it. */
+BW__HIDDEN void bw__member_unbind(bw_member *m);
+
+/* ---- Arena ------------------------------------------------------------- */
+
+typedef struct bw__arena_block bw__arena_block;
+typedef struct bw__arena {
+    bw__arena_block *head; /* the block being bumped; large blocks follow it */
+    size_t total;          /* bytes held, headers included */
+} bw__arena;
+
+BW__HIDDEN void *bw__arena_alloc(bw__arena *a, size_t size);
+BW__HIDDEN void bw__arena_free_all(bw__arena *a);
+
+/* ---- Domains ----------------------------------------------------------- */
+
+typedef struct bw__handler {
+    bw_domain_error_cb cb;
+    void *data;
+    bool once;
+} bw__handler;
+
+typedef struct bw__cleanup {
+    struct bw__cleanup *next;
+    bw_task_fn fn;
+    void *arg;
+} bw__cleanup;
+
+#define BW__INLINE_HANDLERS 2
+
+struct bw_domain {
+    bw_member as_member; /* when this domain is a member of another */
+    uint32_t holds;
+    bool disposed;
+    bool disposing;
+    uint32_t nhandlers;
+    uint32_t caphandlers;
+    bw__handler *handlers; /* points at inline_handlers until it grows */
+    bw__handler inline_handlers[BW__INLINE_HANDLERS];
+    bw_member *first; /* members, in the order added (weak links) */
+    bw_member *last;
+    size_t member_count;
+    bw__arena arena;
+    bw__cleanup *cleanups; /* LIFO, allocated from the arena */
+    char *name;
+    void *data;
+};
+
+/* Whether an error that reaches `d` is handled there: it has a handler, or
+ * it is disposed (errors reaching a disposed domain are swallowed, D-85). */
+static inline bool bw__domain_catches(const bw_domain *d)
+{
+    return d->nhandlers > 0 || d->disposed;
+}
+
+/* Call d's handlers in order with `err` (once-handlers are removed first).
+ * Not guarded: a throw from a handler propagates to the caller's guard. */
+BW__HIDDEN void bw__domain_call_handlers(bw_domain *d, bw_error *err);
+
+/* ---- Errors ------------------------------------------------------------ */
+
+struct bw_error {
+    uint32_t holds;
+    int code;
+    bw_error_origin origin;
+    bool origin_set;
+    bool pinned; /* the per-thread out-of-memory error: never freed */
+    bool is_value;
+    bool stack_overflow;
+    int signo;
+    int si_code;
+    void *addr;
+    void *value;
+    char *path;
+    char *syscall;
+    bw_domain *domain; /* held */
+    bw_tristate thrown;
+    bw_emitter *emitter; /* weak */
+    bw_fnptr bound;
+    int nframes;
+    void *frames[BW_BACKTRACE_MAX];
+    size_t message_cap;
+    char message[]; /* inline, NUL-terminated */
+};
+
+/* Set the origin unless the creator or an earlier route already did. */
+BW__HIDDEN void bw__error_default_origin(bw_error *err, bw_error_origin origin);
+/* Routing decoration (never applied to value carriers, D-71). */
+BW__HIDDEN void bw__error_set_domain(bw_error *err, bw_domain *d);
+BW__HIDDEN void bw__error_decorate_emitted(bw_error *err, bw_domain *d, bw_emitter *e);
+BW__HIDDEN void bw__error_decorate_bound(bw_error *err, bw_domain *d, bw_fnptr fn);
+/* An error with room for a message of `cap` bytes; NULL on ENOMEM. */
+BW__HIDDEN bw_error *bw__error_alloc(size_t cap);
+/* Resolve one frame to "symbol+0xoff (module+0xoff)" into buf. */
+BW__HIDDEN void bw__symbolize(void *pc, char *buf, size_t size);
+
+/* ---- Per-thread state, guards and faults ------------------------------- */
+
+enum bw__guard_kind {
+    BW__GUARD_BOUNDARY = 0, /* around a callback from the loop: route errors */
+    BW__GUARD_TRY = 1,      /* bw_try: hand the error back to the caller */
+    BW__GUARD_HANDLER = 2,  /* around an inner domain's handler */
+    BW__GUARD_FATAL = 3,    /* around the outermost handler: a throw is fatal */
+};
+
+enum bw__jump {
+    BW__JUMP_THROW = 1,
+    BW__JUMP_FAULT = 2,
+};
+
+typedef struct bw__guard {
+    sigjmp_buf env;
+    struct bw__guard *prev;
+    bw_error *thrown;
+    size_t unwind_mark;
+    size_t stack_base;
+    int kind;
+} bw__guard;
+
+/* What the signal handler records; written only inside the handler. */
+typedef struct bw__fault_record {
+    volatile sig_atomic_t pending;
+    int signo;
+    int si_code;
+    void *addr;
+    void *pc;
+    bool stack_overflow;
+    int nframes;
+    void *frames[BW_BACKTRACE_MAX];
+} bw__fault_record;
+
+/* A cleanup that a library frame registers before it calls user code, run
+ * by the guard if a throw crosses that frame (C's stand-in for unwinding).
+ * The record is copied into the thread's array: its arguments must never
+ * point into the crossed frames, whose stack memory the guard reuses. */
+typedef void (*bw__unwind_fn)(void *a, void *b);
+typedef struct bw__unwind {
+    bw__unwind_fn fn;
+    void *a;
+    void *b;
+} bw__unwind;
+
+typedef struct bw__tick bw__tick;
+
+typedef struct bw__thread {
+    bw__guard *guard; /* innermost armed guard; read by the fault handler */
+    bw__fault_record fault;
+    bw_domain **stack;
+    size_t depth;
+    size_t cap;
+    bw__unwind *unwind;
+    size_t unwind_depth;
+    size_t unwind_cap;
+    bw__tick *tick_head; /* next-tick queue */
+    bw__tick *tick_tail;
+    bool draining;
+    bw_loop *loop;          /* the loop running on this thread */
+    bw_error *oom_error;    /* pinned ENOMEM error */
+    bw_error *spare_fault;  /* preallocated error for the next fault */
+    uintptr_t stack_lo;     /* this thread's stack, for overflow detection */
+    uintptr_t stack_hi;
+    void *altstack;
+    size_t altstack_size;
+} bw__thread;
+
+/* The calling thread's state, read by the fault handler: initial-exec so
+ * that reading it in a signal handler never allocates. */
+extern __thread bw__thread *bw__tls __attribute__((tls_model("initial-exec")));
+
+BW__HIDDEN bw__thread *bw__thread_init(void);
+static inline bw__thread *bw__thread_get(void)
+{
+    bw__thread *t = bw__tls;
+    return BW__LIKELY(t != NULL) ? t : bw__thread_init();
+}
+
+/* Install the process's fault handlers (once) and this thread's alternate
+ * signal stack. 0 or -errno. */
+BW__HIDDEN int bw__fault_install(bw__thread *t);
+/* Unblock the fault signals after a jump out of the handler. */
+BW__HIDDEN void bw__fault_unmask(void);
+/* Build the error of the recorded fault (no allocation when a spare exists). */
+BW__HIDDEN bw_error *bw__fault_take_error(bw__thread *t);
+/* End the process by `signo` with its default action (true exit status). */
+BW_NORETURN BW__HIDDEN void bw__die_by_signal(int signo);
+
+/* Stack operations (no checks for disposed). */
+BW__HIDDEN int bw__stack_push(bw__thread *t, bw_domain *d);
+BW__HIDDEN void bw__stack_truncate(bw__thread *t, size_t depth);
+
+typedef struct bw__stack_snapshot {
+    bw_domain **entries;
+    size_t depth;
+} bw__stack_snapshot;
+BW__HIDDEN int bw__stack_save(bw__thread *t, bw__stack_snapshot *s);
+BW__HIDDEN void bw__stack_restore(bw__thread *t, bw__stack_snapshot *s);
+BW__HIDDEN void bw__stack_snapshot_free(bw__stack_snapshot *s);
+
+/* Unwind records. push returns false (and runs nothing) on ENOMEM. */
+BW__HIDDEN bool bw__unwind_push(bw__thread *t, bw__unwind_fn fn, void *a, void *b);
+static inline void bw__unwind_pop(bw__thread *t)
+{
+    t->unwind_depth--;
+}
+BW__HIDDEN void bw__unwind_run_to(bw__thread *t, size_t mark);
+
+/* Run fn(arg) as a callback boundary inside d (which may be NULL); errors are
+ * routed. Does not drain next ticks (bw_invoke does). */
+BW__HIDDEN void bw__boundary(bw__thread *t, bw_domain *d, bw_task_fn fn, void *arg);
+/* Drain the next-tick queue if no guard is armed (outermost boundary). */
+BW__HIDDEN void bw__drain_ticks(bw__thread *t);
+
+/* Route an error that landed at a boundary whose stack base is `base`. */
+BW__HIDDEN void bw__route(bw__thread *t, bw_error *err, size_t base);
+/* Whether some domain on the stack, or the process level, would take an
+ * error now (read by the fault handler: plain memory reads only). */
+BW__HIDDEN bool bw__error_would_be_caught(const bw__thread *t);
+/* Report an error and end the process (fault: its signal; else `code`). */
+BW_NORETURN BW__HIDDEN void bw__fatal(bw_error *err, const char *why, int code);
+
+/* Process-level settings, read by the fault handler. */
+extern atomic_int bw__uncaught_count;
+extern atomic_bool bw__abort_mode;
+
+/* ---- Loops ------------------------------------------------------------- */
+
+typedef struct bw__immediate_list {
+    bw_immediate *head;
+    bw_immediate *tail;
+} bw__immediate_list;
+
+struct bw_loop {
+    uv_loop_t *uv;
+    uv_loop_t own_uv;
+    bool owns_uv;
+    uv_check_t immediate_check;
+    uv_idle_t immediate_idle;  /* keeps the poll from blocking while immediates wait */
+    uv_idle_t tick_idle;       /* drains next ticks queued outside any callback */
+    bw__immediate_list immediates;
+    size_t internal_handles;
+};
+
+BW__HIDDEN void bw__loop_tick_queued(bw_loop *loop);
+BW__HIDDEN bool bw__is_internal_handle(const bw_loop *loop, const uv_handle_t *h);
+
+#endif /* BULWARK_INTERNAL_H */
