@@ -58,7 +58,7 @@ typedef void (*bw_fnptr)(void);
  * hold/release are counted like any other.
  */
 BW_EXTERN bw_error *bw_error_new(int code, const char *fmt, ...) BW_PRINTF(2, 3);
-BW_EXTERN bw_error *bw_error_newv(int code, const char *fmt, va_list ap);
+BW_EXTERN bw_error *bw_error_newv(int code, const char *fmt, va_list ap) BW_PRINTF(2, 0);
 
 /*
  * Create the error of a failed system call: code `status` (a -errno or UV_E*

@@ -1,0 +1,45 @@
+# bulwark: the two commands of the README's quick start, and a few more.
+#   make run    build and run the main job (the seed's server, port 1337)
+#   make test   build with gcc and clang (-Werror) and run every test
+# Both install what they need first (scripts/deps.sh, Debian packages).
+
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+GCC_DIR  := build/gcc
+CLANG_DIR := build/clang
+CMAKE_FLAGS ?=
+# The main job: the seed's server written on bulwark.
+MAIN_TARGET := timer-fault
+
+.PHONY: all run test configure build build-clang deps-run deps-test clean
+
+all: build
+
+deps-run:
+	@scripts/deps.sh run
+
+deps-test:
+	@scripts/deps.sh test
+
+configure:
+	@cmake -S . -B $(GCC_DIR) -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	cmake --build $(GCC_DIR) -j $(JOBS)
+
+# clang builds everything too (-Wall -Wextra -Werror), tests included.
+build-clang:
+	cmake -S . -B $(CLANG_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DBW_VALGRIND_TESTS=OFF -DBW_SANITIZER_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build $(CLANG_DIR) -j $(JOBS)
+
+run: deps-run configure
+	cmake --build $(GCC_DIR) -j $(JOBS) --target $(MAIN_TARGET)
+	$(GCC_DIR)/examples/$(MAIN_TARGET)
+
+test: deps-test
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory build-clang
+	cd $(GCC_DIR) && ctest --output-on-failure --no-tests=error -j $(JOBS)
+
+clean:
+	rm -rf build
