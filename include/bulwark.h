@@ -14,6 +14,7 @@
  *   tick.h      next tick and immediates
  *   resource.h  the user's own objects (raw libuv handles) in domains
  *   fs.h        a few asynchronous file-system requests
+ *   http.h      the HTTP/1.1 server with a domain per request
  */
 #ifndef BULWARK_H
 #define BULWARK_H
@@ -31,5 +32,6 @@
 #include "bulwark/tick.h"
 #include "bulwark/resource.h"
 #include "bulwark/fs.h"
+#include "bulwark/http.h"
 
 #endif /* BULWARK_H */

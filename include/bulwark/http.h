@@ -1,0 +1,265 @@
+/*
+ * http.h: an HTTP/1.1 server with a domain per request.
+ *
+ * The server runs on a bw_loop, parses with llhttp (strict: no lenient
+ * flags), and by default runs each request's handler inside a new domain
+ * whose members are the request and the response, so every timer, emitter
+ * and callback the handler starts is bound to the request. An error in that
+ * domain (a throw, or a fault such as a NULL dereference in a timer the
+ * handler started) calls the server's request-error hook with the request
+ * and response; the default answers 500 with `Connection: close` if no
+ * header has gone out yet, and resets the connection otherwise, so a
+ * truncated body never looks like a success.
+ *
+ * A request's scope ends when its response has finished: its domain is then
+ * disposed (its timers are cleared, its cleanups run, its arena is freed).
+ * Work that must outlive the response is created outside the request's
+ * domain, or removed from it (bw_domain_remove).
+ *
+ * Keep-alive and pipelining: responses go out in request order; pipelined
+ * requests are dispatched as they are parsed (up to a bound), and a later
+ * response waits, buffered, for the earlier ones.
+ *
+ * Graceful close: stop accepting; idle keep-alive connections are closed
+ * after a short grace read (a request that arrives meanwhile is served with
+ * `Connection: close`) and a lingering close (write side shut down first,
+ * then reading until the client closes), so no request is reset; in-flight
+ * requests finish and answer `Connection: close`; a callback fires when the
+ * last connection is gone.
+ *
+ * Limits (each answered with its status, a log line through bw_log, and the
+ * connection closed): head size 431, body size 413, headers timeout and
+ * request timeout 408, malformed or smuggling-prone input 400 (conflicting
+ * Content-Length/Transfer-Encoding, obsolete line folding, invalid
+ * characters), maximum connections (new ones get 503 and are closed).
+ *
+ * Threads: a server and its requests belong to the loop's thread.
+ */
+#ifndef BULWARK_HTTP_H
+#define BULWARK_HTTP_H
+
+#include <sys/socket.h>
+
+#include "common.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bw_http_server bw_http_server;
+typedef struct bw_http_request bw_http_request;
+typedef struct bw_http_response bw_http_response;
+
+/* The request handler. It may answer at once or later (from a timer, an
+ * I/O completion...). req and res stay valid until the response has
+ * finished (see bw_http_request_hold to keep them longer). */
+typedef void (*bw_http_handler)(bw_http_request *req, bw_http_response *res, void *data);
+
+/* Called when an error reaches a request's domain (err is borrowed). It runs
+ * outside the request's domain. */
+typedef void (*bw_http_request_error_cb)(bw_http_request *req, bw_http_response *res,
+                                         bw_error *err, void *data);
+
+/* Called once the server is closed and its last connection is gone; status
+ * is 0. Never called from inside bw_http_server_close. */
+typedef void (*bw_http_close_cb)(bw_http_server *server, int status, void *data);
+
+typedef struct bw_http_options {
+    size_t max_head_size;          /* request line + headers; 431 beyond. Default 16 KiB */
+    size_t max_body_size;          /* request body; 413 beyond. Default 1 MiB */
+    uint64_t headers_timeout_ms;   /* first byte to end of headers; 408. Default 60 s */
+    uint64_t request_timeout_ms;   /* first byte to end of body; 408. Default 300 s */
+    uint64_t keepalive_timeout_ms; /* idle keep-alive connection; closed. Default 75 s
+                                      (longer than the 60 s idle timeout of common load
+                                      balancers, so a proxy never sends on a connection
+                                      the server has just dropped) */
+    size_t max_connections;        /* open connections; 503 beyond. Default 16384 */
+    size_t max_pipelined;          /* dispatched requests per connection before the
+                                      server stops reading it. Default 16 */
+    size_t max_output_buffer;      /* unsent bytes per connection before the server stops
+                                      reading it (backpressure). Default 1 MiB */
+    uint64_t close_grace_ms;       /* on close, how long an idle connection still accepts a
+                                      request (served with Connection: close). Default 100 */
+    uint64_t lingering_timeout_ms; /* lingering close: wait this long for the client to
+                                      close after we shut down our side. Default 5 s */
+    int backlog;                   /* listen backlog. Default 511 */
+    bool domain_per_request;       /* run each handler in a new domain. Default true */
+    bw_http_request_error_cb on_request_error; /* NULL: the default (500 or reset) */
+    void *request_error_data;
+} bw_http_options;
+
+/* Fill `o` with the defaults above. */
+BW_EXTERN void bw_http_options_init(bw_http_options *o);
+
+/* ---- Server ------------------------------------------------------------ */
+
+/*
+ * A server on `loop` (options NULL: defaults). If a domain is active, the
+ * server is bound to it and its callbacks run inside it. Returns 0, -ENOMEM
+ * or -EINVAL (a zero limit).
+ */
+BW_EXTERN int bw_http_server_new(bw_loop *loop, const bw_http_options *options,
+                                 bw_http_handler handler, void *data, bw_http_server **out);
+
+/* Listen on host:port (IPv4 or IPv6 literal, or "localhost"; port 0 picks a
+ * free one). May be called more than once (e.g. 127.0.0.1 and ::1). 0, or a
+ * -errno / UV_E* code (-EADDRINUSE...). */
+BW_EXTERN int bw_http_server_listen(bw_http_server *s, const char *host, int port);
+
+/* Serve on an already-listening socket (inherited from a primary, or from
+ * systemd). The server takes ownership of the fd. */
+BW_EXTERN int bw_http_server_listen_fd(bw_http_server *s, int fd);
+
+/* The port of the first listener (0 if none). */
+BW_EXTERN int bw_http_server_port(const bw_http_server *s);
+
+/*
+ * Graceful close, as described above. Returns 0; BW_ECLOSING if a close is
+ * already in progress; BW_ENOTRUNNING if the server is closed or never
+ * listened. Only a call that returns 0 ever calls `cb`.
+ */
+BW_EXTERN int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data);
+
+/* Stop accepting new connections now (part of close; also usable alone). */
+BW_EXTERN void bw_http_server_stop_accepting(bw_http_server *s);
+
+/* Close the idle keep-alive connections (never one with a request in
+ * progress), with the same grace and lingering as close. */
+BW_EXTERN void bw_http_server_close_idle_connections(bw_http_server *s);
+
+/* Close every connection at once, idle or not (responses in progress are
+ * lost; their connections are reset). */
+BW_EXTERN void bw_http_server_close_all_connections(bw_http_server *s);
+
+BW_EXTERN size_t bw_http_server_connection_count(const bw_http_server *s);
+BW_EXTERN size_t bw_http_server_request_count(const bw_http_server *s); /* in flight */
+BW_EXTERN bool bw_http_server_is_listening(const bw_http_server *s);
+
+/* Free a server that was closed (after its close callback) or never
+ * listened. BW_EBUSY otherwise. */
+BW_EXTERN int bw_http_server_free(bw_http_server *s);
+
+BW_EXTERN bw_loop *bw_http_server_loop(const bw_http_server *s);
+BW_EXTERN bw_member *bw_http_server_member(bw_http_server *s);
+
+/* ---- Request ----------------------------------------------------------- */
+
+BW_EXTERN const char *bw_http_request_method(const bw_http_request *req);
+BW_EXTERN const char *bw_http_request_target(const bw_http_request *req); /* as sent */
+BW_EXTERN const char *bw_http_request_path(const bw_http_request *req);   /* before '?' */
+BW_EXTERN const char *bw_http_request_query(const bw_http_request *req);  /* after '?', or "" */
+/* HTTP version: 1.0 or 1.1 -> minor 0 or 1. */
+BW_EXTERN int bw_http_request_version_minor(const bw_http_request *req);
+
+/* The first value of a header (case-insensitive name), or NULL. */
+BW_EXTERN const char *bw_http_request_header(const bw_http_request *req, const char *name);
+/* The n-th value (0-based) of a repeated header, or NULL. */
+BW_EXTERN const char *bw_http_request_header_nth(const bw_http_request *req, const char *name,
+                                                 size_t n);
+/* Iterate over all headers in the order received. */
+BW_EXTERN size_t bw_http_request_header_count(const bw_http_request *req);
+BW_EXTERN bool bw_http_request_header_at(const bw_http_request *req, size_t i, const char **name,
+                                         const char **value);
+
+/*
+ * Body, streamed: cb(req, data, len, last, arg) for each chunk as it
+ * arrives (data valid during the call), then once with last = true. Chunks
+ * that arrived before this call are delivered first. With `Expect:
+ * 100-continue`, registering a body reader sends `100 Continue`.
+ * 0, or BW_ESTATE if a reader is already set.
+ */
+typedef void (*bw_http_body_cb)(bw_http_request *req, const char *data, size_t len, bool last,
+                                void *arg);
+BW_EXTERN int bw_http_request_on_body(bw_http_request *req, bw_http_body_cb cb, void *arg);
+
+/* Body, buffered whole (up to max_body_size): cb(req, body, len, arg) once
+ * the body is complete. */
+typedef void (*bw_http_body_done_cb)(bw_http_request *req, const char *body, size_t len,
+                                     void *arg);
+BW_EXTERN int bw_http_request_read_body(bw_http_request *req, bw_http_body_done_cb cb, void *arg);
+
+/* The client went away (reset, or the connection failed) before the response
+ * finished. The callback, if set, is called once, inside the request's
+ * domain. */
+typedef void (*bw_http_abort_cb)(bw_http_request *req, void *arg);
+BW_EXTERN bool bw_http_request_aborted(const bw_http_request *req);
+BW_EXTERN void bw_http_request_on_abort(bw_http_request *req, bw_http_abort_cb cb, void *arg);
+
+/* Request-scoped memory, freed with the request. NULL on ENOMEM. */
+BW_EXTERN void *bw_http_request_alloc(bw_http_request *req, size_t size);
+
+/* The request's domain (NULL if domain_per_request is off). */
+BW_EXTERN bw_domain *bw_http_request_domain(const bw_http_request *req);
+BW_EXTERN bw_http_server *bw_http_request_server(const bw_http_request *req);
+BW_EXTERN bw_loop *bw_http_request_loop(const bw_http_request *req);
+/* The peer's address as text ("127.0.0.1:51234"). */
+BW_EXTERN const char *bw_http_request_peer(const bw_http_request *req);
+
+/* A user pointer the library never touches. */
+BW_EXTERN void bw_http_request_set_data(bw_http_request *req, void *data);
+BW_EXTERN void *bw_http_request_data(const bw_http_request *req);
+
+/* Keep req and res valid after the response finished; release when done. */
+BW_EXTERN void bw_http_request_hold(bw_http_request *req);
+BW_EXTERN void bw_http_request_release(bw_http_request *req);
+
+BW_EXTERN bw_member *bw_http_request_member(bw_http_request *req);
+BW_EXTERN bw_http_response *bw_http_request_response(bw_http_request *req);
+
+/* ---- Response ---------------------------------------------------------- */
+
+/* Status before the headers go out (default 200). BW_ESTATE after. */
+BW_EXTERN int bw_http_response_set_status(bw_http_response *res, int status);
+BW_EXTERN int bw_http_response_status(const bw_http_response *res);
+
+/* Set (replace) or add a header before the headers go out. The server
+ * manages Date, Connection, Transfer-Encoding (and Content-Length unless
+ * you set it). -EINVAL for names or values with CR/LF/NUL; BW_ESTATE once
+ * the headers are out. Strings are copied. */
+BW_EXTERN int bw_http_response_set_header(bw_http_response *res, const char *name,
+                                          const char *value);
+BW_EXTERN int bw_http_response_add_header(bw_http_response *res, const char *name,
+                                          const char *value);
+
+/* Write part of the body; the headers go out with the first write. Without
+ * a Content-Length, HTTP/1.1 bodies are chunked. 0, BW_ESTATE after end,
+ * BW_ELIMIT past a Content-Length you set, or -ENOMEM. */
+BW_EXTERN int bw_http_response_write(bw_http_response *res, const void *data, size_t len);
+
+/* Finish the response, with a last piece of body (may be NULL/0). If no
+ * header went out yet and no Content-Length was set, Content-Length is
+ * len. 0, or BW_ESTATE if already ended. */
+BW_EXTERN int bw_http_response_end(bw_http_response *res, const void *data, size_t len);
+
+/* Convenience: status, Content-Type (may be NULL), body, end. */
+BW_EXTERN int bw_http_response_send(bw_http_response *res, int status, const char *content_type,
+                                    const void *body, size_t len);
+
+/* Ask for the connection to close after this response (sends
+ * Connection: close if the headers are not out yet). */
+BW_EXTERN void bw_http_response_close_connection(bw_http_response *res);
+
+/* Abort: reset the connection now (for errors after the headers went out;
+ * a truncated body must never look like a success). */
+BW_EXTERN void bw_http_response_reset(bw_http_response *res);
+
+BW_EXTERN bool bw_http_response_headers_sent(const bw_http_response *res);
+BW_EXTERN bool bw_http_response_finished(const bw_http_response *res);
+
+/* Backpressure: true when the connection's unsent output is over
+ * max_output_buffer; cb(res, arg) is then called once it drains. */
+BW_EXTERN bool bw_http_response_needs_drain(const bw_http_response *res);
+typedef void (*bw_http_drain_cb)(bw_http_response *res, void *arg);
+BW_EXTERN void bw_http_response_on_drain(bw_http_response *res, bw_http_drain_cb cb, void *arg);
+
+BW_EXTERN bw_member *bw_http_response_member(bw_http_response *res);
+BW_EXTERN bw_http_request *bw_http_response_request(bw_http_response *res);
+
+/* The reason phrase of a status ("Not Found"); "Unknown" if none. */
+BW_EXTERN const char *bw_http_status_reason(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BULWARK_HTTP_H */

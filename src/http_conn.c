@@ -1,0 +1,931 @@
+/*
+ * http_conn.c: one client connection: reading into the server's shared
+ * buffer, parsing with llhttp, dispatching requests to the handler inside
+ * their domains, ordering pipelined responses, writing, and closing without
+ * losing what is in flight.
+ *
+ * The life of a connection:
+ *   OPEN    reading and parsing requests; responses go out in order.
+ *   GRACE   the server is closing and this connection was idle: a request
+ *           that still arrives is served (with Connection: close).
+ *   LINGER  our side is shut down (FIN sent after the last byte); we read
+ *           and discard until the client closes, so that unread input never
+ *           turns our close into a reset that would destroy the response.
+ *   CLOSED  uv_close called; memory goes in the close callback.
+ *
+ * User code (handlers, body readers, abort callbacks) is only ever called
+ * through bw_invoke, so a throw or a fault in it lands in a guard and never
+ * unwinds llhttp's or libuv's frames. Work that must not happen inside user
+ * code (resuming a paused parser, finalizing a request) is deferred to the
+ * server's check phase.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_internal.h"
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void begin_lingering_close(bw__conn *c);
+static void unqueue_resume(bw__conn *c);
+static void protocol_error(bw__conn *c, llhttp_errno_t e);
+
+static uint64_t now_ms(const bw__conn *c)
+{
+    return uv_now(c->srv->loop->uv);
+}
+
+const char *bw__conn_peer(bw__conn *c)
+{
+    if (c->peer[0] != '\0')
+        return c->peer;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+    return c->peer;
+}
+
+/* ---- Accepting --------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    bw__conn *c = h->data;
+    /* Every read is parsed before the next one, so all connections share
+     * one buffer; only input kept across a pause is copied (pending_in). */
+    buf->base = c->srv->readbuf;
+    buf->len = BW__READBUF_SIZE;
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    bw_free(h);
+}
+
+/* At the connection limit: answer 503 and close at once. */
+static void refuse(bw_http_server *srv, uv_stream_t *listener)
+{
+    uv_tcp_t *t = bw_malloc(sizeof *t);
+    if (t == NULL)
+        return;
+    uv_tcp_init(srv->loop->uv, t);
+    if (uv_accept(listener, (uv_stream_t *)t) == 0) {
+        char msg[256];
+        size_t n = bw__response_simple(msg, sizeof msg, 503);
+        uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+        uv_try_write((uv_stream_t *)t, &b, 1);
+    }
+    uv_close((uv_handle_t *)t, on_refused_closed);
+    bw__server_log_refusal(srv);
+}
+
+void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
+{
+    if (srv->nconns >= srv->opts.max_connections) {
+        refuse(srv, listener);
+        return;
+    }
+    bw__conn *c = bw_calloc(1, sizeof *c);
+    if (c == NULL) {
+        bw_log(BW_LOG_ERROR, "http: out of memory accepting a connection");
+        refuse(srv, listener);
+        return;
+    }
+    c->srv = srv;
+    uv_tcp_init(srv->loop->uv, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, bw__http_parser_settings());
+    c->parser.data = c;
+    c->next = srv->conns;
+    if (srv->conns != NULL)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    /* A new connection gets the headers timeout to send its first request;
+     * one that sends nothing is closed silently when it expires. */
+    c->deadline = now_ms(c) + srv->opts.headers_timeout_ms;
+    bw__conn_start_reading(c);
+}
+
+void bw__conn_start_reading(bw__conn *c)
+{
+    if (c->reading || c->state == BW__CONN_CLOSED || c->eof)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+static void stop_reading(bw__conn *c)
+{
+    if (!c->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+}
+
+bool bw__conn_over_output_bound(const bw__conn *c)
+{
+    return c->out.len + c->writing.len > c->srv->opts.max_output_buffer;
+}
+
+/* ---- Closing ----------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h)
+{
+    bw__conn *c = h->data;
+    bw__buf_free(&c->out);
+    bw__buf_free(&c->writing);
+    bw__buf_free(&c->pending_in);
+    bw__server_conn_gone(c->srv, c);
+    bw_free(c);
+}
+
+/* The requests still in the queue will never be answered. */
+static void abort_queue(bw__conn *c)
+{
+    bw_http_request *r = c->qhead;
+    c->qhead = c->qtail = NULL;
+    c->inflight = 0;
+    while (r != NULL) {
+        bw_http_request *next = r->next;
+        r->next = NULL;
+        bw__request_abort(r);
+        r = next;
+    }
+}
+
+void bw__conn_destroy(bw__conn *c, bool reset)
+{
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    c->state = BW__CONN_CLOSED;
+    stop_reading(c);
+    unqueue_resume(c);
+    bw_http_request *parsing = c->parsing;
+    c->parsing = NULL;
+    if (parsing != NULL && !(parsing->flags & BW__REQ_HEAD_DONE)) {
+        /* Never dispatched: no user code knows it. */
+        parsing->conn = NULL;
+        bw__request_release(parsing);
+    } else if (parsing != NULL && (parsing->flags & BW__REQ_FINISHED)) {
+        /* Answered, body still arriving: nobody waits for it any more. */
+        parsing->flags |= BW__REQ_MSG_DONE;
+        bw__server_finalize_later(c->srv, parsing);
+    }
+    abort_queue(c);
+    if (reset)
+        uv_tcp_close_reset(&c->tcp, on_closed);
+    else
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    bw__conn *c = req->data;
+    if (status < 0 && c->state != BW__CONN_CLOSED)
+        bw__conn_destroy(c, false);
+}
+
+/* Shut down our side after the pending output, then read (and discard)
+ * until the client closes or the lingering timeout expires. */
+static void begin_lingering_close(bw__conn *c)
+{
+    if (c->state >= BW__CONN_LINGER)
+        return;
+    if (c->eof) {
+        bw__conn_destroy(c, false); /* the client already closed its side */
+        return;
+    }
+    c->state = BW__CONN_LINGER;
+    llhttp_pause(&c->parser);
+    c->paused = true;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        bw__conn_destroy(c, false);
+        return;
+    }
+    c->deadline = now_ms(c) + c->srv->opts.lingering_timeout_ms;
+    bw__conn_start_reading(c);
+}
+
+static bool conn_idle(const bw__conn *c)
+{
+    return c->state == BW__CONN_OPEN && c->parsing == NULL && c->inflight == 0 &&
+           c->out.len == 0 && !c->write_pending;
+}
+
+void bw__conn_close_idle(bw__conn *c)
+{
+    if (!conn_idle(c))
+        return;
+    uint64_t grace = c->srv->opts.close_grace_ms;
+    if (grace == 0) {
+        begin_lingering_close(c);
+        return;
+    }
+    c->state = BW__CONN_GRACE;
+    c->deadline = now_ms(c) + grace;
+}
+
+/* Output written, nothing in flight: close if we decided to. */
+static void maybe_close_when_done(bw__conn *c)
+{
+    if (c->state != BW__CONN_OPEN || c->inflight > 0 || c->out.len > 0 || c->write_pending)
+        return;
+    if (c->parsing != NULL && !(c->parsing->flags & BW__REQ_FINISHED))
+        return;
+    if (c->close_after || c->eof || c->srv->closing)
+        begin_lingering_close(c);
+}
+
+/* ---- Writing ----------------------------------------------------------- */
+
+static void output_drained(bw__conn *c)
+{
+    if (c->qhead != NULL)
+        bw__response_drained(&c->qhead->res);
+    if (c->state == BW__CONN_OPEN && !c->paused)
+        bw__conn_start_reading(c);
+    maybe_close_when_done(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    bw__conn *c = req->data;
+    c->write_pending = false;
+    c->writing.len = 0;
+    if (c->writing.cap > 64 * 1024)
+        bw__buf_free(&c->writing);
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    if (status < 0) {
+        bw__conn_destroy(c, false);
+        return;
+    }
+    bw__conn_flush(c);
+}
+
+void bw__conn_flush(bw__conn *c)
+{
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    if (c->write_pending)
+        return;
+    if (c->out.len > 0) {
+        uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n == (int)c->out.len) {
+            c->out.len = 0;
+        } else if (n >= 0 || n == UV_EAGAIN) {
+            if (n > 0)
+                bw__buf_consume(&c->out, (size_t)n);
+            /* Hand the rest to uv_write; new output collects in `out`. */
+            bw__buf_swap(&c->out, &c->writing);
+            c->out.len = 0;
+            b = uv_buf_init(c->writing.base, (unsigned)c->writing.len);
+            c->wreq.data = c;
+            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+                bw__conn_destroy(c, false);
+                return;
+            }
+            c->write_pending = true;
+            if (bw__conn_over_output_bound(c))
+                stop_reading(c);
+            return;
+        } else {
+            bw__conn_destroy(c, false); /* EPIPE, ECONNRESET: the client is gone */
+            return;
+        }
+    }
+    if (c->out.cap > 64 * 1024)
+        bw__buf_free(&c->out);
+    output_drained(c);
+}
+
+void bw__conn_response_output(bw__conn *c, bw_http_request *r, const void *data, size_t len)
+{
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    bw__buf *dst = r == c->qhead ? &c->out : &r->res.pending;
+    if (bw__buf_append(dst, data, len) != 0) {
+        bw_log(BW_LOG_ERROR, "http: out of memory buffering a response to %s", bw__conn_peer(c));
+        bw__conn_destroy(c, true);
+        return;
+    }
+    if (bw__conn_over_output_bound(c))
+        stop_reading(c);
+}
+
+/* ---- Request queue ----------------------------------------------------- */
+
+static void want_resume(bw__conn *c);
+
+/* Hand finished responses at the head of the queue over to the output. */
+static void advance_queue(bw__conn *c)
+{
+    bw_http_server *srv = c->srv;
+    while (c->qhead != NULL && c->qhead->res.ended) {
+        bw_http_request *r = c->qhead;
+        c->qhead = r->next;
+        if (c->qhead == NULL)
+            c->qtail = NULL;
+        r->next = NULL;
+        c->inflight--;
+        r->flags |= BW__REQ_FINISHED;
+        if (r->res.close_after)
+            c->close_after = true;
+        if (r->flags & BW__REQ_MSG_DONE)
+            bw__server_finalize_later(srv, r);
+        if (c->close_after) {
+            abort_queue(c); /* nothing may follow a Connection: close */
+            break;
+        }
+        bw_http_request *next = c->qhead;
+        if (next != NULL && next->res.pending.len > 0) {
+            if (bw__buf_append(&c->out, next->res.pending.base, next->res.pending.len) != 0) {
+                bw__conn_destroy(c, true);
+                return;
+            }
+            bw__buf_free(&next->res.pending);
+        }
+    }
+    if (c->inflight == 0 && c->parsing == NULL && !c->close_after)
+        c->deadline = now_ms(c) + srv->opts.keepalive_timeout_ms;
+    if (c->paused && !c->close_after && c->state == BW__CONN_OPEN &&
+        c->inflight < srv->opts.max_pipelined)
+        want_resume(c);
+}
+
+void bw__conn_response_ended(bw__conn *c, bw_http_request *r)
+{
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    if (r == c->qhead)
+        advance_queue(c);
+    if (!c->in_feed)
+        bw__conn_flush(c);
+}
+
+/* ---- Parsing ----------------------------------------------------------- */
+
+static void execute(bw__conn *c, const char *data, size_t len);
+
+static void resume_parsing(bw__conn *c)
+{
+    if (!c->paused || c->state != BW__CONN_OPEN || c->close_after)
+        return;
+    c->paused = false;
+    llhttp_resume(&c->parser);
+    if (c->pending_in.len > 0) {
+        c->in_feed = true;
+        execute(c, c->pending_in.base, c->pending_in.len);
+        c->in_feed = false;
+        bw__conn_flush(c);
+    }
+    if (!c->paused && !bw__conn_over_output_bound(c))
+        bw__conn_start_reading(c);
+}
+
+/* Resuming runs the parser, which dispatches handlers: never from inside
+ * user code. Defer it to the server's check phase of this loop iteration. */
+static void want_resume(bw__conn *c)
+{
+    if (c->in_feed || c->resume_queued)
+        return; /* the feed loop resumes when it is done */
+    c->resume_queued = true;
+    c->resume_next = c->srv->resume_head;
+    c->srv->resume_head = c;
+    bw__server_wake(c->srv);
+}
+
+void bw__conn_resume(bw__conn *c)
+{
+    c->resume_queued = false;
+    c->resume_next = NULL;
+    resume_parsing(c);
+}
+
+static void unqueue_resume(bw__conn *c)
+{
+    if (!c->resume_queued)
+        return;
+    bw__conn **pp = &c->srv->resume_head;
+    while (*pp != NULL && *pp != c)
+        pp = &(*pp)->resume_next;
+    if (*pp == c)
+        *pp = c->resume_next;
+    c->resume_queued = false;
+}
+
+static void execute(bw__conn *c, const char *data, size_t len)
+{
+    bool from_pending = c->pending_in.len > 0 && data == c->pending_in.base;
+    const char *end = data + len;
+    c->exec_base = data;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    if (len > 0)
+        c->prev_input_lf = end[-1] == '\n';
+    while (e == HPE_PAUSED_UPGRADE) {
+        /* bulwark does not switch protocols: the Upgrade header is ignored
+         * (RFC 9110 lets a server do so) and parsing goes on. */
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        llhttp_resume_after_upgrade(&c->parser);
+        e = llhttp_execute(&c->parser, pos, (size_t)(end - pos));
+    }
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    if (e == HPE_OK) {
+        if (from_pending)
+            c->pending_in.len = 0;
+        return;
+    }
+    if (e == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t rest = (size_t)(end - pos);
+        c->paused = true;
+        if (from_pending) {
+            bw__buf_consume(&c->pending_in, c->pending_in.len - rest);
+        } else if (rest > 0 && bw__buf_append(&c->pending_in, pos, rest) != 0) {
+            bw__conn_destroy(c, true);
+            return;
+        }
+        /* Keep reading (to see the client go away) but not without bound. */
+        if (c->pending_in.len > c->srv->opts.max_head_size)
+            stop_reading(c);
+        return;
+    }
+    if (from_pending)
+        c->pending_in.len = 0;
+    protocol_error(c, e);
+}
+
+static void feed(bw__conn *c, const char *data, size_t len)
+{
+    c->in_feed = true;
+    if (c->paused) {
+        /* Parsing waits (pipelining bound, or no more requests wanted):
+         * keep the bytes for later. */
+        if (c->close_after) {
+            c->in_feed = false;
+            return; /* nothing after a Connection: close is read */
+        }
+        if (bw__buf_append(&c->pending_in, data, len) != 0) {
+            bw__conn_destroy(c, true);
+            return;
+        }
+        if (c->pending_in.len > c->srv->opts.max_head_size)
+            stop_reading(c);
+        c->in_feed = false;
+        return;
+    }
+    execute(c, data, len);
+    c->in_feed = false;
+    if (c->state == BW__CONN_CLOSED)
+        return;
+    bw__conn_flush(c);
+    /* A response may have finished while we were parsing: resume now. */
+    if (c->paused && !c->close_after && c->inflight < c->srv->opts.max_pipelined &&
+        c->state == BW__CONN_OPEN)
+        resume_parsing(c);
+}
+
+static void on_eof(bw__conn *c)
+{
+    c->eof = true;
+    stop_reading(c);
+    if (c->state == BW__CONN_LINGER || c->state == BW__CONN_GRACE) {
+        bw__conn_destroy(c, false);
+        return;
+    }
+    bw_http_request *r = c->parsing;
+    if (r != NULL && !(r->flags & BW__REQ_FINISHED)) {
+        /* The client left in the middle of a request. */
+        if (r->flags & BW__REQ_HEAD_DONE)
+            r->flags |= BW__REQ_ABORTED;
+        bw__conn_destroy(c, false);
+        return;
+    }
+    if (c->inflight == 0) {
+        bw__conn_destroy(c, false);
+        return;
+    }
+    /* Half-closed with requests in flight: answer them, then close. */
+    c->close_after = true;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    bw__conn *c = stream->data;
+    if (nread > 0) {
+        if (c->state == BW__CONN_LINGER)
+            return; /* discarded: we only wait for the client to close */
+        if (c->state == BW__CONN_GRACE) {
+            /* The request that arrived just as we closed: serve it, then
+             * close (it answers Connection: close). */
+            c->state = BW__CONN_OPEN;
+            c->close_after = true;
+        }
+        feed(c, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        on_eof(c);
+        return;
+    }
+    /* ECONNRESET and friends: the client is gone, and so are its requests. */
+    bw__conn_destroy(c, false);
+}
+
+/* ---- Deadlines --------------------------------------------------------- */
+
+void bw__conn_sweep(bw__conn *c, uint64_t now)
+{
+    (void)now;
+    c->deadline = 0;
+    switch (c->state) {
+    case BW__CONN_GRACE:
+        begin_lingering_close(c);
+        return;
+    case BW__CONN_LINGER:
+        bw__conn_destroy(c, false);
+        return;
+    case BW__CONN_CLOSED:
+        return;
+    default:
+        break;
+    }
+    bw_http_request *r = c->parsing;
+    if (r == NULL) {
+        if (c->inflight == 0)
+            begin_lingering_close(c); /* keep-alive idle, or never sent a byte */
+        return;
+    }
+    bw_log(BW_LOG_WARN, "http: 408 %s from %s took too long", 
+           (r->flags & BW__REQ_HEAD_DONE) ? "request body" : "request head", bw__conn_peer(c));
+    c->error_status = 408;
+    protocol_error(c, HPE_USER);
+}
+
+/* ---- Errors in the input ----------------------------------------------- */
+
+static const char *error_reason(int status)
+{
+    switch (status) {
+    case 408:
+        return "timeout";
+    case 413:
+        return "body too large";
+    case 431:
+        return "head too large";
+    case 417:
+        return "unsupported expectation";
+    case 503:
+        return "no memory for the request";
+    case 505:
+        return "HTTP version not supported";
+    default:
+        return "malformed request";
+    }
+}
+
+static void protocol_error(bw__conn *c, llhttp_errno_t e)
+{
+    int status = c->error_status ? c->error_status : 400;
+    /* llhttp's own reason only when llhttp found the error (not a limit). */
+    bool parser_error = c->error_status == 0 && e != HPE_USER;
+    if (status != 408)
+        bw_log(BW_LOG_WARN, "http: %d %s from %s%s%s", status, error_reason(status),
+               bw__conn_peer(c), parser_error ? ": " : "",
+               parser_error ? llhttp_get_error_reason(&c->parser) : "");
+    c->error_status = 0;
+    c->close_after = true;
+    c->paused = true;
+    stop_reading(c);
+    bw_http_request *r = c->parsing;
+    c->parsing = NULL;
+    if (r != NULL && (r->flags & BW__REQ_HEAD_DONE)) {
+        /* The handler already has this request: answer for it if nothing
+         * went out yet, otherwise the connection must be reset. */
+        r->flags |= BW__REQ_MSG_DONE;
+        if (r->flags & BW__REQ_FINISHED) {
+            bw__server_finalize_later(c->srv, r);
+            maybe_close_when_done(c);
+        } else if (!r->res.headers_sent) {
+            bw__response_send_error(&r->res, status);
+        } else {
+            bw__conn_destroy(c, true);
+        }
+        return;
+    }
+    if (r == NULL) {
+        r = bw__server_request_new(c->srv);
+        if (r == NULL) {
+            bw__conn_destroy(c, true);
+            return;
+        }
+        bw__request_init(r, c);
+    }
+    /* A response of the server's own, queued after those in flight. */
+    r->flags |= BW__REQ_HEAD_DONE | BW__REQ_MSG_DONE;
+    r->keep_alive = false;
+    if (c->qtail != NULL)
+        c->qtail->next = r;
+    else
+        c->qhead = r;
+    c->qtail = r;
+    c->inflight++;
+    c->srv->nrequests++;
+    bw__response_send_error(&r->res, status);
+    if (!c->in_feed)
+        bw__conn_flush(c);
+}
+
+/* ---- llhttp callbacks -------------------------------------------------- */
+
+static bw__conn *conn_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static int head_append(bw__conn *c, const char *at, size_t len)
+{
+    bw_http_request *r = c->parsing;
+    if (r->head.len + len + 1 > c->srv->opts.max_head_size) {
+        c->error_status = 431;
+        return HPE_USER;
+    }
+    if (bw__buf_append(&r->head, at, len) != 0) {
+        c->error_status = 503;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    bw__conn *c = conn_of(p);
+    bw_http_request *r = bw__server_request_new(c->srv);
+    if (r == NULL) {
+        c->error_status = 503;
+        return HPE_USER;
+    }
+    bw__request_init(r, c);
+    c->parsing = r;
+    c->head_started = now_ms(c);
+    c->deadline = c->head_started + c->srv->opts.headers_timeout_ms;
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    return head_append(conn_of(p), at, len);
+}
+
+static int on_url_complete(llhttp_t *p)
+{
+    bw__conn *c = conn_of(p);
+    c->parsing->target_len = (uint32_t)c->parsing->head.len;
+    return head_append(c, "", 1);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    bw__conn *c = conn_of(p);
+    bw_http_request *r = c->parsing;
+    if (r->nheaders == r->capheaders || r->headers[r->nheaders].name == UINT32_MAX) {
+        if (r->nheaders == r->capheaders) {
+            size_t cap = r->capheaders ? r->capheaders * 2 : 16;
+            bw__header *h = bw_realloc(r->headers, cap * sizeof *h);
+            if (h == NULL) {
+                c->error_status = 503;
+                return HPE_USER;
+            }
+            for (size_t i = r->capheaders; i < cap; i++)
+                h[i].name = UINT32_MAX;
+            r->headers = h;
+            r->capheaders = cap;
+        }
+        r->headers[r->nheaders].name = (uint32_t)r->head.len;
+    }
+    return head_append(c, at, len);
+}
+
+/* A field name must be a token (RFC 9110 5.1). llhttp 8 lets whitespace
+ * before the colon through, which RFC 9112 5.1 requires a server to reject
+ * with 400: it is a classic smuggling vector between proxies. */
+static bool is_token(const char *s, size_t len)
+{
+    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        bool alnum = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!alnum && (ch == '\0' || strchr(tchar_punct, ch) == NULL))
+            return false;
+    }
+    return true;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    bw__conn *c = conn_of(p);
+    bw_http_request *r = c->parsing;
+    uint32_t name = r->headers[r->nheaders].name;
+    if (!is_token(r->head.base + name, r->head.len - name)) {
+        c->error_status = 400;
+        return HPE_USER;
+    }
+    int rc = head_append(c, "", 1);
+    r->headers[r->nheaders].value = (uint32_t)r->head.len;
+    r->value_start = (uint32_t)r->head.len;
+    return rc;
+}
+
+/* llhttp joins obsolete line folding (a header line continued on the next
+ * line after whitespace) into one value. RFC 9112 5.2 lets a server reject
+ * it with 400, and it has served request smuggling, so bulwark rejects it:
+ * a second span of the same value that begins right after a line feed is a
+ * fold (a span split by the network begins at the start of a chunk that
+ * does not follow a line feed). */
+static bool is_fold(const bw__conn *c, const char *at)
+{
+    if (at > c->exec_base)
+        return at[-1] == '\n' || (at[-1] == ' ' || at[-1] == '\t');
+    return c->prev_input_lf;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    bw__conn *c = conn_of(p);
+    if (c->parsing->head.len > c->parsing->value_start && is_fold(c, at)) {
+        c->error_status = 400;
+        return HPE_USER;
+    }
+    return head_append(c, at, len);
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    bw__conn *c = conn_of(p);
+    int rc = head_append(c, "", 1);
+    if (rc == 0)
+        c->parsing->nheaders++;
+    return rc;
+}
+
+static void on_request_domain_error(bw_domain *d, bw_error *err, void *arg)
+{
+    (void)d;
+    bw_http_request *r = arg;
+    bw_http_server *srv = bw_http_request_server(r);
+    srv->opts.on_request_error(r, &r->res, err, srv->opts.request_error_data);
+}
+
+static void run_handler(void *arg)
+{
+    bw_http_request *r = arg;
+    bw_http_server *srv = r->conn->srv;
+    if (r->domain != NULL) {
+        if (bw_domain_enter(r->domain) != 0)
+            bw_throw(NULL);
+        srv->handler(r, &r->res, srv->data);
+        bw_domain_exit(r->domain);
+    } else {
+        srv->handler(r, &r->res, srv->data);
+    }
+}
+
+static void dispatch(bw__conn *c, bw_http_request *r)
+{
+    bw_http_server *srv = c->srv;
+    r->flags |= BW__REQ_HEAD_DONE;
+    if (c->qtail != NULL)
+        c->qtail->next = r;
+    else
+        c->qhead = r;
+    c->qtail = r;
+    c->inflight++;
+    srv->nrequests++;
+    if (srv->closing || c->close_after)
+        r->res.close_after = true;
+    if (srv->opts.domain_per_request) {
+        bw_domain *d = bw_domain_create();
+        if (d == NULL || bw_domain_on_error(d, on_request_domain_error, r) != 0) {
+            if (d != NULL)
+                bw_domain_release(d);
+            bw__response_send_error(&r->res, 503);
+            return;
+        }
+        bw_domain_add(d, &r->member);
+        bw_domain_add(d, &r->res.member);
+        r->domain = d;
+    }
+    r->holds++; /* while the handler runs: it may close the connection */
+    bw_invoke(srv->member.owner, run_handler, r);
+    bw__request_release(r);
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    bw__conn *c = conn_of(p);
+    bw_http_request *r = c->parsing;
+    bw_http_server *srv = c->srv;
+    if (p->http_major != 1) {
+        c->error_status = 505;
+        return HPE_USER;
+    }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > srv->opts.max_body_size) {
+        c->error_status = 413;
+        return HPE_USER;
+    }
+    r->method = (uint8_t)p->method;
+    r->version_minor = p->http_minor;
+    r->keep_alive = llhttp_should_keep_alive(p);
+    bw__request_finish_head(r);
+    const char *expect = bw_http_request_header(r, "expect");
+    if (expect != NULL) {
+        if (strcasecmp(expect, "100-continue") != 0) {
+            c->error_status = 417;
+            return HPE_USER;
+        }
+        if (r->version_minor >= 1)
+            r->flags |= BW__REQ_CONTINUE;
+    }
+    c->deadline = c->head_started + srv->opts.request_timeout_ms;
+    dispatch(c, r);
+    return c->state == BW__CONN_CLOSED ? HPE_USER : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    bw__conn *c = conn_of(p);
+    bw_http_request *r = c->parsing;
+    r->body_received += len;
+    if (r->body_received > c->srv->opts.max_body_size) {
+        c->error_status = 413;
+        return HPE_USER;
+    }
+    bw__request_body_data(r, at, len);
+    return c->state == BW__CONN_CLOSED ? HPE_USER : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    bw__conn *c = conn_of(p);
+    bw_http_server *srv = c->srv;
+    bw_http_request *r = c->parsing;
+    c->parsing = NULL;
+    r->flags |= BW__REQ_MSG_DONE;
+    bool keep_alive = r->keep_alive;
+    bw__request_body_end(r);
+    if (c->state == BW__CONN_CLOSED)
+        return HPE_USER;
+    if (r->flags & BW__REQ_FINISHED)
+        bw__server_finalize_later(srv, r);
+    c->deadline = c->inflight == 0 ? now_ms(c) + srv->opts.keepalive_timeout_ms : 0;
+    if (!keep_alive || srv->closing || c->close_after) {
+        c->close_after = true;
+        return HPE_PAUSED; /* no request after this one is read */
+    }
+    if (c->inflight >= srv->opts.max_pipelined)
+        return HPE_PAUSED;
+    return 0;
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+const llhttp_settings_t *bw__http_parser_settings(void)
+{
+    return &parser_settings;
+}

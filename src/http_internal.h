@@ -1,0 +1,210 @@
+/*
+ * http_internal.h: the HTTP server's structures, shared by http_server.c
+ * (listeners, accept, close, the periodic sweep), http_conn.c (reading,
+ * parsing, dispatch, writing, closing a connection), http_request.c and
+ * http_response.c. Never installed.
+ */
+#ifndef BULWARK_HTTP_INTERNAL_H
+#define BULWARK_HTTP_INTERNAL_H
+
+#include <llhttp.h>
+
+#include "bulwark/http.h"
+#include "buf.h"
+#include "internal.h"
+
+typedef struct bw__conn bw__conn;
+
+/* A header as offsets into the request's head buffer (which may move while
+ * the head is parsed; it is stable from headers-complete on). */
+typedef struct bw__header {
+    uint32_t name;
+    uint32_t value;
+} bw__header;
+
+typedef struct bw__out_header {
+    char *name;
+    char *value;
+} bw__out_header;
+
+struct bw_http_response {
+    bw_member member;
+    bw_http_request *req;
+    int status;
+    bw__out_header *headers; /* user headers (bw_malloc'ed strings) */
+    size_t nheaders;
+    size_t capheaders;
+    int64_t content_length; /* -1: not set by the user */
+    uint64_t body_sent;
+    bw__buf pending; /* output waiting for earlier responses (pipelining) */
+    bw_http_drain_cb drain_cb;
+    void *drain_arg;
+    bool headers_sent;
+    bool ended;
+    bool chunked;
+    bool close_after; /* Connection: close */
+    bool head_only;   /* a response to HEAD: no body on the wire */
+};
+
+enum bw__req_flag {
+    BW__REQ_HEAD_DONE = 1 << 0,     /* headers complete, handler dispatched */
+    BW__REQ_MSG_DONE = 1 << 1,      /* the whole message (body) parsed */
+    BW__REQ_FINISHED = 1 << 2,      /* response ended and handed to the connection */
+    BW__REQ_ABORTED = 1 << 3,       /* the client went away */
+    BW__REQ_CONTINUE = 1 << 4,      /* Expect: 100-continue, not yet answered */
+    BW__REQ_FINALIZING = 1 << 5,    /* queued for finalization */
+    BW__REQ_BODY_TOO_BIG = 1 << 6,
+};
+
+struct bw_http_request {
+    bw_member member;
+    bw_http_response res;
+    bw__conn *conn; /* NULL once detached from its connection */
+    bw_http_server *srv;
+    bw_http_request *next; /* in the connection's queue, or in a free/finalize list */
+    uint32_t holds;        /* the connection's + the user's */
+    uint32_t flags;
+    uint8_t method;
+    uint8_t version_minor;
+    bool keep_alive;
+    bw__buf head; /* target, then name\0value\0 pairs */
+    uint32_t target_len;
+    uint32_t value_start; /* offset of the header value being parsed */
+    uint32_t path_len; /* bytes of target before '?' */
+    bw__header *headers;
+    size_t nheaders;
+    size_t capheaders;
+    char *path; /* NUL-terminated copies in head: see http_conn.c */
+    char *query;
+    uint64_t body_received;
+    bw__buf body; /* buffered body (no reader yet, or read_body) */
+    bw_http_body_cb body_cb;
+    bw_http_body_done_cb body_done_cb;
+    void *body_arg;
+    bw_http_abort_cb abort_cb;
+    void *abort_arg;
+    bw_domain *domain;
+    bw__arena arena;
+    void *data;
+};
+
+enum bw__conn_state {
+    BW__CONN_OPEN = 0,  /* reading requests */
+    BW__CONN_GRACE = 1, /* server closing: an idle connection's last chance */
+    BW__CONN_LINGER = 2, /* our side shut down; reading until the client closes */
+    BW__CONN_CLOSED = 3, /* uv_close called */
+};
+
+struct bw__conn {
+    uv_tcp_t tcp;
+    bw_http_server *srv;
+    bw__conn *prev; /* in the server's connection list */
+    bw__conn *next;
+    llhttp_t parser;
+    int state;
+    bw_http_request *parsing; /* the request being parsed */
+    bw_http_request *qhead;   /* dispatched, response not yet handed over */
+    bw_http_request *qtail;
+    size_t inflight;
+    bw__buf out;     /* bytes to write */
+    bw__buf writing; /* bytes handed to uv_write */
+    bw__buf pending_in; /* unparsed input kept while parsing is paused */
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    uint64_t deadline; /* loop ms; 0: none */
+    uint64_t head_started; /* when the current request's first byte came */
+    int error_status;  /* status to answer for a parse error (400, 413, 431) */
+    bool in_feed;      /* inside the read callback: writes are batched */
+    bool reading;
+    bool paused;       /* parser paused (pipelining bound, close decided) */
+    bool eof;          /* the client shut down its side */
+    bool close_after;  /* close once the output is written */
+    bool write_pending;
+    bool resume_queued;
+    bool prev_input_lf;     /* the previous input chunk ended with '\n' */
+    const char *exec_base;  /* start of the chunk being parsed (fold detection) */
+    bw__conn *resume_next; /* in the server's resume list */
+    char peer[64];
+};
+
+struct bw_http_server {
+    bw_member member;
+    bw_loop *loop;
+    bw_http_options opts;
+    bw_http_handler handler;
+    void *data;
+    uv_tcp_t listeners[4];
+    size_t nlisteners;
+    size_t listeners_open; /* not yet closed */
+    int port;
+    bool accepting;
+    bool closing;
+    bool closed;
+    bw__conn *conns;
+    size_t nconns;
+    size_t nrequests; /* dispatched and not finalized */
+    uv_timer_t sweep;
+    bool sweep_running;
+    uv_check_t finalize_check;
+    uv_idle_t finalize_idle;
+    bw_http_request *finalize_head;
+    bw__conn *resume_head; /* connections whose parser waits to resume */
+    bw_http_request *free_requests; /* recycled request structs */
+    size_t nfree_requests;
+    bw_http_close_cb close_cb;
+    void *close_data;
+    size_t handles_open; /* sweep + check + idle + listeners, for free() */
+    uint64_t refused_logged_at;
+    uint64_t refused_since_log;
+    char *readbuf; /* shared by every connection: parsed before the next read */
+};
+
+#define BW__READBUF_SIZE (64 * 1024)
+
+/* http_conn.c */
+BW__HIDDEN void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener);
+BW__HIDDEN void bw__conn_sweep(bw__conn *c, uint64_t now);
+BW__HIDDEN void bw__conn_close_idle(bw__conn *c);
+BW__HIDDEN void bw__conn_destroy(bw__conn *c, bool reset);
+BW__HIDDEN void bw__conn_flush(bw__conn *c);
+BW__HIDDEN void bw__conn_response_ended(bw__conn *c, bw_http_request *r);
+BW__HIDDEN void bw__conn_response_output(bw__conn *c, bw_http_request *r, const void *data,
+                                         size_t len);
+BW__HIDDEN void bw__conn_start_reading(bw__conn *c);
+BW__HIDDEN void bw__conn_resume(bw__conn *c);
+BW__HIDDEN const char *bw__conn_peer(bw__conn *c);
+BW__HIDDEN bool bw__conn_over_output_bound(const bw__conn *c);
+BW__HIDDEN const llhttp_settings_t *bw__http_parser_settings(void);
+
+/* http_server.c */
+BW__HIDDEN void bw__server_conn_gone(bw_http_server *srv, bw__conn *c);
+BW__HIDDEN void bw__server_finalize_later(bw_http_server *srv, bw_http_request *r);
+/* Make sure the check phase runs this iteration (resumes, finalizations). */
+BW__HIDDEN void bw__server_wake(bw_http_server *srv);
+BW__HIDDEN bw_http_request *bw__server_request_new(bw_http_server *srv);
+BW__HIDDEN void bw__server_request_recycle(bw_http_server *srv, bw_http_request *r);
+BW__HIDDEN void bw__server_log_refusal(bw_http_server *srv);
+
+/* http_request.c */
+BW__HIDDEN void bw__request_init(bw_http_request *r, bw__conn *c);
+BW__HIDDEN void bw__request_reset(bw_http_request *r);
+BW__HIDDEN void bw__request_finish_head(bw_http_request *r);
+BW__HIDDEN void bw__request_body_data(bw_http_request *r, const char *data, size_t len);
+BW__HIDDEN void bw__request_body_end(bw_http_request *r);
+BW__HIDDEN void bw__request_abort(bw_http_request *r);
+BW__HIDDEN void bw__request_release(bw_http_request *r);
+BW__HIDDEN void bw__request_send_continue(bw_http_request *r);
+BW__HIDDEN void bw__request_dispose_domain(bw_http_request *r);
+
+/* http_response.c */
+BW__HIDDEN void bw__response_init(bw_http_response *res, bw_http_request *r);
+BW__HIDDEN void bw__response_reset(bw_http_response *res);
+/* A complete response generated by the server itself (400, 408, 413...). */
+BW__HIDDEN void bw__response_send_error(bw_http_response *res, int status);
+/* Serialize a minimal response into buf (for refusals outside a request). */
+BW__HIDDEN size_t bw__response_simple(char *buf, size_t size, int status);
+BW__HIDDEN void bw__response_drained(bw_http_response *res);
+BW__HIDDEN void bw__response_default_error(bw_http_request *req, bw_http_response *res,
+                                           bw_error *err, void *data);
+
+#endif /* BULWARK_HTTP_INTERNAL_H */

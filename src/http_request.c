@@ -1,0 +1,361 @@
+/*
+ * http_request.c: the request: its head (target, path, query, headers),
+ * its body (streamed or buffered), the client going away, and its life.
+ *
+ * Holds: one for the server, from the first byte until the request is
+ * finalized (response finished and message parsed, or the connection gone);
+ * one per user bw_http_request_hold. The struct is recycled when the last
+ * hold goes.
+ */
+#include <errno.h>
+#include <strings.h>
+
+#include "http_internal.h"
+
+static void request_member_dispose(bw_member *m);
+static const bw__member_ops request_member_ops = {"http-request", request_member_dispose};
+
+void bw__request_init(bw_http_request *r, bw__conn *c)
+{
+    /* Keep the buffers of a recycled struct; reset everything else. */
+    bw__buf head = r->head;
+    bw__header *headers = r->headers;
+    size_t capheaders = r->capheaders;
+    bw__out_header *out_headers = r->res.headers;
+    size_t cap_out = r->res.capheaders;
+    memset(r, 0, sizeof *r);
+    r->head = head;
+    r->head.len = 0;
+    r->headers = headers;
+    r->capheaders = capheaders;
+    for (size_t i = 0; i < capheaders; i++)
+        headers[i].name = UINT32_MAX;
+    r->res.headers = out_headers;
+    r->res.capheaders = cap_out;
+    bw__member_init(&r->member, &request_member_ops);
+    r->conn = c;
+    r->srv = c->srv;
+    r->holds = 1;
+    bw__response_init(&r->res, r);
+}
+
+void bw__request_finish_head(bw_http_request *r)
+{
+    const char *target = r->head.base;
+    const char *q = memchr(target, '?', r->target_len);
+    size_t path_len = q != NULL ? (size_t)(q - target) : r->target_len;
+    size_t query_len = q != NULL ? r->target_len - path_len - 1 : 0;
+    size_t path_off = r->head.len;
+    /* Copies with their own NUL after the headers; the head buffer does not
+     * change after this, so pointers into it stay valid. */
+    if (bw__buf_reserve(&r->head, path_len + query_len + 2) != 0) {
+        r->path = r->query = (char *)"";
+        return;
+    }
+    target = r->head.base;
+    bw__buf_append(&r->head, target, path_len);
+    bw__buf_append(&r->head, "", 1);
+    size_t query_off = r->head.len;
+    if (q != NULL)
+        bw__buf_append(&r->head, target + path_len + 1, query_len);
+    bw__buf_append(&r->head, "", 1);
+    r->path = r->head.base + path_off;
+    r->query = r->head.base + query_off;
+}
+
+/* ---- Head -------------------------------------------------------------- */
+
+const char *bw_http_request_method(const bw_http_request *req)
+{
+    return llhttp_method_name((llhttp_method_t)req->method);
+}
+
+const char *bw_http_request_target(const bw_http_request *req)
+{
+    return req->head.base;
+}
+
+const char *bw_http_request_path(const bw_http_request *req)
+{
+    return req->path;
+}
+
+const char *bw_http_request_query(const bw_http_request *req)
+{
+    return req->query;
+}
+
+int bw_http_request_version_minor(const bw_http_request *req)
+{
+    return req->version_minor;
+}
+
+const char *bw_http_request_header_nth(const bw_http_request *req, const char *name, size_t n)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (strcasecmp(req->head.base + req->headers[i].name, name) == 0 && n-- == 0)
+            return req->head.base + req->headers[i].value;
+    }
+    return NULL;
+}
+
+const char *bw_http_request_header(const bw_http_request *req, const char *name)
+{
+    return bw_http_request_header_nth(req, name, 0);
+}
+
+size_t bw_http_request_header_count(const bw_http_request *req)
+{
+    return req->nheaders;
+}
+
+bool bw_http_request_header_at(const bw_http_request *req, size_t i, const char **name,
+                               const char **value)
+{
+    if (i >= req->nheaders)
+        return false;
+    if (name != NULL)
+        *name = req->head.base + req->headers[i].name;
+    if (value != NULL)
+        *value = req->head.base + req->headers[i].value;
+    return true;
+}
+
+/* ---- Body -------------------------------------------------------------- */
+
+typedef struct body_call {
+    bw_http_request *r;
+    const char *data;
+    size_t len;
+    bool last;
+} body_call;
+
+static void body_task(void *arg)
+{
+    body_call *b = arg;
+    bw_http_request *r = b->r;
+    if (r->body_cb != NULL)
+        r->body_cb(r, b->data, b->len, b->last, r->body_arg);
+    else if (b->last && r->body_done_cb != NULL)
+        r->body_done_cb(r, b->data, b->len, r->body_arg);
+}
+
+/* Call the user's body reader inside the request's domain, under a guard. */
+static void deliver(bw_http_request *r, const char *data, size_t len, bool last)
+{
+    body_call b = {r, data, len, last};
+    r->holds++;
+    bw_invoke(r->domain != NULL ? r->domain : r->srv->member.owner, body_task, &b);
+    bw__request_release(r);
+}
+
+void bw__request_body_data(bw_http_request *r, const char *data, size_t len)
+{
+    if (r->flags & (BW__REQ_FINISHED | BW__REQ_ABORTED))
+        return; /* answered already: the rest of the body is read and dropped */
+    if (r->body_cb != NULL) {
+        deliver(r, data, len, false);
+        return;
+    }
+    if (bw__buf_append(&r->body, data, len) != 0) {
+        bw_log(BW_LOG_ERROR, "http: out of memory buffering a request body");
+        r->flags |= BW__REQ_ABORTED;
+    }
+}
+
+void bw__request_body_end(bw_http_request *r)
+{
+    if (r->flags & (BW__REQ_FINISHED | BW__REQ_ABORTED))
+        return;
+    if (r->body_cb != NULL)
+        deliver(r, NULL, 0, true);
+    else if (r->body_done_cb != NULL)
+        deliver(r, r->body.base, r->body.len, true);
+}
+
+void bw__request_send_continue(bw_http_request *r)
+{
+    if (!(r->flags & BW__REQ_CONTINUE) || r->res.headers_sent || r->conn == NULL)
+        return;
+    r->flags &= ~(uint32_t)BW__REQ_CONTINUE;
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    bw__conn_response_output(r->conn, r, msg, sizeof msg - 1);
+    if (!r->conn->in_feed)
+        bw__conn_flush(r->conn);
+}
+
+/* Buffered body that arrived before the reader was set, delivered after
+ * the current callback (a callback never runs inside the call that set it). */
+static void deliver_buffered(void *arg)
+{
+    bw_http_request *r = arg;
+    if (!(r->flags & (BW__REQ_FINISHED | BW__REQ_ABORTED))) {
+        if (r->body_cb != NULL) {
+            if (r->body.len > 0)
+                r->body_cb(r, r->body.base, r->body.len, false, r->body_arg);
+            if (r->flags & BW__REQ_MSG_DONE)
+                r->body_cb(r, NULL, 0, true, r->body_arg);
+        } else if (r->body_done_cb != NULL && (r->flags & BW__REQ_MSG_DONE)) {
+            r->body_done_cb(r, r->body.base, r->body.len, r->body_arg);
+        }
+    }
+    bw__request_release(r);
+}
+
+static int set_reader(bw_http_request *r, bw_http_body_cb cb, bw_http_body_done_cb done,
+                      void *arg)
+{
+    if (r->body_cb != NULL || r->body_done_cb != NULL)
+        return BW_ESTATE;
+    r->body_cb = cb;
+    r->body_done_cb = done;
+    r->body_arg = arg;
+    bw__request_send_continue(r);
+    bool have_buffered = r->body.len > 0 || (r->flags & BW__REQ_MSG_DONE);
+    if (have_buffered) {
+        r->holds++;
+        int rc = bw_next_tick(r->srv->loop, deliver_buffered, r);
+        if (rc != 0) {
+            r->holds--;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int bw_http_request_on_body(bw_http_request *req, bw_http_body_cb cb, void *arg)
+{
+    return set_reader(req, cb, NULL, arg);
+}
+
+int bw_http_request_read_body(bw_http_request *req, bw_http_body_done_cb cb, void *arg)
+{
+    return set_reader(req, NULL, cb, arg);
+}
+
+/* ---- Abort ------------------------------------------------------------- */
+
+static void abort_task(void *arg)
+{
+    bw_http_request *r = arg;
+    if (r->abort_cb != NULL)
+        r->abort_cb(r, r->abort_arg);
+}
+
+void bw__request_abort(bw_http_request *r)
+{
+    r->flags |= BW__REQ_ABORTED | BW__REQ_MSG_DONE;
+    r->conn = NULL;
+    r->res.ended = true; /* nothing more can be sent */
+    if (r->abort_cb != NULL) {
+        r->holds++;
+        bw_invoke(r->domain != NULL ? r->domain : r->srv->member.owner, abort_task, r);
+        bw__request_release(r);
+    }
+    bw__server_finalize_later(r->srv, r);
+}
+
+bool bw_http_request_aborted(const bw_http_request *req)
+{
+    return (req->flags & BW__REQ_ABORTED) != 0;
+}
+
+void bw_http_request_on_abort(bw_http_request *req, bw_http_abort_cb cb, void *arg)
+{
+    req->abort_cb = cb;
+    req->abort_arg = arg;
+}
+
+/* ---- Life -------------------------------------------------------------- */
+
+void bw__request_dispose_domain(bw_http_request *r)
+{
+    bw_domain *d = r->domain;
+    if (d == NULL)
+        return;
+    r->domain = NULL;
+    bw_domain_dispose(d);
+    bw_domain_release(d);
+}
+
+void bw__request_release(bw_http_request *r)
+{
+    if (--r->holds > 0)
+        return;
+    bw_http_server *srv = r->srv;
+    bw__member_unbind(&r->member);
+    bw__member_unbind(&r->res.member);
+    bw__request_dispose_domain(r);
+    if (r->flags & BW__REQ_HEAD_DONE)
+        srv->nrequests--;
+    bw__arena_free_all(&r->arena);
+    bw__buf_free(&r->body);
+    bw__response_reset(&r->res);
+    bw__server_request_recycle(srv, r);
+}
+
+void bw_http_request_hold(bw_http_request *req)
+{
+    req->holds++;
+}
+
+void bw_http_request_release(bw_http_request *req)
+{
+    bw__request_release(req);
+}
+
+static void request_member_dispose(bw_member *m)
+{
+    /* The request's domain is going: stop delivering its body. */
+    bw_http_request *r = BW__CONTAINER_OF(m, bw_http_request, member);
+    r->body_cb = NULL;
+    r->body_done_cb = NULL;
+    r->abort_cb = NULL;
+}
+
+void *bw_http_request_alloc(bw_http_request *req, size_t size)
+{
+    return bw__arena_alloc(&req->arena, size);
+}
+
+bw_domain *bw_http_request_domain(const bw_http_request *req)
+{
+    return req->domain;
+}
+
+bw_http_server *bw_http_request_server(const bw_http_request *req)
+{
+    return req->srv;
+}
+
+bw_loop *bw_http_request_loop(const bw_http_request *req)
+{
+    return req->srv->loop;
+}
+
+const char *bw_http_request_peer(const bw_http_request *req)
+{
+    if (req->conn == NULL)
+        return "?";
+    return bw__conn_peer(req->conn);
+}
+
+void bw_http_request_set_data(bw_http_request *req, void *data)
+{
+    req->data = data;
+}
+
+void *bw_http_request_data(const bw_http_request *req)
+{
+    return req->data;
+}
+
+bw_member *bw_http_request_member(bw_http_request *req)
+{
+    return &req->member;
+}
+
+bw_http_response *bw_http_request_response(bw_http_request *req)
+{
+    return &req->res;
+}

@@ -1,0 +1,466 @@
+/*
+ * http_server.c: the server: options, listeners, accepting, graceful close,
+ * the periodic sweep that enforces every connection's deadline, and the
+ * deferred finalization of requests.
+ *
+ * Deadlines are plain stores into each connection (no timer operation per
+ * request); one unref'd periodic timer per server sweeps the connections
+ * and acts on the expired ones. Its period follows the smallest configured
+ * timeout, so short test timeouts stay precise.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "http_internal.h"
+
+#define BW__FREE_REQUESTS_MAX 64
+
+static const bw__member_ops server_member_ops = {"http-server", NULL};
+
+void bw_http_options_init(bw_http_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_head_size = 16 * 1024;
+    o->max_body_size = 1024 * 1024;
+    o->headers_timeout_ms = 60 * 1000;
+    o->request_timeout_ms = 300 * 1000;
+    o->keepalive_timeout_ms = 75 * 1000;
+    o->max_connections = 16384;
+    o->max_pipelined = 16;
+    o->max_output_buffer = 1024 * 1024;
+    o->close_grace_ms = 100;
+    o->lingering_timeout_ms = 5 * 1000;
+    o->backlog = 511;
+    o->domain_per_request = true;
+}
+
+static bool options_valid(const bw_http_options *o)
+{
+    return o->max_head_size >= 64 && o->max_head_size < UINT32_MAX / 2 && o->headers_timeout_ms &&
+           o->request_timeout_ms && o->keepalive_timeout_ms && o->max_connections &&
+           o->max_pipelined && o->max_output_buffer && o->lingering_timeout_ms && o->backlog > 0;
+}
+
+int bw_http_server_new(bw_loop *loop, const bw_http_options *options, bw_http_handler handler,
+                       void *data, bw_http_server **out)
+{
+    *out = NULL;
+    bw_http_options defaults;
+    if (options == NULL) {
+        bw_http_options_init(&defaults);
+        options = &defaults;
+    }
+    if (!options_valid(options) || handler == NULL)
+        return -EINVAL;
+    bw_http_server *s = bw_calloc(1, sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    s->readbuf = bw_malloc(BW__READBUF_SIZE);
+    if (s->readbuf == NULL) {
+        bw_free(s);
+        return -ENOMEM;
+    }
+    bw__member_init(&s->member, &server_member_ops);
+    s->loop = loop;
+    s->opts = *options;
+    if (s->opts.on_request_error == NULL)
+        s->opts.on_request_error = bw__response_default_error;
+    s->handler = handler;
+    s->data = data;
+    bw__member_bind_active(&s->member);
+    *out = s;
+    return 0;
+}
+
+/* ---- Periodic sweep and deferred finalization -------------------------- */
+
+static void on_sweep(uv_timer_t *timer)
+{
+    bw_http_server *s = timer->data;
+    uint64_t now = uv_now(s->loop->uv);
+    bw__conn *c = s->conns;
+    while (c != NULL) {
+        bw__conn *next = c->next; /* the sweep may close c */
+        if (c->deadline != 0 && now >= c->deadline)
+            bw__conn_sweep(c, now);
+        c = next;
+    }
+}
+
+static uint64_t sweep_period(const bw_http_options *o)
+{
+    uint64_t m = o->headers_timeout_ms;
+    uint64_t all[] = {o->request_timeout_ms, o->keepalive_timeout_ms, o->lingering_timeout_ms,
+                      o->close_grace_ms ? o->close_grace_ms : UINT64_MAX};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i] < m)
+            m = all[i];
+    m /= 4;
+    return m < 5 ? 5 : m > 1000 ? 1000 : m;
+}
+
+static void finalize_pending(bw_http_server *s)
+{
+    while (s->finalize_head != NULL) {
+        bw_http_request *r = s->finalize_head;
+        s->finalize_head = r->next;
+        r->next = NULL;
+        r->flags &= ~(uint32_t)BW__REQ_FINALIZING;
+        bw__request_dispose_domain(r);
+        bw__request_release(r);
+    }
+}
+
+static void maybe_complete_close(bw_http_server *s);
+
+static void resume_pending(bw_http_server *s)
+{
+    while (s->resume_head != NULL) {
+        bw__conn *c = s->resume_head;
+        s->resume_head = c->resume_next;
+        bw__conn_resume(c);
+    }
+}
+
+static void on_finalize_check(uv_check_t *check)
+{
+    bw_http_server *s = check->data;
+    resume_pending(s);
+    finalize_pending(s);
+    uv_check_stop(&s->finalize_check);
+    uv_idle_stop(&s->finalize_idle);
+    maybe_complete_close(s);
+}
+
+static void noop_idle(uv_idle_t *idle)
+{
+    (void)idle;
+}
+
+void bw__server_wake(bw_http_server *s)
+{
+    if (!uv_is_active((uv_handle_t *)&s->finalize_check)) {
+        uv_check_start(&s->finalize_check, on_finalize_check);
+        uv_idle_start(&s->finalize_idle, noop_idle); /* no blocking poll meanwhile */
+    }
+}
+
+void bw__server_finalize_later(bw_http_server *s, bw_http_request *r)
+{
+    if (r->flags & BW__REQ_FINALIZING)
+        return;
+    r->flags |= BW__REQ_FINALIZING;
+    r->next = s->finalize_head;
+    s->finalize_head = r;
+    bw__server_wake(s);
+}
+
+static int start_internal_handles(bw_http_server *s)
+{
+    if (s->handles_open > 0 || s->nlisteners > 0)
+        return 0;
+    uv_timer_init(s->loop->uv, &s->sweep);
+    uv_check_init(s->loop->uv, &s->finalize_check);
+    uv_idle_init(s->loop->uv, &s->finalize_idle);
+    s->sweep.data = s;
+    s->finalize_check.data = s;
+    s->finalize_idle.data = s;
+    s->handles_open = 3;
+    uint64_t period = sweep_period(&s->opts);
+    uv_timer_start(&s->sweep, on_sweep, period, period);
+    uv_unref((uv_handle_t *)&s->sweep);
+    uv_unref((uv_handle_t *)&s->finalize_check);
+    s->sweep_running = true;
+    return 0;
+}
+
+/* ---- Requests: a small free list keeps allocation off the hot path ----- */
+
+bw_http_request *bw__server_request_new(bw_http_server *s)
+{
+    bw_http_request *r = s->free_requests;
+    if (r != NULL) {
+        s->free_requests = r->next;
+        s->nfree_requests--;
+        r->next = NULL;
+        return r;
+    }
+    return bw_calloc(1, sizeof *r);
+}
+
+void bw__server_request_recycle(bw_http_server *s, bw_http_request *r)
+{
+    if (s->nfree_requests >= BW__FREE_REQUESTS_MAX || s->closed) {
+        bw__buf_free(&r->head);
+        bw_free(r->headers);
+        bw_free(r->res.headers);
+        bw_free(r);
+        return;
+    }
+    r->next = s->free_requests;
+    s->free_requests = r;
+    s->nfree_requests++;
+}
+
+static void free_request_pool(bw_http_server *s)
+{
+    while (s->free_requests != NULL) {
+        bw_http_request *r = s->free_requests;
+        s->free_requests = r->next;
+        bw__buf_free(&r->head);
+        bw_free(r->headers);
+        bw_free(r->res.headers);
+        bw_free(r);
+    }
+    s->nfree_requests = 0;
+}
+
+/* ---- Listening --------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    bw_http_server *s = listener->data;
+    if (status < 0) {
+        bw_log(BW_LOG_WARN, "http: accept failed: %s", bw_strerror(status));
+        return;
+    }
+    if (!s->accepting)
+        return;
+    bw__conn_accept(s, listener);
+}
+
+static int record_port(bw_http_server *s, uv_tcp_t *listener)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = uv_tcp_getsockname(listener, (struct sockaddr *)&ss, &len);
+    if (rc != 0)
+        return rc;
+    if (s->port == 0) {
+        if (ss.ss_family == AF_INET)
+            s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    bw_http_server *s = h->data;
+    s->listeners_open--;
+    maybe_complete_close(s);
+}
+
+static uv_tcp_t *next_listener(bw_http_server *s, int *rc)
+{
+    if (s->closing || s->closed) {
+        *rc = BW_ENOTRUNNING;
+        return NULL;
+    }
+    if (s->nlisteners == sizeof s->listeners / sizeof s->listeners[0]) {
+        *rc = BW_ELIMIT;
+        return NULL;
+    }
+    start_internal_handles(s);
+    uv_tcp_t *l = &s->listeners[s->nlisteners];
+    *rc = uv_tcp_init(s->loop->uv, l);
+    if (*rc != 0)
+        return NULL;
+    l->data = s;
+    return l;
+}
+
+static int commit_listener(bw_http_server *s, uv_tcp_t *l, int rc)
+{
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)l, s->opts.backlog, on_connection);
+    if (rc == 0)
+        rc = record_port(s, l);
+    s->nlisteners++;
+    s->listeners_open++;
+    if (rc != 0) {
+        uv_close((uv_handle_t *)l, on_listener_closed);
+        return rc;
+    }
+    s->accepting = true;
+    return 0;
+}
+
+int bw_http_server_listen(bw_http_server *s, const char *host, int port)
+{
+    if (port < 0 || port > 65535)
+        return -EINVAL;
+    if (host == NULL || strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_storage addr;
+    int rc;
+    if (strchr(host, ':') != NULL)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    else
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc != 0)
+        return -EINVAL;
+    uv_tcp_t *l = next_listener(s, &rc);
+    if (l == NULL)
+        return rc;
+    rc = uv_tcp_bind(l, (const struct sockaddr *)&addr, 0);
+    return commit_listener(s, l, rc);
+}
+
+int bw_http_server_listen_fd(bw_http_server *s, int fd)
+{
+    int rc;
+    uv_tcp_t *l = next_listener(s, &rc);
+    if (l == NULL)
+        return rc;
+    rc = uv_tcp_open(l, fd);
+    return commit_listener(s, l, rc);
+}
+
+int bw_http_server_port(const bw_http_server *s)
+{
+    return s->port;
+}
+
+bool bw_http_server_is_listening(const bw_http_server *s)
+{
+    return s->accepting;
+}
+
+/* ---- Closing ----------------------------------------------------------- */
+
+void bw_http_server_stop_accepting(bw_http_server *s)
+{
+    if (!s->accepting)
+        return;
+    s->accepting = false;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        uv_handle_t *h = (uv_handle_t *)&s->listeners[i];
+        if (!uv_is_closing(h))
+            uv_close(h, on_listener_closed);
+    }
+}
+
+static void on_internal_closed(uv_handle_t *h)
+{
+    bw_http_server *s = h->data;
+    if (--s->handles_open > 0)
+        return;
+    s->closed = true;
+    s->closing = false;
+    free_request_pool(s);
+    if (s->close_cb != NULL)
+        s->close_cb(s, 0, s->close_data);
+}
+
+/* The last step of close: every connection is gone and the listeners are
+ * closed; stop the sweep and the finalizer, then tell the user. */
+static void maybe_complete_close(bw_http_server *s)
+{
+    if (!s->closing || s->nconns > 0 || s->listeners_open > 0 || !s->sweep_running)
+        return;
+    finalize_pending(s);
+    s->sweep_running = false;
+    uv_close((uv_handle_t *)&s->sweep, on_internal_closed);
+    uv_close((uv_handle_t *)&s->finalize_check, on_internal_closed);
+    uv_close((uv_handle_t *)&s->finalize_idle, on_internal_closed);
+}
+
+int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
+{
+    if (s->closing)
+        return BW_ECLOSING;
+    if (s->closed || s->nlisteners == 0)
+        return BW_ENOTRUNNING;
+    s->closing = true;
+    s->close_cb = cb;
+    s->close_data = data;
+    bw_http_server_stop_accepting(s);
+    bw_http_server_close_idle_connections(s);
+    /* Busy connections close when their last response is out (they answer
+     * Connection: close from now on). The completion is always deferred,
+     * so cb never runs inside this call. */
+    bw__server_wake(s);
+    return 0;
+}
+
+void bw_http_server_close_idle_connections(bw_http_server *s)
+{
+    bw__conn *c = s->conns;
+    while (c != NULL) {
+        bw__conn *next = c->next;
+        bw__conn_close_idle(c);
+        c = next;
+    }
+}
+
+void bw_http_server_close_all_connections(bw_http_server *s)
+{
+    bw__conn *c = s->conns;
+    while (c != NULL) {
+        bw__conn *next = c->next;
+        bw__conn_destroy(c, true);
+        c = next;
+    }
+}
+
+void bw__server_conn_gone(bw_http_server *s, bw__conn *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    s->nconns--;
+    if (s->closing && s->nconns == 0)
+        bw__server_wake(s); /* completes the close from the check phase */
+}
+
+size_t bw_http_server_connection_count(const bw_http_server *s)
+{
+    return s->nconns;
+}
+
+size_t bw_http_server_request_count(const bw_http_server *s)
+{
+    return s->nrequests;
+}
+
+int bw_http_server_free(bw_http_server *s)
+{
+    if (s == NULL)
+        return 0;
+    bool never_listened = s->nlisteners == 0 && s->handles_open == 0;
+    if (!never_listened && !s->closed)
+        return BW_EBUSY;
+    bw__member_unbind(&s->member);
+    free_request_pool(s);
+    bw_free(s->readbuf);
+    bw_free(s);
+    return 0;
+}
+
+bw_loop *bw_http_server_loop(const bw_http_server *s)
+{
+    return s->loop;
+}
+
+bw_member *bw_http_server_member(bw_http_server *s)
+{
+    return &s->member;
+}
+
+void bw__server_log_refusal(bw_http_server *s)
+{
+    uint64_t now = uv_now(s->loop->uv);
+    s->refused_since_log++;
+    if (s->refused_logged_at != 0 && now - s->refused_logged_at < 1000)
+        return;
+    bw_log(BW_LOG_WARN,
+           "http: 503 refused %llu connection(s): the limit of %zu open connections is reached",
+           (unsigned long long)s->refused_since_log, s->opts.max_connections);
+    s->refused_logged_at = now;
+    s->refused_since_log = 0;
+}

@@ -1,0 +1,289 @@
+"""Helpers for bulwark's end-to-end tests: start a server binary, wait for
+it to be ready (by reading the line it prints, with a deadline: never a
+sleep), talk to it with raw sockets, parse HTTP/1.1 responses, and check
+how the process ended.
+
+The server binary comes from BW_BUILD_DIR (set by CTest); BW_VARIANT=asan
+selects the ASan+UBSan build.
+"""
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+BUILD_DIR = os.environ.get("BW_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build/gcc"))
+VARIANT = os.environ.get("BW_VARIANT", "plain")
+
+
+def binary(name):
+    """The server binary of this variant; never silently another one."""
+    suffix = "_asan" if VARIANT == "asan" else ""
+    path = os.path.join(BUILD_DIR, "tests", name + suffix)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is not built (variant {VARIANT})")
+    return path
+
+
+class Process:
+    """A child process whose combined output is collected by a thread."""
+
+    def __init__(self, argv, env=None, ready_pattern="listening ", ready_timeout=10.0):
+        full_env = dict(os.environ)
+        full_env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        full_env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        if env:
+            full_env.update({k: str(v) for k, v in env.items()})
+        self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self._lines = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = None
+        if ready_pattern is not None:
+            line = self.wait_for(ready_pattern, ready_timeout)
+            self.port = int(line.split()[-1])
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self._cond:
+                self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._lines.append(None)  # end of output
+            self._cond.notify_all()
+
+    def output(self):
+        with self._cond:
+            return "\n".join(l for l in self._lines if l is not None)
+
+    def wait_for(self, pattern, timeout=10.0, start=0):
+        """Wait until a line containing `pattern` appears; return it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self._lines[start:]:
+                    if line is not None and pattern in line:
+                        return line
+                if self._lines and self._lines[-1] is None:
+                    raise AssertionError(f"process ended before {pattern!r}:\n{self.output()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting for {pattern!r}:\n{self.output()}")
+                self._cond.wait(left)
+
+    def wait_count(self, pattern, n, timeout=10.0):
+        """Wait until `pattern` has appeared on at least n lines."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.count_locked(pattern) < n:
+                if self._lines and self._lines[-1] is None:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self.count_locked(pattern) >= n
+
+    def count_locked(self, pattern):
+        return sum(1 for l in self._lines if l is not None and pattern in l)
+
+    def count(self, pattern):
+        with self._cond:
+            return sum(1 for l in self._lines if l is not None and pattern in l)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=20.0):
+        """Wait for exit; return the exit code (negative: killed by that signal)."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"process did not exit within {timeout}s:\n{self.output()}")
+        # Everything the process wrote is read before anyone looks at it.
+        self._reader.join(timeout)
+        return code
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def start_server(env=None, name="http_test_server"):
+    return Process([binary(name)], env=env)
+
+
+def stop_server(p, sig=signal.SIGUSR1, timeout=20.0):
+    """Close gracefully and require a clean exit (status 0: no leak under
+    ASan, no handle left open)."""
+    if p.proc.poll() is None:
+        p.signal(sig)
+    code = p.wait(timeout)
+    assert code == 0, f"server exit status {code}:\n{p.output()}"
+    return code
+
+
+def connect(port, host="127.0.0.1", timeout=5.0):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    return s
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name lowercased, value)
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name):
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers} {self.body[:60]!r}>"
+
+
+class Reader:
+    """Reads HTTP/1.1 responses from a socket, keeping leftover bytes."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            self.eof = True
+            raise EOFError("connection closed by the server")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self, head_request=False):
+        while True:
+            status_line = self._line()
+            parts = status_line.decode("latin-1").split(" ", 2)
+            status = int(parts[1])
+            headers = []
+            raw = [status_line]
+            while True:
+                line = self._line()
+                raw.append(line)
+                if line == b"":
+                    break
+                k, v = line.decode("latin-1").split(":", 1)
+                headers.append((k.strip().lower(), v.strip()))
+            if status == 100:
+                continue  # interim response
+            break
+        resp = Response(status, parts[2] if len(parts) > 2 else "", headers, b"", b"\r\n".join(raw))
+        if head_request or status in (204, 304):
+            return resp
+        te = resp.header("transfer-encoding")
+        cl = resp.header("content-length")
+        if te and "chunked" in te.lower():
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line() != b"":
+                        pass
+                    break
+                body += self._exact(size)
+                self._exact(2)
+            resp.body = body
+        elif cl is not None:
+            resp.body = self._exact(int(cl))
+        else:
+            chunks = [self.buf]
+            self.buf = b""
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+            self.eof = True
+            resp.body = b"".join(chunks)
+        return resp
+
+    def closed(self, timeout=5.0):
+        """True if the server closes the connection (EOF or reset) within
+        `timeout` without sending anything more."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        if data:
+            self.buf += data
+            return False
+        return True
+
+
+def request(port, path="/", method="GET", headers=None, body=b"", host="127.0.0.1", timeout=10.0):
+    """One request on a fresh connection; returns the Response."""
+    s = connect(port, host, timeout)
+    try:
+        s.sendall(build(path, method, headers, body))
+        return Reader(s).response(head_request=(method == "HEAD"))
+    finally:
+        s.close()
+
+
+def build(path="/", method="GET", headers=None, body=b"", version="HTTP/1.1"):
+    lines = [f"{method} {path} {version}", "Host: test"]
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k in (headers or {})):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def wait_until(predicate, timeout=5.0, interval=0.01):
+    """Poll a condition with a deadline (for states only observable from
+    outside, such as a process's descriptor count)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

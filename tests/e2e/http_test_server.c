@@ -1,0 +1,274 @@
+/*
+ * http_test_server: a one-process bulwark HTTP server for the end-to-end
+ * tests (tests/e2e/test_http.py). It listens on 127.0.0.1 (and ::1 if
+ * LISTEN6=1) on port PORT (default 0: any), prints "listening <port>" once
+ * ready, and serves routes that exercise each feature. Limits come from the
+ * environment (see options_from_env).
+ *
+ * Signals: SIGUSR1 starts a graceful close (calling close twice, and
+ * printing both statuses); SIGUSR2 closes the idle connections; SIGTERM
+ * closes everything at once. When the close callback fires, the program
+ * frees the server, checks that the loop closes cleanly and exits 0, so a
+ * leak (under ASan) or a stuck handle fails the test.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bulwark.h"
+
+static bw_loop *loop;
+static bw_http_server *server;
+static uv_signal_t sig_close, sig_idle, sig_all;
+static int close_callbacks;
+
+static volatile int *volatile nowhere = NULL;
+
+static long query_num(bw_http_request *req, const char *key, long def)
+{
+    const char *q = bw_http_request_query(req);
+    size_t klen = strlen(key);
+    while (q && *q) {
+        if (strncmp(q, key, klen) == 0 && q[klen] == '=')
+            return atol(q + klen + 1);
+        q = strchr(q, '&');
+        if (q)
+            q++;
+    }
+    return def;
+}
+
+/* ---- Routes ------------------------------------------------------------ */
+
+static void answer_later(bw_timer *t, void *data)
+{
+    (void)t;
+    bw_http_response *res = data;
+    bw_http_response_send(res, 200, "text/plain", "slow ok\n", 8);
+}
+
+static void fault_in_timer(bw_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    *nowhere = 1; /* SIGSEGV inside the request's domain */
+}
+
+static void fault_after_headers(bw_timer *t, void *data)
+{
+    (void)t;
+    bw_http_response *res = data;
+    (void)res;
+    bw_throwf(-5, "failure after the headers went out");
+}
+
+typedef struct echo_state {
+    bw_http_response *res;
+    size_t total;
+} echo_state;
+
+static void echo_chunk(bw_http_request *req, const char *data, size_t len, bool last, void *arg)
+{
+    (void)req;
+    echo_state *st = arg;
+    if (len > 0) {
+        bw_http_response_write(st->res, data, len);
+        st->total += len;
+    }
+    if (last)
+        bw_http_response_end(st->res, NULL, 0);
+}
+
+static void echo_whole(bw_http_request *req, const char *body, size_t len, void *arg)
+{
+    (void)req;
+    bw_http_response_send(arg, 200, "application/octet-stream", body, len);
+}
+
+typedef struct big_state {
+    long left;
+} big_state;
+
+/* Stream a large body, pausing whenever the connection's unsent output is
+ * over its bound (bw_http_response_needs_drain) until it drains. */
+static void big_continue(bw_http_response *res, void *arg)
+{
+    big_state *st = arg;
+    static char block[16384];
+    memset(block, 'x', sizeof block);
+    while (st->left > 0 && !bw_http_response_needs_drain(res)) {
+        long n = st->left < (long)sizeof block ? st->left : (long)sizeof block;
+        bw_http_response_write(res, block, (size_t)n);
+        st->left -= n;
+    }
+    if (st->left > 0)
+        bw_http_response_on_drain(res, big_continue, st);
+    else
+        bw_http_response_end(res, NULL, 0);
+}
+
+static void list_headers(bw_http_request *req, bw_http_response *res)
+{
+    char out[8192];
+    size_t n = 0;
+    const char *name, *value;
+    for (size_t i = 0; bw_http_request_header_at(req, i, &name, &value); i++)
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s: %s\n", name, value);
+    const char *x = bw_http_request_header(req, "X-TEST");
+    const char *x2 = bw_http_request_header_nth(req, "x-test", 1);
+    n += (size_t)snprintf(out + n, sizeof out - n, "lookup x-test: %s | second: %s\n",
+                          x ? x : "-", x2 ? x2 : "-");
+    bw_http_response_send(res, 200, "text/plain", out, n);
+}
+
+static void handler(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)data;
+    const char *path = bw_http_request_path(req);
+    bw_loop *l = bw_http_request_loop(req);
+    if (strcmp(path, "/") == 0) {
+        bw_http_response_end(res, "ok", 2);
+    } else if (strcmp(path, "/slow") == 0) {
+        bw_timeout(l, (uint64_t)query_num(req, "ms", 100), answer_later, res);
+    } else if (strcmp(path, "/segv-timer") == 0) {
+        bw_timeout(l, 1, fault_in_timer, NULL);
+    } else if (strcmp(path, "/throw") == 0) {
+        bw_throwf(-22, "thrown by the handler");
+    } else if (strcmp(path, "/segv") == 0) {
+        *nowhere = 1;
+    } else if (strcmp(path, "/headers-then-fault") == 0) {
+        bw_http_response_set_header(res, "Content-Length", "100");
+        bw_http_response_write(res, "partial", 7);
+        bw_timeout(l, 1, fault_after_headers, res);
+    } else if (strcmp(path, "/echo") == 0) {
+        echo_state *st = bw_http_request_alloc(req, sizeof *st);
+        st->res = res;
+        st->total = 0;
+        bw_http_request_on_body(req, echo_chunk, st);
+    } else if (strcmp(path, "/echo-whole") == 0) {
+        bw_http_request_read_body(req, echo_whole, res);
+    } else if (strcmp(path, "/chunked") == 0) {
+        long pieces = query_num(req, "n", 3);
+        for (long i = 0; i < pieces; i++) {
+            char piece[32];
+            int k = snprintf(piece, sizeof piece, "piece %ld\n", i);
+            bw_http_response_write(res, piece, (size_t)k);
+        }
+        bw_http_response_end(res, NULL, 0);
+    } else if (strcmp(path, "/big") == 0) {
+        big_state *st = bw_http_request_alloc(req, sizeof *st);
+        st->left = query_num(req, "bytes", 1 << 20);
+        char len[32];
+        snprintf(len, sizeof len, "%ld", st->left);
+        bw_http_response_set_header(res, "Content-Length", len);
+        big_continue(res, st);
+    } else if (strcmp(path, "/headers") == 0) {
+        list_headers(req, res);
+    } else if (strcmp(path, "/close") == 0) {
+        bw_http_response_close_connection(res);
+        bw_http_response_end(res, "bye", 3);
+    } else if (strcmp(path, "/hold") == 0) {
+        /* Never answered by the handler: only a close can end it. */
+    } else {
+        bw_http_response_send(res, 404, "text/plain", "not found\n", 10);
+    }
+}
+
+/* ---- Set-up and tear-down ---------------------------------------------- */
+
+static uint64_t env_num(const char *name, uint64_t def)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v ? strtoull(v, NULL, 10) : def;
+}
+
+static void options_from_env(bw_http_options *o)
+{
+    bw_http_options_init(o);
+    o->max_head_size = env_num("MAX_HEAD", o->max_head_size);
+    o->max_body_size = env_num("MAX_BODY", o->max_body_size);
+    o->headers_timeout_ms = env_num("HEADERS_TIMEOUT_MS", o->headers_timeout_ms);
+    o->request_timeout_ms = env_num("REQUEST_TIMEOUT_MS", o->request_timeout_ms);
+    o->keepalive_timeout_ms = env_num("KEEPALIVE_MS", o->keepalive_timeout_ms);
+    o->max_connections = env_num("MAX_CONNS", o->max_connections);
+    o->max_output_buffer = env_num("MAX_OUTPUT", o->max_output_buffer);
+    o->close_grace_ms = env_num("GRACE_MS", o->close_grace_ms);
+    o->lingering_timeout_ms = env_num("LINGER_MS", o->lingering_timeout_ms);
+    o->domain_per_request = env_num("DOMAIN_PER_REQUEST", 1) != 0;
+}
+
+static void on_closed(bw_http_server *s, int status, void *data)
+{
+    (void)s;
+    (void)data;
+    close_callbacks++;
+    printf("close-callback status=%d count=%d\n", status, close_callbacks);
+    printf("after-close close=%s\n", bw_err_name(bw_http_server_close(server, on_closed, NULL)));
+    uv_close((uv_handle_t *)&sig_close, NULL);
+    uv_close((uv_handle_t *)&sig_idle, NULL);
+    uv_close((uv_handle_t *)&sig_all, NULL);
+    /* A late signal from the test must not end the process by default. */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+}
+
+static void on_sig_close(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    int first = bw_http_server_close(server, on_closed, NULL);
+    int second = bw_http_server_close(server, on_closed, NULL);
+    printf("close first=%s second=%s connections=%zu\n", bw_err_name(first), bw_err_name(second),
+           bw_http_server_connection_count(server));
+}
+
+static void on_sig_idle(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    bw_http_server_close_idle_connections(server);
+    printf("closed idle connections\n");
+}
+
+static void on_sig_all(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    bw_http_server_close_all_connections(server);
+    int rc = bw_http_server_close(server, on_closed, NULL);
+    printf("close-all close=%s\n", bw_err_name(rc));
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    if (bw_loop_new(&loop) != 0)
+        return 1;
+    bw_http_options o;
+    options_from_env(&o);
+    int rc = bw_http_server_new(loop, &o, handler, NULL, &server);
+    if (rc == 0)
+        rc = bw_http_server_listen(server, "127.0.0.1", (int)env_num("PORT", 0));
+    if (rc == 0 && env_num("LISTEN6", 0))
+        rc = bw_http_server_listen(server, "::1", bw_http_server_port(server));
+    if (rc != 0) {
+        fprintf(stderr, "listen: %s\n", bw_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(bw_loop_uv(loop), &sig_close);
+    uv_signal_init(bw_loop_uv(loop), &sig_idle);
+    uv_signal_init(bw_loop_uv(loop), &sig_all);
+    uv_signal_start(&sig_close, on_sig_close, SIGUSR1);
+    uv_signal_start(&sig_idle, on_sig_idle, SIGUSR2);
+    uv_signal_start(&sig_all, on_sig_all, SIGTERM);
+    printf("listening %d\n", bw_http_server_port(server));
+    bw_loop_run(loop, UV_RUN_DEFAULT);
+    rc = bw_http_server_free(server);
+    int lc = bw_loop_close(loop);
+    printf("exit free=%s loop=%s\n", bw_err_name(rc), bw_err_name(lc));
+    return rc == 0 && lc == 0 ? 0 : 3;
+}
