@@ -319,18 +319,29 @@ void bw__conn_flush(bw__conn *c)
     output_drained(c);
 }
 
+bw__buf *bw__conn_output_buf(bw__conn *c, bw_http_request *r)
+{
+    /* The head of the queue writes to the connection; later responses wait
+     * in their own buffers until their turn (pipelining order). */
+    return r == c->qhead ? &c->out : &r->res.pending;
+}
+
+void bw__conn_output_added(bw__conn *c)
+{
+    if (bw__conn_over_output_bound(c))
+        stop_reading(c);
+}
+
 void bw__conn_response_output(bw__conn *c, bw_http_request *r, const void *data, size_t len)
 {
     if (c->state == BW__CONN_CLOSED)
         return;
-    bw__buf *dst = r == c->qhead ? &c->out : &r->res.pending;
-    if (bw__buf_append(dst, data, len) != 0) {
+    if (bw__buf_append(bw__conn_output_buf(c, r), data, len) != 0) {
         bw_log(BW_LOG_ERROR, "http: out of memory buffering a response to %s", bw__conn_peer(c));
         bw__conn_destroy(c, true);
         return;
     }
-    if (bw__conn_over_output_bound(c))
-        stop_reading(c);
+    bw__conn_output_added(c);
 }
 
 /* ---- Request queue ----------------------------------------------------- */
@@ -711,7 +722,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     bw__conn *c = conn_of(p);
     bw_http_request *r = c->parsing;
-    if (r->nheaders == r->capheaders || r->headers[r->nheaders].name == UINT32_MAX) {
+    if (!r->field_open) {
+        /* The first piece of a new name (a name split by the network comes
+         * in several pieces). */
         if (r->nheaders == r->capheaders) {
             size_t cap = r->capheaders ? r->capheaders * 2 : 16;
             bw__header *h = bw_realloc(r->headers, cap * sizeof *h);
@@ -719,12 +732,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
                 c->error_status = 503;
                 return HPE_USER;
             }
-            for (size_t i = r->capheaders; i < cap; i++)
-                h[i].name = UINT32_MAX;
             r->headers = h;
             r->capheaders = cap;
         }
         r->headers[r->nheaders].name = (uint32_t)r->head.len;
+        r->field_open = true;
     }
     return head_append(c, at, len);
 }
@@ -751,10 +763,14 @@ static int on_header_field_complete(llhttp_t *p)
     bw__conn *c = conn_of(p);
     bw_http_request *r = c->parsing;
     uint32_t name = r->headers[r->nheaders].name;
-    if (!is_token(r->head.base + name, r->head.len - name)) {
+    size_t name_len = r->head.len - name;
+    if (!is_token(r->head.base + name, name_len)) {
         c->error_status = 400;
         return HPE_USER;
     }
+    r->field_open = false;
+    if (name_len == 6 && strncasecmp(r->head.base + name, "expect", 6) == 0)
+        r->expect = (int32_t)r->nheaders;
     int rc = head_append(c, "", 1);
     r->headers[r->nheaders].value = (uint32_t)r->head.len;
     r->value_start = (uint32_t)r->head.len;
@@ -862,8 +878,8 @@ static int on_headers_complete(llhttp_t *p)
     r->version_minor = p->http_minor;
     r->keep_alive = llhttp_should_keep_alive(p);
     bw__request_finish_head(r);
-    const char *expect = bw_http_request_header(r, "expect");
-    if (expect != NULL) {
+    if (r->expect >= 0) {
+        const char *expect = r->head.base + r->headers[r->expect].value;
         if (strcasecmp(expect, "100-continue") != 0) {
             c->error_status = 417;
             return HPE_USER;

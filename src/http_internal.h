@@ -70,6 +70,8 @@ struct bw_http_request {
     bw__buf head; /* target, then name\0value\0 pairs */
     uint32_t target_len;
     uint32_t value_start; /* offset of the header value being parsed */
+    int32_t expect;       /* index of the Expect header, or -1 */
+    bool field_open;      /* a header name is being parsed */
     uint32_t path_len; /* bytes of target before '?' */
     bw__header *headers;
     size_t nheaders;
@@ -171,6 +173,9 @@ BW__HIDDEN void bw__conn_response_ended(bw__conn *c, bw_http_request *r);
 BW__HIDDEN void bw__conn_response_output(bw__conn *c, bw_http_request *r, const void *data,
                                          size_t len);
 BW__HIDDEN void bw__conn_start_reading(bw__conn *c);
+/* Where response output of r goes now, and the check after adding to it. */
+BW__HIDDEN bw__buf *bw__conn_output_buf(bw__conn *c, bw_http_request *r);
+BW__HIDDEN void bw__conn_output_added(bw__conn *c);
 BW__HIDDEN void bw__conn_resume(bw__conn *c);
 BW__HIDDEN const char *bw__conn_peer(bw__conn *c);
 BW__HIDDEN bool bw__conn_over_output_bound(const bw__conn *c);

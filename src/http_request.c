@@ -28,8 +28,7 @@ void bw__request_init(bw_http_request *r, bw__conn *c)
     r->head.len = 0;
     r->headers = headers;
     r->capheaders = capheaders;
-    for (size_t i = 0; i < capheaders; i++)
-        headers[i].name = UINT32_MAX;
+    r->expect = -1;
     r->res.headers = out_headers;
     r->res.capheaders = cap_out;
     bw__member_init(&r->member, &request_member_ops);

@@ -226,41 +226,6 @@ int bw_http_response_status(const bw_http_response *res)
 
 /* ---- Serialization ----------------------------------------------------- */
 
-typedef struct head_builder {
-    char *p;
-    size_t len;
-    size_t cap;
-    bool heap;
-    bool failed;
-    char stack[1024];
-} head_builder;
-
-static void hb_put(head_builder *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->cap - b->len < n) {
-        size_t cap = (b->cap + n) * 2;
-        char *p = b->heap ? bw_realloc(b->p, cap) : bw_malloc(cap);
-        if (p == NULL) {
-            b->failed = true;
-            return;
-        }
-        if (!b->heap)
-            memcpy(p, b->p, b->len);
-        b->p = p;
-        b->cap = cap;
-        b->heap = true;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void hb_str(head_builder *b, const char *s)
-{
-    hb_put(b, s, strlen(s));
-}
-
 static bool no_body_status(int status)
 {
     return status < 200 || status == 204 || status == 304;
@@ -282,9 +247,29 @@ static void maybe_flush(bw_http_response *res)
         bw__conn_flush(c);
 }
 
-/* Decide framing and persistence, then write the head. `known_len` is the
- * whole body's length when the response is complete (end before any
- * write), or -1. */
+/* Decimal digits of v at the end of buf[24]; returns the first digit.
+ * (snprintf costs hundreds of instructions; this is the hot path.) */
+static char *u64_digits(uint64_t v, char *end)
+{
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return p;
+}
+
+static char *put(char *dst, const char *s, size_t n)
+{
+    memcpy(dst, s, n);
+    return dst + n;
+}
+
+#define PUT_LITERAL(dst, lit) put((dst), (lit), sizeof(lit) - 1)
+
+/* Decide framing and persistence, then write the head straight into the
+ * connection's output. `known_len` is the whole body's length when the
+ * response is complete (end before any write), or -1. */
 static int send_head(bw_http_response *res, int64_t known_len)
 {
     bw_http_request *r = res->req;
@@ -299,51 +284,63 @@ static int send_head(bw_http_response *res, int64_t known_len)
     if ((r->flags & BW__REQ_CONTINUE) && !(r->flags & BW__REQ_MSG_DONE))
         res->close_after = true;
 
-    head_builder b = {.p = NULL, .len = 0, .cap = sizeof b.stack};
-    b.p = b.stack;
-    char line[128];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", res->status,
-                     bw_http_status_reason(res->status));
-    hb_put(&b, line, (size_t)n);
+    const char *reason = bw_http_status_reason(res->status);
+    size_t reason_len = strlen(reason);
+    size_t dlen;
+    const char *date = date_header(&dlen);
+    size_t need = 16 + reason_len + dlen + 64 + 32;
     bool user_date = false;
     for (size_t i = 0; i < res->nheaders; i++) {
+        need += strlen(res->headers[i].name) + strlen(res->headers[i].value) + 4;
         if (strcasecmp(res->headers[i].name, "date") == 0)
             user_date = true;
-        hb_str(&b, res->headers[i].name);
-        hb_put(&b, ": ", 2);
-        hb_str(&b, res->headers[i].value);
-        hb_put(&b, "\r\n", 2);
     }
-    if (!user_date) {
-        size_t dlen;
-        const char *d = date_header(&dlen);
-        hb_put(&b, d, dlen);
+    bw__buf *out = bw__conn_output_buf(c, r);
+    if (bw__buf_reserve(out, need) != 0) {
+        bw__conn_destroy(c, true);
+        return -ENOMEM;
     }
+    char *p = out->base + out->len;
+    p = PUT_LITERAL(p, "HTTP/1.1 ");
+    *p++ = (char)('0' + res->status / 100 % 10);
+    *p++ = (char)('0' + res->status / 10 % 10);
+    *p++ = (char)('0' + res->status % 10);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = PUT_LITERAL(p, "\r\n");
+    for (size_t i = 0; i < res->nheaders; i++) {
+        p = put(p, res->headers[i].name, strlen(res->headers[i].name));
+        p = PUT_LITERAL(p, ": ");
+        p = put(p, res->headers[i].value, strlen(res->headers[i].value));
+        p = PUT_LITERAL(p, "\r\n");
+    }
+    if (!user_date)
+        p = put(p, date, dlen);
     if (!no_body_status(res->status)) {
         int64_t len = res->content_length >= 0 ? res->content_length : known_len;
         if (len >= 0) {
-            n = snprintf(line, sizeof line, "Content-Length: %" PRId64 "\r\n", len);
-            hb_put(&b, line, (size_t)n);
+            char digits[24];
+            char *d = u64_digits((uint64_t)len, digits + sizeof digits);
+            p = PUT_LITERAL(p, "Content-Length: ");
+            p = put(p, d, (size_t)(digits + sizeof digits - d));
+            p = PUT_LITERAL(p, "\r\n");
             if (res->content_length < 0)
                 res->content_length = len;
         } else if (r->version_minor >= 1) {
             res->chunked = true;
-            hb_str(&b, "Transfer-Encoding: chunked\r\n");
+            p = PUT_LITERAL(p, "Transfer-Encoding: chunked\r\n");
         } else {
             res->close_after = true; /* HTTP/1.0: the body ends with the connection */
         }
     }
     if (res->close_after)
-        hb_str(&b, "Connection: close\r\n\r\n");
+        p = PUT_LITERAL(p, "Connection: close\r\n\r\n");
     else
-        hb_str(&b, "Connection: keep-alive\r\n\r\n");
+        p = PUT_LITERAL(p, "Connection: keep-alive\r\n\r\n");
+    out->len = (size_t)(p - out->base);
     res->headers_sent = true;
-    int rc = b.failed ? -ENOMEM : emit(res, b.p, b.len);
-    if (b.heap)
-        bw_free(b.p);
-    if (rc == -ENOMEM && c->state != BW__CONN_CLOSED)
-        bw__conn_destroy(c, true);
-    return rc;
+    bw__conn_output_added(c);
+    return 0;
 }
 
 static int write_body(bw_http_response *res, const void *data, size_t len)
@@ -354,9 +351,16 @@ static int write_body(bw_http_response *res, const void *data, size_t len)
         return BW_ELIMIT;
     int rc;
     if (res->chunked) {
-        char size_line[32];
-        int n = snprintf(size_line, sizeof size_line, "%zx\r\n", len);
-        rc = emit(res, size_line, (size_t)n);
+        char size_line[24];
+        char *q = size_line + sizeof size_line;
+        *--q = '\n';
+        *--q = '\r';
+        size_t v = len;
+        do {
+            *--q = "0123456789abcdef"[v & 15];
+            v >>= 4;
+        } while (v != 0);
+        rc = emit(res, q, (size_t)(size_line + sizeof size_line - q));
         if (rc == 0)
             rc = emit(res, data, len);
         if (rc == 0)
