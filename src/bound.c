@@ -133,7 +133,6 @@ void bw_bound_callback(bw_error *err, void *result, void *bound)
     bw_domain *d = b->d;
     if (d->disposed) {
         /* Errors reaching a disposed domain are swallowed (D-85). */
-        bw_error_release(err);
         if (b->once && b->active == 0)
             bound_free(b);
         return;
@@ -142,6 +141,10 @@ void bw_bound_callback(bw_error *err, void *result, void *bound)
         bw_bound_call(b, result);
         return;
     }
+    /* `err` is borrowed, as in every bw_callback (a bulwark operation that
+     * completes through this wrapper releases its own reference after the
+     * call): routing consumes a reference of our own. */
+    bw_error_hold(err);
     bool unwind;
     call_begin(t, b, &unwind);
     if (b->kind == BOUND_BIND) {

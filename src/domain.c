@@ -33,13 +33,25 @@ bw_domain *bw_domain_hold(bw_domain *d)
     return d;
 }
 
+/* Cleanups run outside any domain (domain.h): what they create must not be
+ * bound to whichever domain happens to be active at the dispose or the last
+ * release. The stack is set aside while they run, then put back. */
 static void run_cleanups(bw_domain *d)
 {
+    if (d->cleanups == NULL)
+        return;
+    bw__thread *t = bw__tls;
+    bw__stack_snapshot saved = {NULL, 0};
+    bool aside = t != NULL && t->depth > 0 && bw__stack_save(t, &saved) == 0;
+    if (aside)
+        bw__stack_truncate(t, 0);
     while (d->cleanups != NULL) {
         bw__cleanup *c = d->cleanups;
         d->cleanups = c->next;
         c->fn(c->arg);
     }
+    if (aside)
+        bw__stack_restore(t, &saved);
 }
 
 static void domain_free(bw_domain *d)

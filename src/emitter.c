@@ -300,10 +300,13 @@ bool bw_emitter_emit_error(bw_emitter *e, bw_error *err)
     bw__domain_call_handlers(d, err);
     if (unwind)
         bw__unwind_pop(t);
-    /* Returned normally: restore the stack exactly. */
+    /* Returned normally: restore the stack exactly, less any domain the
+     * handler disposed (a common way to end a failed request): nothing runs
+     * inside a disposed domain. */
     bw__stack_truncate(t, 0);
     for (size_t i = 0; i < depth; i++)
-        bw__stack_push(t, (bw_domain *)saved[i + 1]);
+        if (!((bw_domain *)saved[i + 1])->disposed)
+            bw__stack_push(t, (bw_domain *)saved[i + 1]);
     routed_error_end(err, saved);
     return false;
 }

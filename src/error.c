@@ -39,17 +39,31 @@ static bw_error *oom_error(void)
     return t->oom_error;
 }
 
-static void capture_backtrace(bw_error *err)
+/*
+ * Capture the backtrace from `caller` outward. `caller` is the return
+ * address into the code that asked for the error (each public entry point
+ * passes its own __builtin_return_address(0)), so the library's frames are
+ * dropped exactly, however the compiler inlined or tail-called them; a
+ * fixed skip count would drop the user's frame instead (bw_error_newv
+ * called directly) or keep the library's (bw_error_new).
+ */
+static void capture_backtrace(bw_error *err, void *caller)
 {
-    void *frames[BW_BACKTRACE_MAX + 2];
-    int n = backtrace(frames, BW_BACKTRACE_MAX + 2);
-    /* Drop this function and its caller inside the library. */
-    int skip = n > 2 ? 2 : 0;
-    err->nframes = n - skip;
-    memcpy(err->frames, frames + skip, (size_t)err->nframes * sizeof(void *));
+    void *frames[BW_BACKTRACE_MAX + 8];
+    int n = backtrace(frames, BW_BACKTRACE_MAX + 8);
+    int start = 0;
+    for (int i = 0; i < n; i++) {
+        if (frames[i] == caller) {
+            start = i;
+            break;
+        }
+    }
+    int count = n - start < BW_BACKTRACE_MAX ? n - start : BW_BACKTRACE_MAX;
+    err->nframes = count;
+    memcpy(err->frames, frames + start, (size_t)count * sizeof(void *));
 }
 
-bw_error *bw_error_newv(int code, const char *fmt, va_list ap)
+bw_error *bw__error_newv_at(void *caller, int code, const char *fmt, va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);
@@ -63,15 +77,30 @@ bw_error *bw_error_newv(int code, const char *fmt, va_list ap)
     err->code = code;
     if (fmt != NULL)
         vsnprintf(err->message, err->message_cap, fmt, ap);
-    capture_backtrace(err);
+    capture_backtrace(err, caller);
     return err;
+}
+
+static bw_error *error_new_at(void *caller, int code, const char *fmt, ...) BW_PRINTF(3, 4);
+static bw_error *error_new_at(void *caller, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bw_error *err = bw__error_newv_at(caller, code, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+bw_error *bw_error_newv(int code, const char *fmt, va_list ap)
+{
+    return bw__error_newv_at(__builtin_return_address(0), code, fmt, ap);
 }
 
 bw_error *bw_error_new(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    bw_error *err = bw_error_newv(code, fmt, ap);
+    bw_error *err = bw__error_newv_at(__builtin_return_address(0), code, fmt, ap);
     va_end(ap);
     return err;
 }
@@ -89,15 +118,16 @@ static char *dup_string(const char *s)
 
 bw_error *bw_error_from_status(int status, const char *syscall, const char *path)
 {
+    void *caller = __builtin_return_address(0);
     bw_error *err;
     if (syscall != NULL && path != NULL)
-        err = bw_error_new(status, "%s: %s, %s '%s'", bw_err_name(status), bw_strerror(status),
-                           syscall, path);
+        err = error_new_at(caller, status, "%s: %s, %s '%s'", bw_err_name(status),
+                           bw_strerror(status), syscall, path);
     else if (syscall != NULL)
-        err = bw_error_new(status, "%s: %s, %s", bw_err_name(status), bw_strerror(status),
+        err = error_new_at(caller, status, "%s: %s, %s", bw_err_name(status), bw_strerror(status),
                            syscall);
     else
-        err = bw_error_new(status, "%s: %s", bw_err_name(status), bw_strerror(status));
+        err = error_new_at(caller, status, "%s: %s", bw_err_name(status), bw_strerror(status));
     if (err->pinned)
         return err;
     err->origin = BW_ORIGIN_CALLBACK;
@@ -391,10 +421,14 @@ size_t bw_error_format(const bw_error *err, char *buf, size_t size)
             put(&r, "    #%d %s\n", i, frame);
         }
     }
-    /* Drop the final newline: a report is one block of lines. */
-    if (r.len > 0 && r.len <= size && buf[r.len - 1] == '\n')
-        buf[--r.len] = '\0';
-    else if (r.len > 0 && r.len > size)
+    /* Every line ends with a newline; a report is one block of lines, so
+     * drop the last one. Decide by length, not by looking at buf: when the
+     * buffer is exactly one byte short, that newline was cut already and
+     * the report still fits (snprintf semantics: return what it needs). */
+    if (r.len > 0) {
         r.len--;
+        if (r.len < size)
+            buf[r.len] = '\0';
+    }
     return r.len;
 }

@@ -74,7 +74,7 @@ void bw_throwf(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    bw_error *err = bw_error_newv(code, fmt, ap);
+    bw_error *err = bw__error_newv_at(__builtin_return_address(0), code, fmt, ap);
     va_end(ap);
     bw_throw(err);
 }
@@ -315,6 +315,11 @@ bool bw__error_would_be_caught(const bw__thread *t)
  */
 void bw__route(bw__thread *t, bw_error *err, size_t base)
 {
+    /* A dispose inside the callback removes its domain from the whole stack,
+     * below `base` too: never look past the real top (a removed entry's
+     * slot may point at a freed domain). */
+    if (base > t->depth)
+        base = t->depth;
     bw__stack_snapshot outer = {NULL, 0};
     if (base > 0) {
         /* A nested boundary: keep the enclosing callback's domains. */

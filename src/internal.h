@@ -130,6 +130,11 @@ BW__HIDDEN void bw__error_default_origin(bw_error *err, bw_error_origin origin);
 BW__HIDDEN void bw__error_set_domain(bw_error *err, bw_domain *d);
 BW__HIDDEN void bw__error_decorate_emitted(bw_error *err, bw_domain *d, bw_emitter *e);
 BW__HIDDEN void bw__error_decorate_bound(bw_error *err, bw_domain *d, bw_fnptr fn);
+/* bw_error_newv with the backtrace starting at `caller`, a return address
+ * into the code that asked for the error (__builtin_return_address(0) of
+ * the public entry point). */
+BW__HIDDEN bw_error *bw__error_newv_at(void *caller, int code, const char *fmt, va_list ap)
+    BW_PRINTF(3, 0);
 /* An error with room for a message of `cap` bytes; NULL on ENOMEM. */
 BW__HIDDEN bw_error *bw__error_alloc(size_t cap);
 /* Resolve one frame to "symbol+0xoff (module+0xoff)" into buf. */
@@ -278,6 +283,7 @@ struct bw_loop {
     uv_idle_t immediate_idle;  /* keeps the poll from blocking while immediates wait */
     uv_idle_t tick_idle;       /* drains next ticks queued outside any callback */
     bw__immediate_list immediates;
+    uint64_t immediate_phase; /* check phases begun so far */
     size_t internal_handles;
 };
 

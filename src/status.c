@@ -1,9 +1,29 @@
 /*
  * status.c: messages and names for status codes.
  */
+#include <string.h>
 #include <uv.h>
 
 #include "internal.h"
+
+/* Whether libuv has a name for `status`. For a code it does not know,
+ * uv_strerror/uv_err_name return "Unknown system error N" in memory they
+ * allocate (and the caller never frees): ask the _r form instead. */
+static bool uv_knows(int status)
+{
+    char buf[64];
+    uv_err_name_r(status, buf, sizeof buf);
+    return strncmp(buf, "Unknown system error", 20) != 0;
+}
+
+/* glibc names every errno value, libuv only the portable ones. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+#define BW__ERRNO_DESC(e) strerrordesc_np(e)
+#define BW__ERRNO_NAME(e) strerrorname_np(e)
+#else
+#define BW__ERRNO_DESC(e) ((void)(e), (const char *)NULL)
+#define BW__ERRNO_NAME(e) ((void)(e), (const char *)NULL)
+#endif
 
 const char *bw_version(void)
 {
@@ -25,9 +45,10 @@ const char *bw_strerror(int status)
     default:
         break;
     }
-    if (status < 0)
+    if (status < 0 && uv_knows(status))
         return uv_strerror(status); /* -errno and UV_E* codes; static strings */
-    return "unknown error";
+    const char *desc = status < 0 && status > -4096 ? BW__ERRNO_DESC(-status) : NULL;
+    return desc != NULL ? desc : "unknown error";
 }
 
 const char *bw_err_name(int status)
@@ -43,12 +64,8 @@ const char *bw_err_name(int status)
     default:
         break;
     }
-    if (status < 0) {
-        const char *name = uv_err_name(status);
-        /* libuv answers "Unknown system error %d" (allocated) for codes it
-         * does not know; keep our promise of a static string. */
-        if (name != NULL && name[0] != 'U')
-            return name;
-    }
-    return "UNKNOWN";
+    if (status < 0 && uv_knows(status))
+        return uv_err_name(status);
+    const char *name = status < 0 && status > -4096 ? BW__ERRNO_NAME(-status) : NULL;
+    return name != NULL ? name : "UNKNOWN";
 }

@@ -142,8 +142,11 @@ void bw__stack_restore(bw__thread *t, bw__stack_snapshot *s)
 {
     bw__stack_truncate(t, 0);
     for (size_t i = 0; i < s->depth; i++) {
-        /* The capacity once held this many entries, so push cannot fail. */
-        bw__stack_push(t, s->entries[i]);
+        /* A domain disposed meanwhile stays off the stack: nothing runs
+         * inside a disposed domain. The capacity once held this many
+         * entries, so push cannot fail. */
+        if (!s->entries[i]->disposed)
+            bw__stack_push(t, s->entries[i]);
     }
     bw__stack_snapshot_free(s);
 }

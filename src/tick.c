@@ -68,6 +68,7 @@ struct bw_immediate {
     bw_task_fn fn;
     void *data;
     bw_domain *d;    /* held */
+    uint64_t phase;  /* the loop's check phase count when it was queued */
     uint32_t holds;  /* 1 while queued, plus user holds */
     bool queued;
 };
@@ -114,17 +115,16 @@ static void on_check(uv_check_t *check)
     bw__thread *t = bw__thread_get();
     t->loop = loop;
     /* Run only what was queued before this phase began: immediates queued
-     * by immediates wait for the next loop iteration, as in Node. */
-    bw_immediate *last = loop->immediates.tail;
-    while (loop->immediates.head != NULL) {
+     * by immediates wait for the next loop iteration, as in Node. Told
+     * apart by phase number, not by remembering the last one queued: that
+     * one may be cleared by an earlier immediate of the same phase. */
+    uint64_t phase = loop->immediate_phase++;
+    while (loop->immediates.head != NULL && loop->immediates.head->phase <= phase) {
         bw_immediate *im = loop->immediates.head;
-        bool was_last = im == last;
         unlink_immediate(&loop->immediates, im);
         if (im->d == NULL || !im->d->disposed)
             bw_invoke(im->d, im->fn, im->data);
         immediate_release(im);
-        if (was_last)
-            break;
     }
     stop_if_empty(loop);
 }
@@ -139,6 +139,7 @@ bw_immediate *bw_set_immediate(bw_loop *loop, bw_task_fn fn, void *data)
     im->fn = fn;
     im->data = data;
     im->d = d != NULL ? bw_domain_hold(d) : NULL;
+    im->phase = loop->immediate_phase;
     im->holds = 1;
     im->queued = true;
     bw__immediate_list *list = &loop->immediates;

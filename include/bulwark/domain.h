@@ -168,9 +168,10 @@ BW_EXTERN void *bw_bound_call(bw_bound *b, void *arg);
 /*
  * The bw_callback-shaped entry of a wrapper: pass `bw_bound_callback` as the
  * callback and the wrapper as its data to any bulwark operation (or call it
- * from your own completion). Consumes `err` (the caller's reference).
- * For a bind wrapper, a non-NULL err is thrown inside the domain; otherwise
- * fn(ctx, result) is called.
+ * from your own completion). As for any bw_callback, `err` is borrowed: the
+ * wrapper takes its own reference to route it, and the caller still
+ * releases its own. For a bind wrapper, a non-NULL err is thrown inside the
+ * domain; otherwise fn(ctx, result) is called.
  */
 BW_EXTERN void bw_bound_callback(bw_error *err, void *result, void *bound);
 

@@ -14,7 +14,8 @@
  *
  * Errors are reference-counted. Functions that create one return a
  * reference the caller owns. Functions that route an error (bw_throw,
- * bw_emitter_emit_error, bw_bound_callback) consume the caller's reference.
+ * bw_emitter_emit_error) consume the caller's reference; a bw_callback
+ * (bw_bound_callback among them) only borrows it.
  * A handler receives a borrowed reference valid during the call; it takes
  * bw_error_hold() to keep the error longer.
  */
