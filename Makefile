@@ -8,7 +8,7 @@ GCC_DIR  := build/gcc
 CLANG_DIR := build/clang
 CMAKE_FLAGS ?=
 # The main job: the seed's server written on bulwark.
-MAIN_TARGET := timer-fault
+MAIN_TARGET := bulwark-server
 
 .PHONY: all run test configure build build-clang deps-run deps-test clean
 

@@ -214,6 +214,9 @@ typedef struct bw__thread {
 extern __thread bw__thread *bw__tls __attribute__((tls_model("initial-exec")));
 
 BW__HIDDEN bw__thread *bw__thread_init(void);
+/* In a child after fork: forget the parent's guards, stack and queues
+ * (they point into frames the child must never return to). */
+BW__HIDDEN void bw__thread_after_fork(void);
 static inline bw__thread *bw__thread_get(void)
 {
     bw__thread *t = bw__tls;

@@ -97,6 +97,22 @@ fail:
     abort();
 }
 
+void bw__thread_after_fork(void)
+{
+    bw__thread *t = bw__tls;
+    if (t == NULL)
+        return;
+    /* The entries are the parent's: drop them without touching the domains. */
+    t->guard = NULL;
+    t->depth = 0;
+    t->unwind_depth = 0;
+    t->tick_head = NULL;
+    t->tick_tail = NULL;
+    t->draining = false;
+    t->loop = NULL;
+    t->fault.pending = 0;
+}
+
 /* ---- The domain stack -------------------------------------------------- */
 
 int bw__stack_push(bw__thread *t, bw_domain *d)

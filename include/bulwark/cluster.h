@@ -1,0 +1,245 @@
+/*
+ * cluster.h: a primary that forks and supervises workers, and the seed's
+ * crash-safe policy for the workers.
+ *
+ * The primary opens the listening sockets (or takes them from systemd
+ * socket activation) before forking, so every worker inherits them and a
+ * worker that stops accepting loses no queued connection; the primary keeps
+ * them open for its whole life and never accepts a connection itself.
+ * Workers are forked (no exec): each gets a fresh bw_loop, inherited
+ * listening sockets, and a socketpair to the primary for messages (online,
+ * listening, heartbeat, retiring, disconnect, user messages).
+ *
+ * Supervision (bw_cluster_start): keep `workers` workers running. A worker
+ * that starts to retire (it tells the primary at the moment of an error) or
+ * dies is replaced at once, so capacity returns while the old one drains.
+ * Workers that die before they listen are restarted with exponential
+ * backoff; past the restart intensity (`restart_intensity` such failures in
+ * `restart_period_ms`) the primary stops, says why and exits non-zero.
+ * A worker whose loop stops turning (no heartbeat for
+ * `heartbeat_timeout_ms`) is killed and replaced, and the primary logs the
+ * last request it dispatched. A draining worker still alive after
+ * `kill_timeout_ms` is killed. A request that crashes `poison_threshold`
+ * workers within `poison_window_ms` (same method and path) is quarantined:
+ * workers answer it 503 for `quarantine_ms` instead of crashing again.
+ * SIGTERM/SIGINT: graceful shutdown of every worker within
+ * `shutdown_timeout_ms`, then exit 0. SIGHUP: rolling restart, one worker at
+ * a time, the new one listening before the old one drains.
+ *
+ * A reload that must pick up a new binary needs an exec: bulwark forks
+ * workers from the primary's image, so a new binary means restarting the
+ * primary (systemd socket activation keeps the listening socket across
+ * that restart).
+ *
+ * In a worker, the crash-safe policy (bw_worker_serve_http) turns an error
+ * in a request's domain into: a crash report in the log (error, signal and
+ * address, backtrace, request, worker pid), a kill timer that fires even if
+ * the loop or malloc is wedged (a kernel timer whose handler calls _exit),
+ * stop accepting, tell the primary, answer that request 500 (or reset it if
+ * its headers are out), let every other request finish, exit.
+ */
+#ifndef BULWARK_CLUSTER_H
+#define BULWARK_CLUSTER_H
+
+#include <sys/types.h>
+
+#include "common.h"
+#include "http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bw_cluster bw_cluster;       /* the primary's supervisor */
+typedef struct bw_worker bw_worker;         /* a worker, seen from the primary */
+typedef struct bw_worker_ctx bw_worker_ctx; /* the worker process's own view */
+
+typedef struct bw_cluster_options {
+    int workers;                    /* how many to keep running. Default 2 */
+    int backlog;                    /* listen backlog. Default 511 */
+    uint64_t kill_timeout_ms;       /* a draining worker's deadline. Default 30000 */
+    uint64_t heartbeat_interval_ms; /* worker -> primary. Default 1000 */
+    uint64_t heartbeat_timeout_ms;  /* no heartbeat this long: hung. Default 10000 */
+    uint64_t shutdown_timeout_ms;   /* SIGTERM/SIGINT deadline. Default 30000 */
+    int restart_intensity;          /* start-up failures allowed... Default 5 */
+    uint64_t restart_period_ms;     /* ...within this period. Default 60000 */
+    uint64_t backoff_initial_ms;    /* first restart delay after a start-up failure. 100 */
+    uint64_t backoff_max_ms;        /* Default 10000 */
+    int max_forks_per_second;       /* a ceiling on forks, whatever the cause. Default 200 */
+    int poison_threshold;           /* crashes of one route that quarantine it; 0: off. 3 */
+    uint64_t poison_window_ms;      /* Default 60000 */
+    uint64_t quarantine_ms;         /* Default 60000 */
+    bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP as above. Default true */
+    const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG) */
+} bw_cluster_options;
+
+BW_EXTERN void bw_cluster_options_init(bw_cluster_options *o);
+
+/* ---- The primary -------------------------------------------------------- */
+
+typedef enum bw_worker_state {
+    BW_WORKER_NONE = 0,
+    BW_WORKER_ONLINE = 1,
+    BW_WORKER_LISTENING = 2,
+    BW_WORKER_DISCONNECTED = 3,
+    BW_WORKER_DEAD = 4,
+} bw_worker_state;
+
+typedef enum bw_cluster_event_type {
+    BW_EVENT_FORK = 0,
+    BW_EVENT_ONLINE = 1,
+    BW_EVENT_LISTENING = 2,
+    BW_EVENT_DISCONNECT = 3,
+    BW_EVENT_EXIT = 4,
+    BW_EVENT_MESSAGE = 5, /* a user message from the worker */
+    BW_EVENT_RETIRING = 6, /* the worker hit an error and is draining */
+    BW_EVENT_HANG = 7,     /* no heartbeat: the worker is being killed */
+    BW_EVENT_QUARANTINE = 8,
+} bw_cluster_event_type;
+
+typedef struct bw_cluster_event {
+    bw_cluster_event_type type;
+    bw_worker *worker;
+    /* LISTENING: the address the worker listens on (C-03). */
+    const char *address;
+    int family; /* 4 or 6 */
+    int port;
+    /* EXIT: exit code (or -1) and signal (or 0), and whether the exit
+     * followed a disconnect. */
+    int exit_code;
+    int term_signal;
+    /* MESSAGE: the payload (valid during the callback). RETIRING, HANG,
+     * QUARANTINE: "METHOD /path" of the request concerned. */
+    const char *data;
+    size_t len;
+} bw_cluster_event;
+
+typedef void (*bw_cluster_event_cb)(bw_cluster *c, const bw_cluster_event *ev, void *data);
+
+/* The worker's entry point, run in the forked child with a fresh loop. Its
+ * return value is the worker's exit status. */
+typedef int (*bw_worker_main_fn)(bw_worker_ctx *ctx, void *data);
+
+/*
+ * A cluster on the primary's loop. Nothing is forked yet. The event log
+ * (options or BW_EVENT_LOG) is opened here. 0, -ENOMEM, or -errno.
+ */
+BW_EXTERN int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options,
+                             bw_worker_main_fn main, void *data, bw_cluster **out);
+
+/* Open a listening socket in the primary (before forking; every worker
+ * inherits it). Port 0 picks one (see bw_cluster_port). */
+BW_EXTERN int bw_cluster_listen(bw_cluster *c, const char *host, int port);
+
+/* Take the sockets systemd passed (LISTEN_PID/LISTEN_FDS); returns how
+ * many (0 if none were passed) or -errno. The variables are then unset. */
+BW_EXTERN int bw_cluster_listen_inherited(bw_cluster *c);
+
+BW_EXTERN int bw_cluster_port(const bw_cluster *c);
+
+/* Events in the primary (fork, online, listening, disconnect, exit, ...).
+ * Several callbacks may be added; they run under a guard. */
+BW_EXTERN int bw_cluster_on_event(bw_cluster *c, bw_cluster_event_cb cb, void *data);
+
+/* Fork one worker now; `env` ("NAME=value" strings, NULL-terminated, may be
+ * NULL) is added to the worker's environment (C-06). The fork event is
+ * emitted later, never inside this call (C-07). */
+BW_EXTERN int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out);
+
+/* Supervise: fork `workers` workers and keep that many running, with the
+ * policies above. */
+BW_EXTERN int bw_cluster_start(bw_cluster *c);
+
+/* Graceful shutdown: stop replacing, disconnect every worker, kill those
+ * still alive after shutdown_timeout_ms; cb(c, data) once all are gone
+ * (always after this call returns, C-30). */
+typedef void (*bw_cluster_done_cb)(bw_cluster *c, void *data);
+BW_EXTERN int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data);
+
+/* Rolling restart, one worker at a time (SIGHUP does this). */
+BW_EXTERN int bw_cluster_rolling_restart(bw_cluster *c);
+
+/* The workers known now (dead ones leave once disconnected and exited). */
+BW_EXTERN size_t bw_cluster_worker_count(const bw_cluster *c);
+BW_EXTERN bw_worker *bw_cluster_worker_at(const bw_cluster *c, size_t i);
+/* Workers that count towards capacity (not retiring, not dead). */
+BW_EXTERN size_t bw_cluster_active_count(const bw_cluster *c);
+
+/* Close the listening sockets and the cluster's handles; cb fires when the
+ * cluster can be freed. Call after all workers are gone. */
+BW_EXTERN int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data);
+BW_EXTERN void bw_cluster_free(bw_cluster *c);
+
+/* Exit status the primary should use: 0, or non-zero after it gave up
+ * (restart intensity exceeded). */
+BW_EXTERN int bw_cluster_exit_status(const bw_cluster *c);
+
+/*
+ * The whole primary in one call, as the seed's "Much better!" block: a loop,
+ * a cluster listening on host:port (or on systemd's sockets), `workers`
+ * supervised workers running `main`, signals handled, until shutdown.
+ * Returns the process's exit status. In a forked worker it never returns.
+ */
+BW_EXTERN int bw_cluster_run(const bw_cluster_options *options, const char *host, int port,
+                             bw_worker_main_fn main, void *data);
+
+/* A worker, from the primary. */
+BW_EXTERN int bw_worker_id(const bw_worker *w);
+BW_EXTERN pid_t bw_worker_pid(const bw_worker *w);
+BW_EXTERN bw_worker_state bw_worker_state_of(const bw_worker *w);
+BW_EXTERN bool bw_worker_is_connected(const bw_worker *w);
+BW_EXTERN bool bw_worker_is_dead(const bw_worker *w);
+/* BW_UNSET until the first disconnect or exit, then yes/no (C-37..C-39). */
+BW_EXTERN bw_tristate bw_worker_exited_after_disconnect(const bw_worker *w);
+/* Send a user message (C-08); 0, or -EPIPE if the channel is closed. */
+BW_EXTERN int bw_worker_send(bw_worker *w, const void *msg, size_t len);
+/* Signal the worker (0: SIGTERM). Does not mark it as disconnected (C-18). */
+BW_EXTERN int bw_worker_kill(bw_worker *w, int sig);
+/* Ask the worker to disconnect gracefully (C-24). */
+BW_EXTERN int bw_worker_disconnect(bw_worker *w);
+
+/* ---- In the worker ----------------------------------------------------- */
+
+/* True in a process forked as a worker. */
+BW_EXTERN bool bw_cluster_is_worker(void);
+
+BW_EXTERN bw_loop *bw_worker_loop(bw_worker_ctx *ctx);
+BW_EXTERN int bw_worker_ctx_id(const bw_worker_ctx *ctx);
+
+/* The listening sockets inherited from the primary. */
+BW_EXTERN size_t bw_worker_listen_fd_count(const bw_worker_ctx *ctx);
+BW_EXTERN int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i);
+
+typedef struct bw_crash_policy {
+    uint64_t kill_timeout_ms; /* default: the cluster's kill_timeout_ms */
+    const char *body;         /* the 500's body; default "Oops, there was a problem!\n" */
+} bw_crash_policy;
+
+/*
+ * Serve `srv` on the inherited sockets with the crash-safe policy (policy
+ * NULL: defaults): announces `listening` to the primary for each socket,
+ * answers quarantined requests 503, records each dispatched request for the
+ * primary's hang report. The server must be new (not listening).
+ */
+BW_EXTERN int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv,
+                                   const bw_crash_policy *policy);
+
+/* Disconnect: stop accepting, finish in-flight requests, tell the primary,
+ * close the channel; the process then exits when its loop is empty
+ * (C-22, C-25). Repeated calls do nothing. */
+BW_EXTERN int bw_worker_ctx_disconnect(bw_worker_ctx *ctx);
+
+/* User messages from the primary. */
+typedef void (*bw_worker_message_cb)(bw_worker_ctx *ctx, const void *msg, size_t len, void *data);
+BW_EXTERN void bw_worker_on_message(bw_worker_ctx *ctx, bw_worker_message_cb cb, void *data);
+BW_EXTERN int bw_worker_ctx_send(bw_worker_ctx *ctx, const void *msg, size_t len);
+
+/* Called once the worker has disconnected (its channel is closed). */
+typedef void (*bw_worker_disconnect_cb)(bw_worker_ctx *ctx, void *data);
+BW_EXTERN void bw_worker_on_disconnect(bw_worker_ctx *ctx, bw_worker_disconnect_cb cb,
+                                       void *data);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BULWARK_CLUSTER_H */

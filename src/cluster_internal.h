@@ -1,0 +1,140 @@
+/*
+ * cluster_internal.h: what the primary (cluster_primary.c) and the worker
+ * runtime (cluster_worker.c) share: the channel protocol, the shared page
+ * each worker writes its last request into, and the structures.
+ *
+ * The channel is a SOCK_SEQPACKET socketpair: one message per packet, so
+ * framing is free and a message is never split. A message is a type byte
+ * followed by a payload of at most BW__MSG_MAX - 1 bytes. Unknown or
+ * malformed messages are ignored (C-11).
+ */
+#ifndef BULWARK_CLUSTER_INTERNAL_H
+#define BULWARK_CLUSTER_INTERNAL_H
+
+#include <time.h>
+
+#include "bulwark/cluster.h"
+#include "http_internal.h"
+#include "internal.h"
+
+#define BW__MSG_MAX 4096
+#define BW__MAX_LISTENERS 8
+#define BW__REQUEST_TEXT 256
+
+enum bw__msg_type {
+    /* worker -> primary */
+    BW__MSG_ONLINE = 'O',
+    BW__MSG_LISTENING = 'L',     /* "address family port" */
+    BW__MSG_HEARTBEAT = 'H',
+    BW__MSG_RETIRING = 'R',      /* "METHOD /path": the error is in that request */
+    BW__MSG_DISCONNECTING = 'D', /* worker-initiated disconnect: acknowledge */
+    /* primary -> worker */
+    BW__MSG_DISCONNECT = 'd',    /* primary-initiated graceful disconnect */
+    BW__MSG_ACK = 'a',           /* acknowledges DISCONNECTING */
+    BW__MSG_QUARANTINE = 'q',    /* "ttl_ms METHOD /path" */
+    /* both ways */
+    BW__MSG_USER = 'u',
+};
+
+/* Written by the worker at each dispatch, read by the primary when the
+ * worker stops answering (hang report). A torn read only garbles a
+ * diagnostic, so no lock. */
+typedef struct bw__worker_shm {
+    volatile uint64_t dispatched;
+    char last_request[BW__REQUEST_TEXT];
+} bw__worker_shm;
+
+/* A quarantined route, as the primary knows it and as workers copy it. */
+typedef struct bw__poison {
+    char key[BW__REQUEST_TEXT]; /* "METHOD /path" */
+    uint64_t times[16];         /* recent crashes (primary clock, ms) */
+    size_t ntimes;
+    uint64_t until_ms;          /* quarantined until (0: not quarantined) */
+    uint64_t until_mono_ns;     /* the same, on the system-wide monotonic clock */
+} bw__poison;
+
+#define BW__MAX_POISON 32
+
+struct bw_worker {
+    bw_cluster *c;
+    bw_worker *next;
+    int id;
+    pid_t pid;
+    bw_worker_state state;
+    int fd;
+    uv_poll_t poll;
+    bool poll_open;
+    bool connected;
+    bool exited;
+    int exit_code;
+    int term_signal;
+    bw_tristate after_disconnect;
+    bool disconnect_sent;    /* the primary asked it to disconnect */
+    bool retiring;           /* it hit an error and drains */
+    bool was_listening;
+    bool hang_reported;
+    bool fork_event_pending;
+    bool rolling_old;        /* to be replaced by the rolling restart */
+    uint64_t forked_ms;
+    uint64_t last_heartbeat_ms;
+    uint64_t kill_deadline_ms;
+    bw__worker_shm *shm;
+};
+
+typedef struct bw__event_cb {
+    bw_cluster_event_cb cb;
+    void *data;
+} bw__event_cb;
+
+struct bw_cluster {
+    bw_loop *loop;
+    bw_cluster_options opts;
+    bw_worker_main_fn main;
+    void *main_data;
+    pid_t primary_pid;
+    int listen_fds[BW__MAX_LISTENERS];
+    size_t nlisten;
+    int port;
+    bw_worker *workers;
+    int next_id;
+    bool supervising;
+    bool shutting_down;
+    bool gave_up;
+    int exit_status;
+    uv_timer_t tick;
+    uv_idle_t deferred; /* emits fork events after fork() returned (C-07) */
+    uv_signal_t sigchld, sigterm, sigint, sighup;
+    bool signals_on;
+    size_t handles_open;
+    uint64_t failures[64]; /* start-up failures (ms), a ring */
+    size_t nfailures;
+    uint64_t backoff_ms;
+    uint64_t next_fork_ms; /* start-up backoff: no fork before */
+    double fork_tokens;
+    uint64_t tokens_ms;
+    bw__poison poison[BW__MAX_POISON];
+    size_t npoison;
+    bw__event_cb *event_cbs;
+    size_t nevent_cbs;
+    int event_log_fd;
+    bw_cluster_done_cb disconnect_cb;
+    void *disconnect_data;
+    bool disconnect_done_pending;
+    uint64_t shutdown_deadline_ms;
+    bool rolling;
+    bw_worker *rolling_new; /* the replacement being started */
+    bw_cluster_done_cb close_cb;
+    void *close_data;
+};
+
+/* cluster_worker.c: the child's side. Never returns. */
+BW_NORETURN BW__HIDDEN void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd,
+                                                  const char *const *env);
+
+/* Send one message; 0 or -errno (never raises SIGPIPE). */
+BW__HIDDEN int bw__msg_send(int fd, int type, const void *payload, size_t len);
+
+/* Monotonic nanoseconds, comparable across processes (event log). */
+BW__HIDDEN uint64_t bw__mono_ns(void);
+
+#endif /* BULWARK_CLUSTER_INTERNAL_H */

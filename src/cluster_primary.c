@@ -1,0 +1,1098 @@
+/*
+ * cluster_primary.c: the primary: listening sockets, forking, the channel
+ * to each worker, events, and supervision (replacement, start-up backoff and
+ * restart intensity, fork ceiling, hang detection, kill deadlines, poison
+ * quarantine, graceful shutdown, rolling restart).
+ *
+ * One periodic timer (every 50 ms) enforces every deadline; SIGCHLD reaps
+ * children with waitpid(WNOHANG) in a loop, so no zombie is left.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cluster_internal.h"
+
+#define BW__TICK_MS 50
+/* The worker's own kill timer (exit 1) should win; the primary's SIGKILL is
+ * the failsafe behind it. */
+#define BW__KILL_MARGIN_MS 1000
+
+uint64_t bw__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int bw__msg_send(int fd, int type, const void *payload, size_t len)
+{
+    char buf[BW__MSG_MAX];
+    if (fd < 0)
+        return -EPIPE;
+    if (len > sizeof buf - 1)
+        return -EMSGSIZE;
+    buf[0] = (char)type;
+    if (len > 0)
+        memcpy(buf + 1, payload, len);
+    ssize_t n;
+    do
+        n = send(fd, buf, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+void bw_cluster_options_init(bw_cluster_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->workers = 2;
+    o->backlog = 511;
+    o->kill_timeout_ms = 30000;
+    o->heartbeat_interval_ms = 1000;
+    o->heartbeat_timeout_ms = 10000;
+    o->shutdown_timeout_ms = 30000;
+    o->restart_intensity = 5;
+    o->restart_period_ms = 60000;
+    o->backoff_initial_ms = 100;
+    o->backoff_max_ms = 10000;
+    o->max_forks_per_second = 200;
+    o->poison_threshold = 3;
+    o->poison_window_ms = 60000;
+    o->quarantine_ms = 60000;
+    o->handle_signals = true;
+}
+
+static uint64_t now_ms(const bw_cluster *c)
+{
+    return uv_now(c->loop->uv);
+}
+
+/* ---- Events ------------------------------------------------------------ */
+
+static const char *event_name(bw_cluster_event_type t)
+{
+    static const char *names[] = {"fork",   "online",   "listening", "disconnect", "exit",
+                                  "message", "retiring", "hang",      "quarantine"};
+    return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+/* One JSON line per event, with a system-wide monotonic timestamp so that
+ * other processes (a load client) can line up their own clocks with it. */
+static void log_event_line(bw_cluster *c, const char *name, const bw_worker *w, const char *extra)
+{
+    if (c->event_log_fd < 0)
+        return;
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "{\"mono_ns\": %llu, \"event\": \"%s\", \"worker\": %d, \"pid\": %ld%s%s}\n",
+                     (unsigned long long)bw__mono_ns(), name, w ? w->id : 0,
+                     (long)(w ? w->pid : getpid()), extra ? ", " : "", extra ? extra : "");
+    if (n > 0 && write(c->event_log_fd, line, (size_t)n) < 0) {
+        /* The event log is best effort: a full disk must not stop the primary. */
+    }
+}
+
+typedef struct event_call {
+    bw_cluster *c;
+    const bw_cluster_event *ev;
+} event_call;
+
+static void run_event_callbacks(void *arg)
+{
+    event_call *e = arg;
+    for (size_t i = 0; i < e->c->nevent_cbs; i++)
+        e->c->event_cbs[i].cb(e->c, e->ev, e->c->event_cbs[i].data);
+}
+
+static void emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
+{
+    log_event_line(c, event_name(ev->type), ev->worker, extra);
+    if (c->nevent_cbs == 0)
+        return;
+    event_call e = {c, ev};
+    bw_invoke(NULL, run_event_callbacks, &e);
+}
+
+static void emit_simple(bw_cluster *c, bw_cluster_event_type type, bw_worker *w)
+{
+    bw_cluster_event ev = {.type = type, .worker = w, .exit_code = -1};
+    emit(c, &ev, NULL);
+}
+
+int bw_cluster_on_event(bw_cluster *c, bw_cluster_event_cb cb, void *data)
+{
+    bw__event_cb *v = bw_realloc(c->event_cbs, (c->nevent_cbs + 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    v[c->nevent_cbs++] = (bw__event_cb){cb, data};
+    c->event_cbs = v;
+    return 0;
+}
+
+/* ---- Creating and listening -------------------------------------------- */
+
+static void on_tick(uv_timer_t *t);
+static void on_deferred(uv_idle_t *idle);
+
+int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_main_fn main,
+                   void *data, bw_cluster **out)
+{
+    *out = NULL;
+    bw_cluster_options defaults;
+    if (options == NULL) {
+        bw_cluster_options_init(&defaults);
+        options = &defaults;
+    }
+    if (options->workers < 1 || options->heartbeat_interval_ms == 0 ||
+        options->heartbeat_timeout_ms <= options->heartbeat_interval_ms || main == NULL)
+        return -EINVAL;
+    bw_cluster *c = bw_calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->loop = loop;
+    c->opts = *options;
+    c->main = main;
+    c->main_data = data;
+    c->primary_pid = getpid();
+    c->next_id = 1;
+    c->event_log_fd = -1;
+    c->backoff_ms = c->opts.backoff_initial_ms;
+    c->fork_tokens = c->opts.max_forks_per_second > 0 ? c->opts.max_forks_per_second : 1e9;
+    const char *path = c->opts.event_log != NULL ? c->opts.event_log : getenv("BW_EVENT_LOG");
+    if (path != NULL && *path != '\0') {
+        c->event_log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (c->event_log_fd < 0) {
+            int e = -errno;
+            bw_free(c);
+            return e;
+        }
+    }
+    uv_timer_init(loop->uv, &c->tick);
+    uv_idle_init(loop->uv, &c->deferred);
+    c->tick.data = c;
+    c->deferred.data = c;
+    c->handles_open = 2;
+    /* The tick stays referenced: it keeps the primary's loop turning even
+     * when no worker is alive (start-up backoff), until bw_cluster_close. */
+    uv_timer_start(&c->tick, on_tick, BW__TICK_MS, BW__TICK_MS);
+    *out = c;
+    return 0;
+}
+
+static int add_listen_fd(bw_cluster *c, int fd)
+{
+    if (c->nlisten == BW__MAX_LISTENERS)
+        return BW_ELIMIT;
+    c->listen_fds[c->nlisten++] = fd;
+    if (c->port == 0) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+            c->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    return 0;
+}
+
+int bw_cluster_listen(bw_cluster *c, const char *host, int port)
+{
+    if (host == NULL || strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(host, ':') != NULL) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+            return -EINVAL;
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+            return -EINVAL;
+        len = sizeof *a;
+    }
+    /* Not CLOEXEC-free on purpose: fork() inherits it anyway, and a program
+     * the user execs must not. Non-blocking: workers accept in their loops. */
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, c->opts.backlog) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int rc = add_listen_fd(c, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
+}
+
+int bw_cluster_listen_inherited(bw_cluster *c)
+{
+    const char *pid = getenv("LISTEN_PID");
+    const char *fds = getenv("LISTEN_FDS");
+    if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
+        return 0;
+    int n = atoi(fds);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    for (int i = 0; i < n; i++) {
+        int fd = 3 + i; /* SD_LISTEN_FDS_START */
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        int rc = add_listen_fd(c, fd);
+        if (rc != 0)
+            return rc;
+    }
+    return n;
+}
+
+int bw_cluster_port(const bw_cluster *c)
+{
+    return c->port;
+}
+
+/* ---- Workers ----------------------------------------------------------- */
+
+static bw_worker *find_pid(bw_cluster *c, pid_t pid)
+{
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (w->pid == pid)
+            return w;
+    return NULL;
+}
+
+size_t bw_cluster_worker_count(const bw_cluster *c)
+{
+    size_t n = 0;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        n++;
+    return n;
+}
+
+bw_worker *bw_cluster_worker_at(const bw_cluster *c, size_t i)
+{
+    bw_worker *w = c->workers;
+    while (w != NULL && i-- > 0)
+        w = w->next;
+    return w;
+}
+
+static bool counts_as_capacity(const bw_worker *w)
+{
+    return !w->exited && !w->retiring && !w->disconnect_sent && !w->rolling_old &&
+           w->state != BW_WORKER_DISCONNECTED;
+}
+
+size_t bw_cluster_active_count(const bw_cluster *c)
+{
+    size_t n = 0;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        n += counts_as_capacity(w);
+    return n;
+}
+
+static void unlink_worker(bw_cluster *c, bw_worker *w)
+{
+    for (bw_worker **pp = &c->workers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+    }
+}
+
+static void worker_free(bw_worker *w)
+{
+    if (w->shm != NULL)
+        munmap(w->shm, sizeof *w->shm);
+    bw_free(w);
+}
+
+static void maybe_forget(bw_cluster *c, bw_worker *w);
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    bw_worker *w = h->data;
+    w->poll_open = false;
+    maybe_forget(w->c, w);
+}
+
+static void check_all_gone(bw_cluster *c);
+
+/* A worker leaves the list once it has both disconnected and exited (C-21)
+ * and its channel handle is closed. */
+static void maybe_forget(bw_cluster *c, bw_worker *w)
+{
+    if (!w->exited || w->connected || w->poll_open)
+        return;
+    unlink_worker(c, w);
+    worker_free(w);
+    check_all_gone(c);
+}
+
+static void close_channel(bw_worker *w)
+{
+    if (!w->connected)
+        return;
+    w->connected = false;
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, on_poll_closed);
+    close(w->fd);
+    w->fd = -1;
+}
+
+static void on_worker_disconnect(bw_cluster *c, bw_worker *w);
+static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len);
+
+static void on_channel(uv_poll_t *p, int status, int events)
+{
+    bw_worker *w = p->data;
+    bw_cluster *c = w->c;
+    if (status < 0 || !(events & UV_READABLE)) {
+        on_worker_disconnect(c, w);
+        return;
+    }
+    char buf[BW__MSG_MAX + 1];
+    for (int i = 0; i < 64 && w->connected; i++) {
+        ssize_t n = recv(w->fd, buf, BW__MSG_MAX, MSG_DONTWAIT);
+        if (n > 0) {
+            buf[n] = '\0';
+            on_message(c, w, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        on_worker_disconnect(c, w); /* EOF or error: the channel is gone */
+        return;
+    }
+}
+
+static void flush_stdio(void)
+{
+    /* Buffered output would be written twice, by the primary and the child. */
+    fflush(NULL);
+}
+
+static void start_signals(bw_cluster *c);
+
+int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (!c->signals_on)
+        start_signals(c); /* SIGCHLD must be watched before the first child */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    bw_worker *w = bw_calloc(1, sizeof *w);
+    bw__worker_shm *shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (w == NULL || shm == MAP_FAILED) {
+        bw_free(w);
+        if (shm != MAP_FAILED)
+            munmap(shm, sizeof *shm);
+        close(sv[0]);
+        close(sv[1]);
+        return -ENOMEM;
+    }
+    w->c = c;
+    w->id = c->next_id++;
+    w->shm = shm;
+    w->after_disconnect = BW_UNSET;
+    w->exit_code = -1;
+    flush_stdio();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        worker_free(w);
+        c->next_id--;
+        return e;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        bw__worker_child_main(c, w, sv[1], env); /* never returns */
+    }
+    close(sv[1]);
+    w->pid = pid;
+    w->fd = sv[0];
+    w->connected = true;
+    w->forked_ms = now_ms(c);
+    w->last_heartbeat_ms = w->forked_ms;
+    uv_poll_init(c->loop->uv, &w->poll, w->fd);
+    w->poll.data = w;
+    w->poll_open = true;
+    uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_channel);
+    w->next = c->workers;
+    c->workers = w;
+    /* The fork event is emitted from the loop, after this call (C-07). */
+    w->fork_event_pending = true;
+    uv_idle_start(&c->deferred, on_deferred);
+    if (out != NULL)
+        *out = w;
+    return 0;
+}
+
+static void on_deferred(uv_idle_t *idle)
+{
+    bw_cluster *c = idle->data;
+    uv_idle_stop(idle);
+    for (bw_worker *w = c->workers; w != NULL; w = w->next) {
+        if (w->fork_event_pending) {
+            w->fork_event_pending = false;
+            emit_simple(c, BW_EVENT_FORK, w);
+        }
+    }
+    if (c->disconnect_done_pending) {
+        c->disconnect_done_pending = false;
+        bw_cluster_done_cb cb = c->disconnect_cb;
+        c->disconnect_cb = NULL;
+        if (cb != NULL)
+            cb(c, c->disconnect_data);
+    }
+}
+
+/* ---- Supervision ------------------------------------------------------- */
+
+static void give_up(bw_cluster *c, const bw_worker *last);
+static void begin_shutdown(bw_cluster *c);
+
+static bool fork_allowed(bw_cluster *c)
+{
+    uint64_t now = now_ms(c);
+    if (now < c->next_fork_ms)
+        return false; /* start-up backoff */
+    if (c->opts.max_forks_per_second <= 0)
+        return true;
+    /* A token bucket: at most max_forks_per_second, with a burst of as many. */
+    double rate = c->opts.max_forks_per_second;
+    c->fork_tokens += (double)(now - c->tokens_ms) * rate / 1000.0;
+    if (c->fork_tokens > rate)
+        c->fork_tokens = rate;
+    c->tokens_ms = now;
+    if (c->fork_tokens < 1.0)
+        return false;
+    c->fork_tokens -= 1.0;
+    return true;
+}
+
+/* Keep `workers` workers counting towards capacity. */
+static void maintain(bw_cluster *c)
+{
+    if (!c->supervising || c->shutting_down || c->gave_up)
+        return;
+    while ((int)bw_cluster_active_count(c) < c->opts.workers && fork_allowed(c)) {
+        int rc = bw_cluster_fork(c, NULL, NULL);
+        if (rc != 0) {
+            bw_log(BW_LOG_ERROR, "cluster: fork failed: %s", bw_strerror(rc));
+            c->next_fork_ms = now_ms(c) + c->backoff_ms;
+            break;
+        }
+    }
+}
+
+int bw_cluster_start(bw_cluster *c)
+{
+    if (c->nlisten == 0)
+        bw_log(BW_LOG_WARN, "cluster: starting workers with no listening socket");
+    c->supervising = true;
+    maintain(c);
+    return 0;
+}
+
+/* A worker died (or lost its channel) before it ever listened. */
+static void startup_failure(bw_cluster *c, bw_worker *w)
+{
+    uint64_t now = now_ms(c);
+    c->failures[c->nfailures++ % 64] = now;
+    size_t recent = 0;
+    size_t n = c->nfailures < 64 ? c->nfailures : 64;
+    for (size_t i = 0; i < n; i++)
+        if (now - c->failures[i] <= c->opts.restart_period_ms)
+            recent++;
+    if ((int)recent > c->opts.restart_intensity) {
+        give_up(c, w);
+        return;
+    }
+    bw_log(BW_LOG_WARN,
+           "cluster: worker %d (pid %ld) died before listening (%s %d); restarting in %llu ms",
+           w->id, (long)w->pid, w->term_signal ? "signal" : "exit code",
+           w->term_signal ? w->term_signal : w->exit_code, (unsigned long long)c->backoff_ms);
+    c->next_fork_ms = now + c->backoff_ms;
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > c->opts.backoff_max_ms)
+        c->backoff_ms = c->opts.backoff_max_ms;
+}
+
+static void give_up(bw_cluster *c, const bw_worker *last)
+{
+    if (c->gave_up)
+        return;
+    c->gave_up = true;
+    c->exit_status = 2;
+    bw_log(BW_LOG_FATAL,
+           "cluster: giving up: more than %d workers died before listening within %llu ms "
+           "(the last, worker %d, %s %d); not forking again",
+           c->opts.restart_intensity, (unsigned long long)c->opts.restart_period_ms, last->id,
+           last->term_signal ? "by signal" : "with exit code",
+           last->term_signal ? last->term_signal : last->exit_code);
+    log_event_line(c, "giveup", last, NULL);
+    begin_shutdown(c);
+}
+
+static void on_worker_gone(bw_cluster *c, bw_worker *w)
+{
+    if (!w->was_listening && !w->disconnect_sent && !c->shutting_down)
+        startup_failure(c, w);
+    else if (w->was_listening)
+        c->backoff_ms = c->opts.backoff_initial_ms;
+    if (c->rolling && w->rolling_old)
+        bw_cluster_rolling_restart(c); /* next one */
+    maintain(c);
+}
+
+static void on_worker_disconnect(bw_cluster *c, bw_worker *w)
+{
+    if (!w->connected)
+        return;
+    close_channel(w);
+    if (w->after_disconnect == BW_UNSET)
+        w->after_disconnect = w->disconnect_sent ? BW_YES : BW_NO;
+    if (!w->exited)
+        w->state = BW_WORKER_DISCONNECTED;
+    emit_simple(c, BW_EVENT_DISCONNECT, w);
+    if (!w->exited && w->kill_deadline_ms == 0)
+        w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
+    on_worker_gone(c, w);
+}
+
+static void on_worker_exit(bw_cluster *c, bw_worker *w, int status)
+{
+    w->exited = true;
+    w->state = BW_WORKER_DEAD;
+    if (WIFEXITED(status)) {
+        w->exit_code = WEXITSTATUS(status);
+        w->term_signal = 0;
+    } else if (WIFSIGNALED(status)) {
+        w->exit_code = -1;
+        w->term_signal = WTERMSIG(status);
+    }
+    if (w->after_disconnect == BW_UNSET)
+        w->after_disconnect = w->disconnect_sent ? BW_YES : BW_NO;
+    bool was_connected = w->connected;
+    char extra[96];
+    snprintf(extra, sizeof extra, "\"code\": %d, \"signal\": %d, \"after_disconnect\": %s",
+             w->exit_code, w->term_signal, w->after_disconnect == BW_YES ? "true" : "false");
+    /* The channel usually reports EOF first; if not, the disconnect is
+     * implied by the exit (C-16: either order, each event once). */
+    if (was_connected)
+        on_worker_disconnect(c, w);
+    bw_cluster_event ev = {.type = BW_EVENT_EXIT, .worker = w, .exit_code = w->exit_code,
+                           .term_signal = w->term_signal};
+    emit(c, &ev, extra);
+    if (!was_connected)
+        on_worker_gone(c, w);
+    maybe_forget(c, w);
+}
+
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    bw_cluster *c = h->data;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            break;
+        bw_worker *w = find_pid(c, pid);
+        if (w != NULL && !w->exited)
+            on_worker_exit(c, w, status);
+    }
+}
+
+/* ---- Messages ---------------------------------------------------------- */
+
+static void quarantine_check(bw_cluster *c, bw_worker *w, const char *key);
+
+static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
+{
+    const char *payload = msg + 1;
+    size_t plen = len - 1;
+    switch (msg[0]) {
+    case BW__MSG_ONLINE:
+        if (w->state == BW_WORKER_NONE) {
+            w->state = BW_WORKER_ONLINE;
+            emit_simple(c, BW_EVENT_ONLINE, w);
+        }
+        return;
+    case BW__MSG_LISTENING: {
+        char address[64];
+        int family = 0, port = 0;
+        if (sscanf(payload, "%63s %d %d", address, &family, &port) != 3)
+            return; /* malformed: ignored (C-11) */
+        w->state = BW_WORKER_LISTENING;
+        w->was_listening = true;
+        w->last_heartbeat_ms = now_ms(c);
+        c->backoff_ms = c->opts.backoff_initial_ms;
+        bw_cluster_event ev = {.type = BW_EVENT_LISTENING, .worker = w, .address = address,
+                               .family = family, .port = port, .exit_code = -1};
+        char extra[128];
+        snprintf(extra, sizeof extra, "\"address\": \"%s\", \"port\": %d", address, port);
+        emit(c, &ev, extra);
+        if (c->rolling && w == c->rolling_new) {
+            /* The new one listens: now the old one may drain. */
+            c->rolling_new = NULL;
+            for (bw_worker *o = c->workers; o != NULL; o = o->next) {
+                if (o->rolling_old && !o->disconnect_sent && !o->exited) {
+                    bw_worker_disconnect(o);
+                    break;
+                }
+            }
+        }
+        return;
+    }
+    case BW__MSG_HEARTBEAT:
+        w->last_heartbeat_ms = now_ms(c);
+        return;
+    case BW__MSG_RETIRING: {
+        if (w->retiring)
+            return;
+        w->retiring = true;
+        w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
+        bw_cluster_event ev = {.type = BW_EVENT_RETIRING, .worker = w, .data = payload,
+                               .len = plen, .exit_code = -1};
+        char extra[BW__REQUEST_TEXT + 32];
+        snprintf(extra, sizeof extra, "\"request\": \"%.200s\"", payload);
+        for (char *p = extra; *p; p++)
+            if (*p == '\\' || (unsigned char)*p < 32)
+                *p = '?';
+        emit(c, &ev, extra);
+        quarantine_check(c, w, payload);
+        maintain(c); /* capacity returns while the old one drains */
+        return;
+    }
+    case BW__MSG_DISCONNECTING:
+        w->after_disconnect = BW_YES;
+        w->disconnect_sent = true;
+        if (w->kill_deadline_ms == 0)
+            w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
+        bw__msg_send(w->fd, BW__MSG_ACK, NULL, 0);
+        maintain(c);
+        return;
+    case BW__MSG_USER: {
+        bw_cluster_event ev = {.type = BW_EVENT_MESSAGE, .worker = w, .data = payload,
+                               .len = plen, .exit_code = -1};
+        emit(c, &ev, NULL);
+        return;
+    }
+    default:
+        return; /* unknown: ignored (C-11) */
+    }
+}
+
+/* ---- Poison requests --------------------------------------------------- */
+
+static void broadcast_quarantine(bw_cluster *c, const bw__poison *p)
+{
+    char msg[BW__REQUEST_TEXT + 32];
+    int n = snprintf(msg, sizeof msg, "%llu %s", (unsigned long long)c->opts.quarantine_ms,
+                     p->key);
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (w->connected)
+            bw__msg_send(w->fd, BW__MSG_QUARANTINE, msg, (size_t)n);
+}
+
+static void quarantine_check(bw_cluster *c, bw_worker *w, const char *key)
+{
+    if (c->opts.poison_threshold <= 0 || key[0] == '\0')
+        return;
+    uint64_t now = now_ms(c);
+    bw__poison *p = NULL;
+    for (size_t i = 0; i < c->npoison; i++)
+        if (strcmp(c->poison[i].key, key) == 0)
+            p = &c->poison[i];
+    if (p == NULL) {
+        /* Reuse the stalest entry when the table is full. */
+        size_t slot = c->npoison < BW__MAX_POISON ? c->npoison++ : 0;
+        for (size_t i = 0; c->npoison == BW__MAX_POISON && i < BW__MAX_POISON; i++)
+            if (c->poison[i].until_ms < now && c->poison[i].times[0] < c->poison[slot].times[0])
+                slot = i;
+        p = &c->poison[slot];
+        memset(p, 0, sizeof *p);
+        snprintf(p->key, sizeof p->key, "%.*s", (int)sizeof p->key - 1, key);
+    }
+    /* Keep only the crashes inside the window, then add this one. */
+    size_t k = 0;
+    for (size_t i = 0; i < p->ntimes; i++)
+        if (now - p->times[i] <= c->opts.poison_window_ms)
+            p->times[k++] = p->times[i];
+    p->ntimes = k;
+    if (p->ntimes < sizeof p->times / sizeof p->times[0])
+        p->times[p->ntimes++] = now;
+    if ((int)p->ntimes >= c->opts.poison_threshold && p->until_ms <= now) {
+        p->until_ms = now + c->opts.quarantine_ms;
+        p->until_mono_ns = bw__mono_ns() + c->opts.quarantine_ms * 1000000u;
+        bw_log(BW_LOG_WARN,
+               "cluster: quarantined \"%s\" for %llu ms: it crashed %zu workers within %llu ms "
+               "(the last, worker %d); workers answer it 503 meanwhile",
+               p->key, (unsigned long long)c->opts.quarantine_ms, p->ntimes,
+               (unsigned long long)c->opts.poison_window_ms, w->id);
+        bw_cluster_event ev = {.type = BW_EVENT_QUARANTINE, .worker = w, .data = p->key,
+                               .len = strlen(p->key), .exit_code = -1};
+        emit(c, &ev, NULL);
+        broadcast_quarantine(c, p);
+    }
+}
+
+/* ---- The periodic tick: deadlines -------------------------------------- */
+
+static void report_hang(bw_cluster *c, bw_worker *w, uint64_t silent_ms)
+{
+    char last[BW__REQUEST_TEXT];
+    memcpy(last, w->shm->last_request, sizeof last);
+    last[sizeof last - 1] = '\0';
+    bw_log(BW_LOG_ERROR,
+           "cluster: worker %d (pid %ld) hung: no heartbeat for %llu ms; last request "
+           "dispatched: %s; killing it (SIGKILL) and forking a replacement",
+           w->id, (long)w->pid, (unsigned long long)silent_ms, last[0] ? last : "(none)");
+    bw_cluster_event ev = {.type = BW_EVENT_HANG, .worker = w, .data = last, .len = strlen(last),
+                           .exit_code = -1};
+    char extra[BW__REQUEST_TEXT + 32];
+    snprintf(extra, sizeof extra, "\"request\": \"%.200s\"", last);
+    for (char *p = extra; *p; p++)
+        if (*p == '\\' || (unsigned char)*p < 32)
+            *p = '?';
+    emit(c, &ev, extra);
+    w->hang_reported = true;
+    w->retiring = true;
+    kill(w->pid, SIGKILL);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    bw_cluster *c = t->data;
+    uint64_t now = now_ms(c);
+    for (bw_worker *w = c->workers; w != NULL; w = w->next) {
+        if (w->exited)
+            continue;
+        if (w->kill_deadline_ms != 0 && now >= w->kill_deadline_ms) {
+            bw_log(BW_LOG_WARN,
+                   "cluster: worker %d (pid %ld) still alive %llu ms after it began to drain; "
+                   "killing it",
+                   w->id, (long)w->pid, (unsigned long long)c->opts.kill_timeout_ms);
+            log_event_line(c, "kill", w, NULL);
+            kill(w->pid, SIGKILL);
+            w->kill_deadline_ms = 0;
+            continue;
+        }
+        bool watched = w->connected && !w->hang_reported && !w->retiring && !w->disconnect_sent;
+        uint64_t silent = now - w->last_heartbeat_ms;
+        if (watched && silent > c->opts.heartbeat_timeout_ms)
+            report_hang(c, w, silent);
+    }
+    if (c->shutting_down && c->shutdown_deadline_ms != 0 && now >= c->shutdown_deadline_ms) {
+        for (bw_worker *w = c->workers; w != NULL; w = w->next) {
+            if (!w->exited) {
+                bw_log(BW_LOG_WARN, "cluster: shutdown deadline: killing worker %d (pid %ld)",
+                       w->id, (long)w->pid);
+                kill(w->pid, SIGKILL);
+            }
+        }
+        c->shutdown_deadline_ms = 0;
+    }
+    for (size_t i = 0; i < c->npoison; i++)
+        if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
+            c->poison[i].until_ms = 0;
+    maintain(c);
+}
+
+/* ---- Disconnect, shutdown, rolling restart ----------------------------- */
+
+int bw_worker_disconnect(bw_worker *w)
+{
+    if (!w->connected || w->disconnect_sent)
+        return 0;
+    w->disconnect_sent = true;
+    w->after_disconnect = BW_YES;
+    w->kill_deadline_ms = now_ms(w->c) + w->c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
+    bw__msg_send(w->fd, BW__MSG_DISCONNECT, NULL, 0);
+    return 0;
+}
+
+int bw_worker_kill(bw_worker *w, int sig)
+{
+    if (w->exited)
+        return -ESRCH;
+    return kill(w->pid, sig != 0 ? sig : SIGTERM) == 0 ? 0 : -errno;
+}
+
+int bw_worker_send(bw_worker *w, const void *msg, size_t len)
+{
+    return bw__msg_send(w->connected ? w->fd : -1, BW__MSG_USER, msg, len);
+}
+
+static void check_all_gone(bw_cluster *c)
+{
+    if (!c->shutting_down || c->workers != NULL || c->disconnect_cb == NULL ||
+        c->disconnect_done_pending)
+        return;
+    c->disconnect_done_pending = true;
+    uv_idle_start(&c->deferred, on_deferred);
+}
+
+static void begin_shutdown(bw_cluster *c)
+{
+    c->shutting_down = true;
+    c->rolling = false;
+    c->shutdown_deadline_ms = now_ms(c) + c->opts.shutdown_timeout_ms;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (!w->exited)
+            bw_worker_disconnect(w);
+    check_all_gone(c);
+}
+
+int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data)
+{
+    c->disconnect_cb = cb;
+    c->disconnect_data = data;
+    begin_shutdown(c);
+    return 0;
+}
+
+int bw_cluster_rolling_restart(bw_cluster *c)
+{
+    if (c->shutting_down || c->gave_up)
+        return BW_ESTATE;
+    if (!c->rolling) {
+        /* Mark the current generation; each is replaced in turn. */
+        c->rolling = true;
+        for (bw_worker *w = c->workers; w != NULL; w = w->next)
+            if (counts_as_capacity(w))
+                w->rolling_old = true;
+        bw_log(BW_LOG_INFO, "cluster: rolling restart begins");
+    }
+    if (c->rolling_new != NULL && !c->rolling_new->exited)
+        return 0; /* one at a time: wait for the current replacement */
+    for (bw_worker *w = c->workers; w != NULL; w = w->next) {
+        if (w->rolling_old && !w->disconnect_sent && !w->exited) {
+            bw_worker *fresh;
+            int rc = bw_cluster_fork(c, NULL, &fresh);
+            if (rc != 0)
+                return rc;
+            c->rolling_new = fresh;
+            return 0;
+        }
+    }
+    /* Every old worker is replaced (or draining). */
+    bool draining = false;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        draining |= w->rolling_old && !w->exited;
+    if (!draining) {
+        c->rolling = false;
+        bw_log(BW_LOG_INFO, "cluster: rolling restart done");
+    }
+    return 0;
+}
+
+/* ---- Signals ----------------------------------------------------------- */
+
+static void on_term(uv_signal_t *h, int signum)
+{
+    bw_cluster *c = h->data;
+    if (c->shutting_down)
+        return;
+    bw_log(BW_LOG_INFO, "cluster: %s: graceful shutdown of %zu worker(s), deadline %llu ms",
+           signum == SIGINT ? "SIGINT" : "SIGTERM", bw_cluster_worker_count(c),
+           (unsigned long long)c->opts.shutdown_timeout_ms);
+    begin_shutdown(c);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    bw_cluster_rolling_restart(h->data);
+}
+
+static void start_signals(bw_cluster *c)
+{
+    uv_signal_init(c->loop->uv, &c->sigchld);
+    c->sigchld.data = c;
+    uv_signal_start(&c->sigchld, on_sigchld, SIGCHLD);
+    uv_unref((uv_handle_t *)&c->sigchld);
+    c->handles_open++;
+    if (c->opts.handle_signals) {
+        uv_signal_init(c->loop->uv, &c->sigterm);
+        uv_signal_init(c->loop->uv, &c->sigint);
+        uv_signal_init(c->loop->uv, &c->sighup);
+        c->sigterm.data = c->sigint.data = c->sighup.data = c;
+        uv_signal_start(&c->sigterm, on_term, SIGTERM);
+        uv_signal_start(&c->sigint, on_term, SIGINT);
+        uv_signal_start(&c->sighup, on_hup, SIGHUP);
+        uv_unref((uv_handle_t *)&c->sigterm);
+        uv_unref((uv_handle_t *)&c->sigint);
+        uv_unref((uv_handle_t *)&c->sighup);
+        c->handles_open += 3;
+    }
+    c->signals_on = true;
+}
+
+/* ---- Closing ----------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    bw_cluster *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    if (c->close_cb != NULL)
+        c->close_cb(c, c->close_data);
+}
+
+int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
+{
+    if (c->workers != NULL)
+        return BW_EBUSY;
+    c->close_cb = cb;
+    c->close_data = data;
+    for (size_t i = 0; i < c->nlisten; i++)
+        close(c->listen_fds[i]);
+    c->nlisten = 0;
+    uv_close((uv_handle_t *)&c->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&c->deferred, on_handle_closed);
+    if (c->signals_on) {
+        uv_close((uv_handle_t *)&c->sigchld, on_handle_closed);
+        if (c->opts.handle_signals) {
+            uv_close((uv_handle_t *)&c->sigterm, on_handle_closed);
+            uv_close((uv_handle_t *)&c->sigint, on_handle_closed);
+            uv_close((uv_handle_t *)&c->sighup, on_handle_closed);
+        }
+    }
+    return 0;
+}
+
+void bw_cluster_free(bw_cluster *c)
+{
+    if (c == NULL)
+        return;
+    if (c->event_log_fd >= 0)
+        close(c->event_log_fd);
+    bw_free(c->event_cbs);
+    bw_free(c);
+}
+
+int bw_cluster_exit_status(const bw_cluster *c)
+{
+    return c->exit_status;
+}
+
+/* ---- Worker accessors (primary side) ----------------------------------- */
+
+int bw_worker_id(const bw_worker *w)
+{
+    return w->id;
+}
+
+pid_t bw_worker_pid(const bw_worker *w)
+{
+    return w->pid;
+}
+
+bw_worker_state bw_worker_state_of(const bw_worker *w)
+{
+    return w->state;
+}
+
+bool bw_worker_is_connected(const bw_worker *w)
+{
+    return w->connected;
+}
+
+bool bw_worker_is_dead(const bw_worker *w)
+{
+    return w->exited;
+}
+
+bw_tristate bw_worker_exited_after_disconnect(const bw_worker *w)
+{
+    return w->after_disconnect;
+}
+
+/* ---- The whole primary in one call ------------------------------------- */
+
+typedef struct run_state {
+    bool closed;
+} run_state;
+
+static void on_run_closed(bw_cluster *c, void *data)
+{
+    (void)c;
+    ((run_state *)data)->closed = true;
+}
+
+/* Every worker is gone after a shutdown (a signal, or giving up): close the
+ * cluster, which ends the loop. */
+static void on_all_gone(bw_cluster *c, void *data)
+{
+    bw_cluster_close(c, on_run_closed, data);
+}
+
+int bw_cluster_run(const bw_cluster_options *options, const char *host, int port,
+                   bw_worker_main_fn main, void *data)
+{
+    signal(SIGPIPE, SIG_IGN);
+    bw_loop *loop;
+    int rc = bw_loop_new(&loop);
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "cluster: no event loop: %s", bw_strerror(rc));
+        return 1;
+    }
+    bw_cluster *c;
+    rc = bw_cluster_new(loop, options, main, data, &c);
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "cluster: %s", bw_strerror(rc));
+        return 1;
+    }
+    rc = bw_cluster_listen_inherited(c);
+    if (rc == 0)
+        rc = bw_cluster_listen(c, host, port);
+    else if (rc > 0)
+        rc = 0;
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "cluster: cannot listen on %s:%d: %s", host ? host : "127.0.0.1",
+               port, bw_strerror(rc));
+        return 1;
+    }
+    run_state s = {false};
+    c->disconnect_cb = on_all_gone;
+    c->disconnect_data = &s;
+    start_signals(c);
+    bw_log(BW_LOG_INFO, "cluster: primary %ld listening on port %d, %d worker(s)",
+           (long)getpid(), c->port, c->opts.workers);
+    bw_cluster_start(c);
+    /* The loop ends once the cluster is closed (shutdown or giving up). */
+    bw_loop_run(loop, UV_RUN_DEFAULT);
+    int status = s.closed ? bw_cluster_exit_status(c) : 1;
+    bw_cluster_free(c);
+    bw_loop_close(loop);
+    bw_log(BW_LOG_INFO, "cluster: primary exits with status %d", status);
+    return status;
+}

@@ -1,0 +1,576 @@
+/*
+ * cluster_worker.c: the worker process: what happens right after fork, the
+ * channel to the primary, draining and disconnecting, and the seed's
+ * crash-safe policy for HTTP servers.
+ *
+ * Right after fork the child forgets everything of the primary's that it
+ * must not touch: signal handlers (libuv's, which write into the primary's
+ * loop), the thread's guard chain and domain stack (they point into the
+ * primary's frames), and every descriptor except the listening sockets and
+ * its own channel. It then runs the user's main on a fresh loop and exits
+ * with main's status without ever returning into the primary's code.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster_internal.h"
+
+#define BW__MAX_SERVED 8
+#define BW__MAX_QUARANTINE 32
+
+typedef struct served {
+    bw_worker_ctx *ctx;
+    bw_http_server *srv;
+    bw_http_handler handler; /* the user's */
+    void *data;
+    bool open;
+} served;
+
+typedef struct quarantined {
+    char key[BW__REQUEST_TEXT];
+    uint64_t until_mono_ns;
+} quarantined;
+
+struct bw_worker_ctx {
+    int id;
+    bw_cluster *c; /* the primary's, as copied by fork: options only */
+    bw_loop *loop;
+    int fd;
+    uv_poll_t poll;
+    bool connected;
+    uv_timer_t heartbeat;
+    bool heartbeat_on;
+    int listen_fds[BW__MAX_LISTENERS];
+    size_t nlisten;
+    served servers[BW__MAX_SERVED];
+    size_t nservers;
+    size_t nopen;
+    bool draining;
+    bool primary_asked; /* the primary sent DISCONNECT */
+    bool retiring;
+    bool waiting_ack;
+    bw_crash_policy policy;
+    quarantined quarantine[BW__MAX_QUARANTINE];
+    size_t nquarantine;
+    bw__worker_shm *shm;
+    bw_worker_message_cb message_cb;
+    void *message_data;
+    bw_worker_disconnect_cb disconnect_cb;
+    void *disconnect_data;
+    bool kill_timer_armed;
+};
+
+static bool is_worker;
+
+bool bw_cluster_is_worker(void)
+{
+    return is_worker;
+}
+
+/* ---- After fork -------------------------------------------------------- */
+
+static void reset_signals(void)
+{
+    static const int defaults[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        sigaction(defaults[i], &sa, NULL);
+    sa.sa_handler = SIG_IGN; /* a write to a closed socket is an error, not a death */
+    sigaction(SIGPIPE, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Close every descriptor but stdio, the listening sockets and the channel:
+ * the primary's loop, its other workers' channels, its event log. */
+static void close_inherited(const int *keep, size_t nkeep)
+{
+    int sorted[BW__MAX_LISTENERS + 1];
+    memcpy(sorted, keep, nkeep * sizeof *keep);
+    qsort(sorted, nkeep, sizeof *sorted, cmp_int);
+    unsigned lo = 3;
+    for (size_t i = 0; i < nkeep; i++) {
+        if ((unsigned)sorted[i] < lo)
+            continue;
+        if ((unsigned)sorted[i] > lo)
+            close_range(lo, (unsigned)sorted[i] - 1, 0);
+        lo = (unsigned)sorted[i] + 1;
+    }
+    close_range(lo, ~0U, 0);
+}
+
+static void on_channel(uv_poll_t *p, int status, int events);
+static void on_heartbeat(uv_timer_t *t);
+
+void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *const *env)
+{
+    reset_signals();
+    /* Die with the primary (C-20), even if this process is busy. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != c->primary_pid)
+        _exit(0);
+    bw__thread_after_fork();
+    for (const char *const *e = env; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL)
+            continue;
+        char name[256];
+        size_t n = (size_t)(eq - *e) < sizeof name - 1 ? (size_t)(eq - *e) : sizeof name - 1;
+        memcpy(name, *e, n);
+        name[n] = '\0';
+        setenv(name, eq + 1, 1);
+    }
+    int keep[BW__MAX_LISTENERS + 1];
+    memcpy(keep, c->listen_fds, c->nlisten * sizeof *keep);
+    keep[c->nlisten] = fd;
+    close_inherited(keep, c->nlisten + 1);
+    is_worker = true;
+
+    static bw_worker_ctx ctx; /* one per process */
+    memset(&ctx, 0, sizeof ctx);
+    ctx.id = w->id;
+    ctx.c = c;
+    ctx.fd = fd;
+    ctx.shm = w->shm;
+    ctx.nlisten = c->nlisten;
+    memcpy(ctx.listen_fds, c->listen_fds, c->nlisten * sizeof *ctx.listen_fds);
+    ctx.policy.kill_timeout_ms = c->opts.kill_timeout_ms;
+    ctx.policy.body = "Oops, there was a problem!\n";
+    /* Routes the primary quarantined before this worker was born. */
+    uint64_t now = bw__mono_ns();
+    for (size_t i = 0; i < c->npoison && ctx.nquarantine < BW__MAX_QUARANTINE; i++) {
+        if (c->poison[i].until_ms != 0 && c->poison[i].until_mono_ns > now) {
+            quarantined *q = &ctx.quarantine[ctx.nquarantine++];
+            memcpy(q->key, c->poison[i].key, sizeof q->key);
+            q->until_mono_ns = c->poison[i].until_mono_ns;
+        }
+    }
+    int rc = bw_loop_new(&ctx.loop);
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "worker %d: no event loop: %s", ctx.id, bw_strerror(rc));
+        _exit(70);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uv_poll_init(ctx.loop->uv, &ctx.poll, fd);
+    ctx.poll.data = &ctx;
+    ctx.connected = true;
+    uv_poll_start(&ctx.poll, UV_READABLE | UV_DISCONNECT, on_channel);
+    uv_timer_init(ctx.loop->uv, &ctx.heartbeat);
+    ctx.heartbeat.data = &ctx;
+    uint64_t every = c->opts.heartbeat_interval_ms;
+    uv_timer_start(&ctx.heartbeat, on_heartbeat, every, every);
+    uv_unref((uv_handle_t *)&ctx.heartbeat); /* the channel keeps us alive, not this */
+    ctx.heartbeat_on = true;
+    bw__msg_send(fd, BW__MSG_ONLINE, NULL, 0);
+
+    int status = c->main(&ctx, c->main_data);
+    fflush(NULL);
+    _exit(status & 0xff);
+}
+
+/* ---- The channel ------------------------------------------------------- */
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    bw_worker_ctx *ctx = t->data;
+    bw__msg_send(ctx->fd, BW__MSG_HEARTBEAT, NULL, 0);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_channel(bw_worker_ctx *ctx)
+{
+    if (!ctx->connected)
+        return;
+    ctx->connected = false;
+    uv_poll_stop(&ctx->poll);
+    uv_close((uv_handle_t *)&ctx->poll, on_poll_closed);
+    close(ctx->fd);
+    ctx->fd = -1;
+    if (ctx->heartbeat_on) {
+        ctx->heartbeat_on = false;
+        uv_close((uv_handle_t *)&ctx->heartbeat, NULL);
+    }
+    if (ctx->disconnect_cb != NULL)
+        ctx->disconnect_cb(ctx, ctx->disconnect_data);
+}
+
+static void begin_drain(bw_worker_ctx *ctx);
+
+static void add_quarantine(bw_worker_ctx *ctx, const char *payload)
+{
+    unsigned long long ttl;
+    int skip = 0;
+    if (sscanf(payload, "%llu %n", &ttl, &skip) != 1 || payload[skip] == '\0')
+        return;
+    const char *key = payload + skip;
+    uint64_t until = bw__mono_ns() + ttl * 1000000u;
+    quarantined *slot = NULL;
+    for (size_t i = 0; i < ctx->nquarantine; i++)
+        if (strcmp(ctx->quarantine[i].key, key) == 0 || ctx->quarantine[i].until_mono_ns < until)
+            slot = &ctx->quarantine[i];
+    if (slot == NULL && ctx->nquarantine < BW__MAX_QUARANTINE)
+        slot = &ctx->quarantine[ctx->nquarantine++];
+    if (slot == NULL)
+        return;
+    snprintf(slot->key, sizeof slot->key, "%s", key);
+    slot->until_mono_ns = until;
+}
+
+static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
+{
+    switch (msg[0]) {
+    case BW__MSG_DISCONNECT:
+        ctx->primary_asked = true;
+        begin_drain(ctx);
+        return;
+    case BW__MSG_ACK:
+        if (ctx->waiting_ack)
+            close_channel(ctx);
+        return;
+    case BW__MSG_QUARANTINE:
+        add_quarantine(ctx, msg + 1);
+        return;
+    case BW__MSG_USER:
+        if (ctx->message_cb != NULL)
+            ctx->message_cb(ctx, msg + 1, len - 1, ctx->message_data);
+        return;
+    default:
+        return; /* unknown or malformed: ignored (C-11) */
+    }
+}
+
+static void channel_lost(bw_worker_ctx *ctx)
+{
+    if (ctx->waiting_ack || ctx->primary_asked) {
+        close_channel(ctx); /* the disconnect protocol was under way */
+        return;
+    }
+    /* Lost without the disconnect protocol: the primary is gone or cut us
+     * off. Exit at once (C-27). */
+    fflush(NULL);
+    _exit(0);
+}
+
+static void on_channel(uv_poll_t *p, int status, int events)
+{
+    bw_worker_ctx *ctx = p->data;
+    if (status < 0) {
+        channel_lost(ctx);
+        return;
+    }
+    char buf[BW__MSG_MAX + 1];
+    for (int i = 0; i < 64 && ctx->connected; i++) {
+        ssize_t n = recv(ctx->fd, buf, BW__MSG_MAX, MSG_DONTWAIT);
+        if (n > 0) {
+            buf[n] = '\0';
+            on_message(ctx, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        channel_lost(ctx);
+        return;
+    }
+    (void)events;
+}
+
+/* ---- Draining and disconnecting ---------------------------------------- */
+
+/* Servers are closed and their connections gone: leave the primary. */
+static void finish_disconnect(bw_worker_ctx *ctx)
+{
+    if (!ctx->connected)
+        return;
+    if (ctx->primary_asked) {
+        close_channel(ctx); /* the primary knows already */
+        return;
+    }
+    /* Worker-initiated: the primary acknowledges first (C-25). */
+    ctx->waiting_ack = true;
+    if (bw__msg_send(ctx->fd, BW__MSG_DISCONNECTING, NULL, 0) != 0)
+        close_channel(ctx);
+}
+
+static void on_server_closed(bw_http_server *srv, int status, void *data)
+{
+    (void)status;
+    served *s = data;
+    bw_worker_ctx *ctx = s->ctx;
+    (void)srv;
+    if (s->open) {
+        s->open = false;
+        ctx->nopen--;
+    }
+    if (ctx->nopen == 0)
+        finish_disconnect(ctx);
+}
+
+static void begin_drain(bw_worker_ctx *ctx)
+{
+    if (ctx->draining)
+        return;
+    ctx->draining = true;
+    for (size_t i = 0; i < ctx->nservers; i++) {
+        served *s = &ctx->servers[i];
+        if (!s->open)
+            continue;
+        /* A close already in progress is fine (the seed's comment thread). */
+        int rc = bw_http_server_close(s->srv, on_server_closed, s);
+        if (rc == BW_ENOTRUNNING) {
+            s->open = false;
+            ctx->nopen--;
+        }
+    }
+    if (ctx->nopen == 0)
+        finish_disconnect(ctx);
+}
+
+int bw_worker_ctx_disconnect(bw_worker_ctx *ctx)
+{
+    begin_drain(ctx);
+    return 0;
+}
+
+/* ---- The kill timer ---------------------------------------------------- */
+
+static void on_kill_timer(int sig)
+{
+    (void)sig;
+    static const char msg[] = "bulwark: worker kill timer expired while draining; exiting 1\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(1);
+}
+
+/* A kernel timer whose handler only calls _exit: it fires even if the loop
+ * is stuck or malloc is wedged by the fault. */
+static void arm_kill_timer(bw_worker_ctx *ctx)
+{
+    if (ctx->kill_timer_armed || ctx->policy.kill_timeout_ms == 0)
+        return;
+    ctx->kill_timer_armed = true;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_kill_timer;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    timer_t t;
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGALRM;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &t) != 0) {
+        alarm((unsigned)((ctx->policy.kill_timeout_ms + 999) / 1000)); /* coarser, same effect */
+        return;
+    }
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(ctx->policy.kill_timeout_ms / 1000);
+    its.it_value.tv_nsec = (long)(ctx->policy.kill_timeout_ms % 1000) * 1000000L;
+    timer_settime(t, 0, &its, NULL);
+}
+
+/* ---- Serving HTTP with the crash-safe policy --------------------------- */
+
+/* "METHOD /path" of a request, for the primary's reports and quarantine. */
+static size_t request_key(bw_http_request *req, char *out, size_t size, bool with_query)
+{
+    const char *method = bw_http_request_method(req);
+    const char *path = with_query ? bw_http_request_target(req) : bw_http_request_path(req);
+    size_t m = strlen(method), p = strlen(path);
+    if (m + 1 >= size)
+        m = size - 2;
+    if (m + 1 + p >= size)
+        p = size - m - 2;
+    memcpy(out, method, m);
+    out[m] = ' ';
+    memcpy(out + m + 1, path, p);
+    out[m + 1 + p] = '\0';
+    return m + 1 + p;
+}
+
+static bool is_quarantined(bw_worker_ctx *ctx, bw_http_request *req)
+{
+    char key[BW__REQUEST_TEXT];
+    request_key(req, key, sizeof key, false);
+    uint64_t now = bw__mono_ns();
+    for (size_t i = 0; i < ctx->nquarantine; i++)
+        if (ctx->quarantine[i].until_mono_ns > now && strcmp(ctx->quarantine[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+static void worker_handler(bw_http_request *req, bw_http_response *res, void *data)
+{
+    served *s = data;
+    bw_worker_ctx *ctx = s->ctx;
+    /* What this worker is doing, for the primary if it stops answering. */
+    request_key(req, ctx->shm->last_request, sizeof ctx->shm->last_request, true);
+    ctx->shm->dispatched++;
+    if (ctx->nquarantine > 0 && is_quarantined(ctx, req)) {
+        static const char body[] = "Service Unavailable: this request is quarantined after "
+                                   "crashing workers\n";
+        bw_http_response_set_header(res, "Retry-After", "60");
+        bw_http_response_send(res, 503, "text/plain", body, sizeof body - 1);
+        return;
+    }
+    s->handler(req, res, s->data);
+}
+
+/* The seed's "Much better!" domain error handler, for every request. */
+static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *err, void *data)
+{
+    bw_worker_ctx *ctx = data;
+    char report[8192];
+    bw_error_format(err, report, sizeof report);
+    bw_log(BW_LOG_ERROR, "worker %d (pid %ld): crash in request %s %s: %s", ctx->id,
+           (long)getpid(), bw_http_request_method(req), bw_http_request_target(req), report);
+    if (!ctx->retiring) {
+        ctx->retiring = true;
+        /* Make sure we close down within the kill timeout... */
+        arm_kill_timer(ctx);
+        /* ...let the primary know at once (it forks a replacement)... */
+        char key[BW__REQUEST_TEXT];
+        size_t n = request_key(req, key, sizeof key, false);
+        bw__msg_send(ctx->fd, BW__MSG_RETIRING, key, n);
+        /* ...and stop taking new requests; the others finish. */
+        begin_drain(ctx);
+    }
+    /* Try to send an error to the request that triggered the problem. */
+    if (bw_http_response_finished(res))
+        return;
+    if (bw_http_response_headers_sent(res)) {
+        bw_http_response_reset(res); /* a truncated body must not look like a success */
+        return;
+    }
+    bw_http_response_close_connection(res);
+    bw_http_response_send(res, 500, "text/plain", ctx->policy.body, strlen(ctx->policy.body));
+}
+
+static void announce_listening(bw_worker_ctx *ctx, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    char addr[INET6_ADDRSTRLEN] = "?";
+    int port, family;
+    if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        family = 6;
+    } else {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        family = 4;
+    }
+    char msg[128];
+    int n = snprintf(msg, sizeof msg, "%s %d %d", addr, family, port);
+    bw__msg_send(ctx->fd, BW__MSG_LISTENING, msg, (size_t)n);
+}
+
+int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash_policy *policy)
+{
+    if (ctx->nservers == BW__MAX_SERVED)
+        return BW_ELIMIT;
+    if (ctx->draining)
+        return BW_ECLOSING;
+    if (policy != NULL) {
+        if (policy->kill_timeout_ms != 0)
+            ctx->policy.kill_timeout_ms = policy->kill_timeout_ms;
+        if (policy->body != NULL)
+            ctx->policy.body = policy->body;
+    }
+    served *s = &ctx->servers[ctx->nservers];
+    s->ctx = ctx;
+    s->srv = srv;
+    s->handler = srv->handler;
+    s->data = srv->data;
+    srv->handler = worker_handler;
+    srv->data = s;
+    srv->opts.on_request_error = crash_policy;
+    srv->opts.request_error_data = ctx;
+    for (size_t i = 0; i < ctx->nlisten; i++) {
+        /* The server owns (and closes) its copy; ours stays for later servers. */
+        int fd = fcntl(ctx->listen_fds[i], F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+            return -errno;
+        int rc = bw_http_server_listen_fd(srv, fd);
+        if (rc != 0) {
+            close(fd);
+            return rc;
+        }
+    }
+    s->open = true;
+    ctx->nservers++;
+    ctx->nopen++;
+    for (size_t i = 0; i < ctx->nlisten; i++)
+        announce_listening(ctx, ctx->listen_fds[i]);
+    return 0;
+}
+
+/* ---- Accessors --------------------------------------------------------- */
+
+bw_loop *bw_worker_loop(bw_worker_ctx *ctx)
+{
+    return ctx->loop;
+}
+
+int bw_worker_ctx_id(const bw_worker_ctx *ctx)
+{
+    return ctx->id;
+}
+
+size_t bw_worker_listen_fd_count(const bw_worker_ctx *ctx)
+{
+    return ctx->nlisten;
+}
+
+int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i)
+{
+    return i < ctx->nlisten ? ctx->listen_fds[i] : -1;
+}
+
+void bw_worker_on_message(bw_worker_ctx *ctx, bw_worker_message_cb cb, void *data)
+{
+    ctx->message_cb = cb;
+    ctx->message_data = data;
+}
+
+int bw_worker_ctx_send(bw_worker_ctx *ctx, const void *msg, size_t len)
+{
+    return bw__msg_send(ctx->connected ? ctx->fd : -1, BW__MSG_USER, msg, len);
+}
+
+void bw_worker_on_disconnect(bw_worker_ctx *ctx, bw_worker_disconnect_cb cb, void *data)
+{
+    ctx->disconnect_cb = cb;
+    ctx->disconnect_data = data;
+}
