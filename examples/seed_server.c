@@ -24,6 +24,8 @@
  *   /slow?ms=N        answers after N ms
  *
  * Other settings: HOST, ERROR_DELAY_MS (the /error timer, default 10),
+ * FAIL_AT_START=1 (every worker faults before it listens: shows the
+ * primary's crash-loop protection),
  * HEARTBEAT_TIMEOUT_MS, POISON_THRESHOLD (0 turns quarantine off),
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
  */
@@ -139,6 +141,8 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
 static int worker_main(bw_worker_ctx *ctx, void *data)
 {
     (void)data;
+    if (env_u64("FAIL_AT_START", 0) != 0)
+        *nowhere = 1; /* dies of SIGSEGV before listening */
     bw_loop *loop = bw_worker_loop(ctx);
     bw_http_server *server;
     int rc = bw_http_server_new(loop, NULL, handle_request, NULL, &server);

@@ -73,6 +73,7 @@ struct bw_worker {
     bool retiring;           /* it hit an error and drains */
     bool was_listening;
     bool hang_reported;
+    bool gone;               /* its departure was accounted for (once) */
     bool fork_event_pending;
     bool rolling_old;        /* to be replaced by the rolling restart */
     uint64_t forked_ms;

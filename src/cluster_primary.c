@@ -560,8 +560,13 @@ static void give_up(bw_cluster *c, const bw_worker *last)
     begin_shutdown(c);
 }
 
+/* A worker stops counting: its channel closed or it exited, whichever
+ * comes first. Accounted for once (a start-up failure must not count twice). */
 static void on_worker_gone(bw_cluster *c, bw_worker *w)
 {
+    if (w->gone)
+        return;
+    w->gone = true;
     if (!w->was_listening && !w->disconnect_sent && !c->shutting_down)
         startup_failure(c, w);
     else if (w->was_listening)

@@ -287,3 +287,73 @@ def wait_until(predicate, timeout=5.0, interval=0.01):
             return True
         time.sleep(interval)
     return predicate()
+
+
+# ---- The cluster's main job (examples/bulwark-server) --------------------
+
+def example_binary(name="bulwark-server"):
+    path = os.path.join(BUILD_DIR, "examples", name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is not built")
+    return path
+
+
+def tool_binary(name):
+    path = os.path.join(BUILD_DIR, "bench", name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is not built")
+    return path
+
+
+def free_port(host="127.0.0.1"):
+    """A port free right now (the server binds it a moment later)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class EventLog:
+    """The primary's JSON-lines event log (BW_EVENT_LOG)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def events(self):
+        import json
+        try:
+            with open(self.path) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def of(self, kind):
+        return [e for e in self.events() if e["event"] == kind]
+
+    def wait_count(self, kind, n, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.of(kind)) >= n:
+                return self.of(kind)
+            time.sleep(0.01)
+        raise AssertionError(f"{n} '{kind}' events expected within {timeout}s, got "
+                             f"{len(self.of(kind))}: {self.events()}")
+
+    def alive_workers(self):
+        """Workers forked and not yet exited."""
+        forked = {e["pid"] for e in self.of("fork")}
+        exited = {e["pid"] for e in self.of("exit")}
+        return forked - exited
+
+
+def start_cluster(tmp_path, workers=2, env=None, name="bulwark-server"):
+    """Start the example server's primary on a free port and wait until
+    `workers` workers listen. Returns (process, port, event log)."""
+    port = free_port()
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    full = {"PORT": port, "WORKERS": workers, "BW_EVENT_LOG": log.path}
+    full.update(env or {})
+    p = Process([example_binary(name)], env=full, ready_pattern=None)
+    p.port = port
+    log.wait_count("listening", workers)
+    return p, port, log

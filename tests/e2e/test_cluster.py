@@ -1,0 +1,293 @@
+"""End-to-end tests of the cluster and the crash-safe policy (issue 4),
+against the main job, examples/bulwark-server: a real primary, real
+workers, real faults, real clients on loopback.
+
+Every test here faults on purpose (SIGSEGV, SIGABRT, ...), which the
+sanitizers would report before bulwark could catch it, so they run against
+the plain build only (@no_asan). Names: W-NN for the issue's own list,
+H-09 for the seed's crash-safe pattern of ../shared/domain-behaviors.md.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from bwtest import (EventLog, Process, Reader, build, connect, example_binary, free_port,
+                    request, start_cluster, tool_binary, wait_until)
+
+
+def no_asan(fn):
+    """Registered for the plain build only (CMake reads the `@no_asan` line)."""
+    return fn
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    started = []
+
+    def start(workers=2, **env):
+        env.setdefault("POISON_THRESHOLD", 0)  # quarantine has its own test
+        p, port, log = start_cluster(tmp_path, workers, env)
+        started.append(p)
+        return p, port, log
+
+    yield start
+    for p in started:
+        p.kill()
+
+
+def stop_cluster(p, timeout=20):
+    if p.proc.poll() is None:
+        p.signal(signal.SIGTERM)
+    code = p.wait(timeout)
+    assert code == 0, f"primary exit status {code}:\n{p.output()}"
+
+
+FAULT_ROUTES = ["/error", "/throw", "/segv", "/abort", "/assert", "/fpe", "/stack-overflow",
+                "/emit-error", "/callback-error"]
+
+
+@no_asan
+@pytest.mark.parametrize("route", FAULT_ROUTES)
+def test_W_01_each_fault_route_costs_one_500(cluster, route):
+    # One worker, so that the slow request is on the worker that faults.
+    p, port, log = cluster(workers=1)
+    old = log.of("listening")[0]["pid"]
+    slow = connect(port)
+    slow.sendall(build("/slow?ms=700"))
+    time.sleep(0.1)  # the slow request is in flight when the fault comes: the scenario
+    r = request(port, route)
+    assert r.status == 500, r
+    assert r.header("connection") == "close"
+    assert r.body == b"Oops, there was a problem!\n"
+    s = Reader(slow).response()
+    assert s.status == 200 and s.body == b"slow ok\n"
+    # The primary heard the worker retire, forked a replacement at once, and
+    # saw the old one disconnect and exit (after its drain).
+    retiring = log.wait_count("retiring", 1)
+    assert retiring[0]["pid"] == old and retiring[0]["request"] == f"GET {route}"
+    log.wait_count("listening", 2)
+    exits = log.wait_count("exit", 1)
+    assert exits[0]["pid"] == old and exits[0]["code"] == 0 and exits[0]["after_disconnect"]
+    assert [e["pid"] for e in log.of("disconnect")] == [old]
+    new_fork = [e for e in log.of("fork") if e["pid"] != old][0]
+    assert new_fork["mono_ns"] < exits[0]["mono_ns"], "replaced only after the old one exited"
+    assert wait_until(lambda: len(log.alive_workers()) == 1)
+    assert request(port).body == b"ok"
+    assert p.wait_count(f"crash in request GET {route}", 1)
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_02_chaos_loses_no_innocent_request(cluster, tmp_path):
+    p, port, log = cluster(workers=2)
+    out = tmp_path / "chaos.json"
+    subprocess.run([tool_binary("bw-chaos"), "--port", str(port), "--connections", "32",
+                    "--duration-ms", "4000", "--fault-path", "/error", "--fault-permille", "100",
+                    "--json", str(out)], check=True, timeout=60, capture_output=True)
+    res = json.loads(out.read_text())
+    print(f"chaos: {res['requests']} requests, {res['good']} good, "
+          f"{res['contained']} contained, innocent {res['innocent']}, uncontained "
+          f"{res['uncontained']}, retryable closes {res['retryable_closes']}, "
+          f"replacements {len(log.of('fork')) - 2}")
+    assert res["good"] > 1000 and res["contained"] > 50
+    assert res["innocent"] == 0, res
+    assert res["uncontained"] == 0, res
+    assert res["connect_failures"] == 0, res
+    assert len(log.of("retiring")) > 0
+    assert wait_until(lambda: len(log.alive_workers()) == 2, timeout=15)
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_03_hung_worker_is_replaced(cluster):
+    p, port, log = cluster(workers=2, HEARTBEAT_INTERVAL_MS=100, HEARTBEAT_TIMEOUT_MS=800)
+    s = connect(port, timeout=10)
+    t0 = time.monotonic()
+    s.sendall(build("/hang"))
+    hang = log.wait_count("hang", 1, timeout=5)
+    took = time.monotonic() - t0
+    assert hang[0]["request"] == "GET /hang"
+    assert took < 0.8 + 1.0, f"hang detected after {took:.2f}s"
+    exits = log.wait_count("exit", 1)
+    assert exits[0]["pid"] == hang[0]["pid"] and exits[0]["signal"] == signal.SIGKILL
+    assert wait_until(lambda: len(log.alive_workers()) == 2 and len(log.of("listening")) == 3)
+    assert p.wait_count("last request dispatched: GET /hang", 1)
+    assert request(port).body == b"ok"
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_04_kill_timer_ends_a_drain_that_never_finishes(cluster):
+    p, port, log = cluster(workers=1, KILL_TIMEOUT_MS=500)
+    old = log.of("listening")[0]["pid"]
+    slow = connect(port, timeout=10)
+    slow.sendall(build("/slow?ms=5000"))  # longer than the kill timeout
+    time.sleep(0.1)  # in flight when the fault comes: the scenario
+    t0 = time.monotonic()
+    assert request(port, "/segv").status == 500
+    exits = log.wait_count("exit", 1, timeout=5)
+    took = time.monotonic() - t0
+    assert exits[0]["pid"] == old
+    assert exits[0]["code"] == 1, exits  # the seed's process.exit(1)
+    assert 0.4 < took < 2.5, f"worker ended {took:.2f}s after the fault"
+    assert p.wait_count("kill timer expired", 1)
+    with pytest.raises((ConnectionResetError, EOFError)):
+        Reader(slow).response()  # the failsafe's price: the slow request is cut
+    assert wait_until(lambda: len(log.alive_workers()) == 1)
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_05_startup_crash_loop_gives_up(tmp_path):
+    port = free_port()
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    p = Process([example_binary()], ready_pattern=None,
+                env={"PORT": port, "WORKERS": 1, "FAIL_AT_START": 1, "RESTART_INTENSITY": 4,
+                     "RESTART_PERIOD_MS": 20000, "BW_EVENT_LOG": log.path})
+    code = p.wait(20)
+    assert code == 2, p.output()
+    assert "giving up: more than 4 workers died before listening" in p.output()
+    forks = log.of("fork")
+    # Exactly as many forks as the intensity allows, plus the one whose
+    # failure went over it; never a listening worker.
+    assert len(forks) == 5, forks
+    assert log.of("listening") == []
+    assert all(e["signal"] == signal.SIGSEGV for e in log.of("exit"))
+    # Exponential backoff between the restarts: 100, 200, 400, 800 ms.
+    times = sorted(e["mono_ns"] for e in forks)
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(times, times[1:])]
+    for gap, backoff in zip(gaps_ms, [100, 200, 400, 800]):
+        assert backoff <= gap < backoff + 400, gaps_ms
+    for backoff in (100, 200, 400, 800):
+        assert f"restarting in {backoff} ms" in p.output()
+
+
+@no_asan
+def test_W_06_sigterm_finishes_requests_then_exits_0(cluster):
+    p, port, log = cluster(workers=2)
+    slow = [connect(port, timeout=10) for _ in range(3)]
+    for s in slow:
+        s.sendall(build("/slow?ms=700"))
+    time.sleep(0.1)  # in flight when SIGTERM comes: the scenario
+    p.signal(signal.SIGTERM)
+    for s in slow:
+        r = Reader(s).response()
+        assert r.status == 200 and r.header("connection") == "close"
+    assert p.wait(10) == 0
+    exits = log.of("exit")
+    assert len(exits) == 2 and all(e["code"] == 0 and e["signal"] == 0 for e in exits), exits
+    assert "primary exits with status 0" in p.output()
+
+
+@no_asan
+def test_W_07_sighup_rolling_restart_fails_nothing(cluster, tmp_path):
+    p, port, log = cluster(workers=2)
+    old = {e["pid"] for e in log.of("listening")}
+    out = tmp_path / "chaos.json"
+    load = subprocess.Popen([tool_binary("bw-chaos"), "--port", str(port), "--connections", "16",
+                             "--duration-ms", "3000", "--fault-permille", "0", "--json",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # under load: the scenario
+    p.signal(signal.SIGHUP)
+    load.wait(30)
+    res = json.loads(out.read_text())
+    assert res["good"] > 1000
+    assert res["innocent"] == 0 and res["connect_failures"] == 0, res
+    assert wait_until(lambda: len(log.of("exit")) == 2, timeout=10)
+    new = [e for e in log.of("listening") if e["pid"] not in old]
+    assert len(new) == 2
+    # One at a time: each old worker is asked to go only after a new one listens.
+    for d in log.of("disconnect"):
+        assert any(n["mono_ns"] < d["mono_ns"] for n in new)
+    assert {e["pid"] for e in log.of("exit")} == old
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_08_poison_request_is_quarantined(cluster):
+    p, port, log = cluster(workers=2, POISON_THRESHOLD=3, QUARANTINE_MS=60000)
+    for i in range(3):
+        assert request(port, "/segv").status == 500
+        log.wait_count("listening", 3 + i)
+    assert p.wait_count('quarantined "GET /segv"', 1)
+    log.wait_count("quarantine", 1)
+    r = request(port, "/segv")
+    assert r.status == 503 and r.header("retry-after") == "60"
+    assert len(log.of("retiring")) == 3  # the fourth crashed nobody
+    assert request(port, "/").body == b"ok"
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_09_queued_connections_survive_a_worker_death(cluster):
+    # The primary keeps the listening socket for its whole life: a client
+    # that connects while the only worker dies waits in the kernel's queue
+    # and is served by the replacement.
+    p, port, log = cluster(workers=1)
+    pid = log.of("listening")[0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    r = request(port, "/", timeout=10)
+    assert r.status == 200 and r.body == b"ok"
+    assert log.wait_count("exit", 1)[0]["signal"] == signal.SIGKILL
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_10_socket_activation(tmp_path):
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)
+    port = lsock.getsockname()[1]
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    # systemd's protocol: the socket is fd 3 and LISTEN_PID names the process.
+    wrapper = f'LISTEN_FDS=1 LISTEN_PID=$$ exec "{example_binary()}"'
+    env = dict(os.environ, WORKERS="1", PORT="1", BW_EVENT_LOG=log.path)
+    proc = subprocess.Popen(["bash", "-c", f"exec 3<&{lsock.fileno()}; {wrapper}"], env=env,
+                            pass_fds=(lsock.fileno(),), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    lsock.close()
+    try:
+        log.wait_count("listening", 1)
+        assert log.of("listening")[0]["port"] == port
+        assert request(port).body == b"ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+
+
+@no_asan
+def test_H_09_seed_crash_safe_pattern(cluster):
+    # The seed's domain error handler, end to end: the failing request gets
+    # a 500; the other in-flight requests finish; no new connection reaches
+    # the retiring worker; the primary gets disconnect once and forks one
+    # replacement; the worker exits once drained (the unref'd kill timer
+    # does not keep it alive).
+    p, port, log = cluster(workers=1, KILL_TIMEOUT_MS=30000)
+    old = log.of("listening")[0]["pid"]
+    inflight = [connect(port) for _ in range(2)]
+    for s in inflight:
+        s.sendall(build("/slow?ms=600"))
+    time.sleep(0.1)  # in flight when the fault comes: the scenario
+    assert request(port, "/error").status == 500
+    retired_at = time.monotonic()
+    # New connections while the old worker drains go to the replacement.
+    log.wait_count("listening", 2)
+    new = [e["pid"] for e in log.of("listening") if e["pid"] != old][0]
+    for _ in range(5):
+        assert request(port).body == b"ok"
+    for s in inflight:
+        r = Reader(s).response()
+        assert r.status == 200 and r.header("connection") == "close"
+        s.close()  # as a client does after Connection: close (else the worker lingers)
+    exits = log.wait_count("exit", 1, timeout=5)
+    assert exits[0]["pid"] == old and exits[0]["code"] == 0
+    assert time.monotonic() - retired_at < 5, "the kill timer kept the drained worker alive"
+    assert len(log.of("disconnect")) == 1 and len(log.of("fork")) == 2
+    assert new in log.alive_workers()
+    stop_cluster(p)
