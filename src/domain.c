@@ -64,13 +64,18 @@ static void domain_free(bw_domain *d)
     bw_free(d);
 }
 
+void bw__domain_last_release(bw_domain *d)
+{
+    /* Nothing holds it, so it has no members, no owner, no stack entry. */
+    domain_free(d);
+}
+
 void bw_domain_release(bw_domain *d)
 {
     if (d == NULL)
         return;
     if (--d->holds > 0)
         return;
-    /* Nothing holds it, so it has no members, no owner, no stack entry. */
     domain_free(d);
 }
 

@@ -233,9 +233,30 @@ BW__HIDDEN bw_error *bw__fault_take_error(bw__thread *t);
 /* End the process by `signo` with its default action (true exit status). */
 BW_NORETURN BW__HIDDEN void bw__die_by_signal(int signo);
 
-/* Stack operations (no checks for disposed). */
-BW__HIDDEN int bw__stack_push(bw__thread *t, bw_domain *d);
-BW__HIDDEN void bw__stack_truncate(bw__thread *t, size_t depth);
+/* Stack operations (no checks for disposed). Inline: every guarded
+ * callback pushes and pops once, and the call overhead dominated the guard's
+ * cost (bench/guard). */
+BW__HIDDEN int bw__stack_grow(bw__thread *t);
+/* The last hold of a domain went: dispose what it owns and free it. */
+BW__HIDDEN void bw__domain_last_release(bw_domain *d);
+
+static inline int bw__stack_push(bw__thread *t, bw_domain *d)
+{
+    if (BW__UNLIKELY(t->depth == t->cap) && bw__stack_grow(t) != 0)
+        return -12; /* -ENOMEM */
+    d->holds++;
+    t->stack[t->depth++] = d;
+    return 0;
+}
+
+static inline void bw__stack_truncate(bw__thread *t, size_t depth)
+{
+    while (t->depth > depth) {
+        bw_domain *d = t->stack[--t->depth];
+        if (--d->holds == 0)
+            bw__domain_last_release(d);
+    }
+}
 
 typedef struct bw__stack_snapshot {
     bw_domain **entries;

@@ -115,27 +115,15 @@ void bw__thread_after_fork(void)
 
 /* ---- The domain stack -------------------------------------------------- */
 
-int bw__stack_push(bw__thread *t, bw_domain *d)
+int bw__stack_grow(bw__thread *t)
 {
-    if (BW__UNLIKELY(t->depth == t->cap)) {
-        size_t cap = t->cap * 2;
-        bw_domain **s = bw_realloc(t->stack, cap * sizeof *s);
-        if (s == NULL)
-            return -ENOMEM;
-        t->stack = s;
-        t->cap = cap;
-    }
-    d->holds++;
-    t->stack[t->depth++] = d;
+    size_t cap = t->cap * 2;
+    bw_domain **s = bw_realloc(t->stack, cap * sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    t->stack = s;
+    t->cap = cap;
     return 0;
-}
-
-void bw__stack_truncate(bw__thread *t, size_t depth)
-{
-    while (t->depth > depth) {
-        bw_domain *d = t->stack[--t->depth];
-        bw_domain_release(d);
-    }
 }
 
 int bw__stack_save(bw__thread *t, bw__stack_snapshot *s)
