@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 # The main job: the seed's server written on bulwark.
 MAIN_TARGET := bulwark-server
 
-.PHONY: all run test configure build build-clang deps-run deps-test clean
+.PHONY: all run test soak configure build build-clang deps-run deps-test clean
 
 all: build
 
@@ -40,6 +40,10 @@ test: deps-test
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory build-clang
 	cd $(GCC_DIR) && ctest --output-on-failure --no-tests=error -j $(JOBS)
+
+# 10,000 worker crashes and replacements under light load (issue 7).
+soak: deps-test build
+	BW_BUILD_DIR=$(CURDIR)/$(GCC_DIR) /usr/bin/python3 tests/e2e/soak.py --restarts $(or $(SOAK_RESTARTS),10000)
 
 clean:
 	rm -rf build

@@ -323,9 +323,12 @@ class EventLog:
         import json
         try:
             with open(self.path) as f:
-                return [json.loads(line) for line in f if line.strip()]
+                lines = f.read().split("\n")
         except FileNotFoundError:
             return []
+        # The primary may be writing the last line as we read: a line is
+        # complete only once its newline is there.
+        return [json.loads(line) for line in lines[:-1] if line.strip()]
 
     def of(self, kind):
         return [e for e in self.events() if e["event"] == kind]
