@@ -163,7 +163,8 @@ def test_W_05_startup_crash_loop_gives_up(tmp_path):
     times = sorted(e["mono_ns"] for e in forks)
     gaps_ms = [(b - a) / 1e6 for a, b in zip(times, times[1:])]
     for gap, backoff in zip(gaps_ms, [100, 200, 400, 800]):
-        assert backoff <= gap < backoff + 400, gaps_ms
+        # The loop's clock is cached per iteration, in whole milliseconds.
+        assert backoff - 2 <= gap < backoff + 400, gaps_ms
     for backoff in (100, 200, 400, 800):
         assert f"restarting in {backoff} ms" in p.output()
 
