@@ -320,12 +320,24 @@ void bw__symbolize(void *pc, char *buf, size_t size)
         return;
     }
     uintptr_t module_off = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
-    if (info.dli_sname != NULL)
+    char name[256];
+    uintptr_t sym_off = 0;
+    /* Static functions are only in the module's own symbol table. A return
+     * address may point just past its function: look up the byte before. */
+    bool named = bw__elf_symbol(info.dli_fname, module_off - 1, (uintptr_t)pc - 1, name,
+                                sizeof name, &sym_off) ||
+                 bw__elf_symbol("/proc/self/exe", module_off - 1, (uintptr_t)pc - 1, name,
+                                sizeof name, &sym_off);
+    if (named) {
+        snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, name, (size_t)sym_off + 1,
+                 info.dli_fname, (size_t)module_off);
+    } else if (info.dli_sname != NULL) {
         snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, info.dli_sname,
                  (size_t)((uintptr_t)pc - (uintptr_t)info.dli_saddr), info.dli_fname,
                  (size_t)module_off);
-    else
+    } else {
         snprintf(buf, size, "%p in ?? (%s+0x%zx)", pc, info.dli_fname, (size_t)module_off);
+    }
 }
 
 typedef struct report {
