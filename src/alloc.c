@@ -27,8 +27,15 @@ static void libc_free(void *ptr, void *ctx)
 
 static bw_allocator allocator = {libc_malloc, libc_realloc, libc_free, NULL};
 
+bool bw__allocator_is_default(void)
+{
+    return allocator.malloc == libc_malloc;
+}
+
 void bw_set_allocator(const bw_allocator *a)
 {
+    /* Memory cached for reuse belongs to the allocator that made it. */
+    bw__release_caches();
     if (a == NULL) {
         allocator = (bw_allocator){libc_malloc, libc_realloc, libc_free, NULL};
         return;

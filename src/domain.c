@@ -14,11 +14,24 @@ static const bw__member_ops domain_member_ops = {"domain", domain_member_dispose
 
 /* ---- Life cycle -------------------------------------------------------- */
 
+/* An HTTP server creates and frees a domain per request: keep a few freed
+ * ones per thread instead of going through malloc each time. The free list
+ * is linked through the `data` field. */
+#define BW__DOMAIN_CACHE 64
+
 bw_domain *bw_domain_create(void)
 {
-    bw_domain *d = bw_calloc(1, sizeof *d);
-    if (d == NULL)
-        return NULL;
+    bw__thread *t = bw__thread_get();
+    bw_domain *d = t->free_domains;
+    if (d != NULL) {
+        t->free_domains = (bw_domain *)d->data;
+        t->nfree_domains--;
+        memset(d, 0, sizeof *d);
+    } else {
+        d = bw_calloc(1, sizeof *d);
+        if (d == NULL)
+            return NULL;
+    }
     /* Domains are never bound implicitly (D-03): no bind_active here. */
     bw__member_init(&d->as_member, &domain_member_ops);
     d->holds = 1;
@@ -61,7 +74,25 @@ static void domain_free(bw_domain *d)
     if (d->handlers != d->inline_handlers)
         bw_free(d->handlers);
     bw_free(d->name);
+    bw__thread *t = bw__tls;
+    if (t != NULL && t->nfree_domains < BW__DOMAIN_CACHE && bw__allocator_is_default()) {
+        d->data = t->free_domains;
+        t->free_domains = d;
+        t->nfree_domains++;
+        return;
+    }
     bw_free(d);
+}
+
+void bw__release_caches(void)
+{
+    bw__thread *t = bw__tls;
+    while (t != NULL && t->free_domains != NULL) {
+        bw_domain *d = t->free_domains;
+        t->free_domains = (bw_domain *)d->data;
+        t->nfree_domains--;
+        bw_free(d);
+    }
 }
 
 void bw__domain_last_release(bw_domain *d)
@@ -359,6 +390,10 @@ int bw_domain_add(bw_domain *d, bw_member *m)
         return BW_EDISPOSED;
     if (m->owner == d)
         return 0;
+    if (m->owner == NULL && m->ops != &domain_member_ops) {
+        link_member(d, m); /* the common case: a fresh object, no cycle possible */
+        return 0;
+    }
     if (m->ops == &domain_member_ops) {
         /* Refuse cycles: m must not be d, nor own d at any distance (D-34). */
         const bw_domain *child = BW__CONTAINER_OF(m, bw_domain, as_member);

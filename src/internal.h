@@ -16,6 +16,12 @@
 #include "bulwark.h"
 
 #define BW__HIDDEN __attribute__((visibility("hidden")))
+
+/* alloc.c: whether bw_malloc is the C library's. Caches of reusable memory
+ * are kept only then, so that a custom allocator sees every allocation. */
+BW__HIDDEN bool bw__allocator_is_default(void);
+/* domain.c: give this thread's cached domain structs back to the allocator. */
+BW__HIDDEN void bw__release_caches(void);
 #define BW__LIKELY(x) __builtin_expect(!!(x), 1)
 #define BW__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define BW__CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
@@ -205,6 +211,8 @@ typedef struct bw__thread {
     bw__tick *tick_tail;
     bool draining;
     bw_loop *loop;          /* the loop running on this thread */
+    bw_domain *free_domains; /* recycled domain structs (one per request) */
+    unsigned nfree_domains;
     bw_error *oom_error;    /* pinned ENOMEM error */
     bw_error *spare_fault;  /* preallocated error for the next fault */
     uintptr_t stack_lo;     /* this thread's stack, for overflow detection */

@@ -28,6 +28,7 @@ static void thread_free(void *arg)
     stack_t ss = {.ss_flags = SS_DISABLE};
     sigaltstack(&ss, NULL);
     bw__stack_truncate(t, 0);
+    bw__release_caches();
     bw_free(t->stack);
     bw_free(t->unwind);
     bw_free(t->oom_error);
