@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 # The main job: the seed's server written on bulwark.
 MAIN_TARGET := bulwark-server
 
-.PHONY: all run test soak configure build build-clang deps-run deps-test clean
+.PHONY: all run test soak fuzz configure build build-clang deps-run deps-test clean
 
 all: build
 
@@ -44,6 +44,15 @@ test: deps-test
 # 10,000 worker crashes and replacements under light load (issue 7).
 soak: deps-test build
 	BW_BUILD_DIR=$(CURDIR)/$(GCC_DIR) /usr/bin/python3 tests/e2e/soak.py --restarts $(or $(SOAK_RESTARTS),10000)
+
+# Every libFuzzer harness for FUZZ_SECONDS each (clang, ASan+UBSan).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/deps.sh fuzz
+	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DBW_FUZZ=ON -DBW_VALGRIND_TESTS=OFF \
+	  -DBW_SANITIZER_TESTS=OFF -DBW_BUILD_EXAMPLES=OFF -DBW_BUILD_BENCH=OFF >/dev/null
+	cmake --build build/fuzz -j $(JOBS) --target $$(cd fuzz && ls fuzz_*.c | sed 's/\.c$$//')
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build

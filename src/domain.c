@@ -69,6 +69,9 @@ static void run_cleanups(bw_domain *d)
 
 static void domain_free(bw_domain *d)
 {
+    /* A member's link to its owner is weak: a domain that goes while it is
+     * a member of another must leave its owner's list (found by fuzzing). */
+    bw__member_unbind(&d->as_member);
     run_cleanups(d);
     bw__arena_free_all(&d->arena);
     if (d->handlers != d->inline_handlers)
