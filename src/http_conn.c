@@ -69,18 +69,41 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = BW__READBUF_SIZE;
 }
 
+static void refuse(bw_http_server *srv, uv_stream_t *listener);
+
 static void on_refused_closed(uv_handle_t *h)
 {
-    bw_free(h);
+    bw_http_server *srv = h->data;
+    if (h != (uv_handle_t *)&srv->spare) {
+        bw_free(h);
+        return;
+    }
+    srv->spare_busy = false;
+    uv_stream_t *waiting = srv->spare_waiting;
+    srv->spare_waiting = NULL;
+    if (waiting != NULL)
+        refuse(srv, waiting); /* accepts the connection that waited for the spare */
+    else if (srv->closing)
+        bw__server_wake(srv);
 }
 
-/* At the connection limit: answer 503 and close at once. */
+/* At the connection limit (or out of memory): answer 503 and close at once.
+ * Out of memory, the connection is accepted into the server's one spare
+ * handle: a connection libuv offered must be accepted, or libuv stops
+ * polling the listener, and the client would wait forever. */
 static void refuse(bw_http_server *srv, uv_stream_t *listener)
 {
     uv_tcp_t *t = bw_malloc(sizeof *t);
-    if (t == NULL)
-        return;
+    if (t == NULL) {
+        if (srv->spare_busy) {
+            srv->spare_waiting = listener;
+            return;
+        }
+        t = &srv->spare;
+        srv->spare_busy = true;
+    }
     uv_tcp_init(srv->loop->uv, t);
+    t->data = srv;
     if (uv_accept(listener, (uv_stream_t *)t) == 0) {
         char msg[256];
         size_t n = bw__response_simple(msg, sizeof msg, 503);
@@ -107,6 +130,7 @@ void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
     uv_tcp_init(srv->loop->uv, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        c->tcp.data = srv; /* tcp is c's first field: the close callback frees c */
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
         return;
     }

@@ -159,6 +159,9 @@ struct bw_http_server {
     uint64_t refused_logged_at;
     uint64_t refused_since_log;
     char *readbuf; /* shared by every connection: parsed before the next read */
+    uv_tcp_t spare; /* refuses a connection when memory is out (see refuse) */
+    bool spare_busy;
+    uv_stream_t *spare_waiting;
 };
 
 #define BW__READBUF_SIZE (64 * 1024)

@@ -417,11 +417,14 @@ int bw_http_response_send(bw_http_response *res, int status, const char *content
                           const void *body, size_t len)
 {
     int rc = bw_http_response_set_status(res, status);
-    if (rc == 0 && content_type != NULL)
-        rc = bw_http_response_set_header(res, "Content-Type", content_type);
     if (rc != 0)
         return rc;
-    return bw_http_response_end(res, body, len);
+    /* Out of memory for the header: answer without it rather than leave the
+     * response open (the client would wait forever). */
+    int hrc = content_type != NULL ? bw_http_response_set_header(res, "Content-Type", content_type)
+                                   : 0;
+    rc = bw_http_response_end(res, body, len);
+    return rc != 0 ? rc : hrc == -ENOMEM ? 0 : hrc;
 }
 
 void bw_http_response_close_connection(bw_http_response *res)

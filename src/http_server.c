@@ -358,7 +358,8 @@ static void on_internal_closed(uv_handle_t *h)
  * closed; stop the sweep and the finalizer, then tell the user. */
 static void maybe_complete_close(bw_http_server *s)
 {
-    if (!s->closing || s->nconns > 0 || s->listeners_open > 0 || !s->sweep_running)
+    if (!s->closing || s->nconns > 0 || s->listeners_open > 0 || !s->sweep_running ||
+        s->spare_busy)
         return;
     finalize_pending(s);
     s->sweep_running = false;
