@@ -11,7 +11,10 @@
  *   LINGER  our side is shut down (FIN sent after the last byte); we read
  *           and discard until the client closes, so that unread input never
  *           turns our close into a reset that would destroy the response.
- *   CLOSED  uv_close called; memory goes in the close callback.
+ *   CLOSED  the transport is closing; memory goes when it says it closed.
+ *
+ * The bytes come and go through a transport (http_transport.c: TCP with
+ * libuv), so the same state machine can be driven from memory (fuzz/).
  *
  * User code (handlers, body readers, abort callbacks) is only ever called
  * through bw_invoke, so a throw or a fault in it lands in a guard and never
@@ -26,7 +29,6 @@
 
 #include "http_internal.h"
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void begin_lingering_close(bw__conn *c);
 static void unqueue_resume(bw__conn *c);
 static void protocol_error(bw__conn *c, llhttp_errno_t e);
@@ -38,103 +40,17 @@ static uint64_t now_ms(const bw__conn *c)
 
 const char *bw__conn_peer(bw__conn *c)
 {
-    if (c->peer[0] != '\0')
-        return c->peer;
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+    if (c->peer[0] == '\0')
+        c->tr->peer(c, c->peer, sizeof c->peer);
     return c->peer;
 }
 
 /* ---- Accepting --------------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Register a new connection with its server and start reading. */
+static void conn_register(bw__conn *c)
 {
-    (void)suggested;
-    bw__conn *c = h->data;
-    /* Every read is parsed before the next one, so all connections share
-     * one buffer; only input kept across a pause is copied (pending_in). */
-    buf->base = c->srv->readbuf;
-    buf->len = BW__READBUF_SIZE;
-}
-
-static void refuse(bw_http_server *srv, uv_stream_t *listener);
-
-static void on_refused_closed(uv_handle_t *h)
-{
-    bw_http_server *srv = h->data;
-    if (h != (uv_handle_t *)&srv->spare) {
-        bw_free(h);
-        return;
-    }
-    srv->spare_busy = false;
-    uv_stream_t *waiting = srv->spare_waiting;
-    srv->spare_waiting = NULL;
-    if (waiting != NULL)
-        refuse(srv, waiting); /* accepts the connection that waited for the spare */
-    else if (srv->closing)
-        bw__server_wake(srv);
-}
-
-/* At the connection limit (or out of memory): answer 503 and close at once.
- * Out of memory, the connection is accepted into the server's one spare
- * handle: a connection libuv offered must be accepted, or libuv stops
- * polling the listener, and the client would wait forever. */
-static void refuse(bw_http_server *srv, uv_stream_t *listener)
-{
-    uv_tcp_t *t = bw_malloc(sizeof *t);
-    if (t == NULL) {
-        if (srv->spare_busy) {
-            srv->spare_waiting = listener;
-            return;
-        }
-        t = &srv->spare;
-        srv->spare_busy = true;
-    }
-    uv_tcp_init(srv->loop->uv, t);
-    t->data = srv;
-    if (uv_accept(listener, (uv_stream_t *)t) == 0) {
-        char msg[256];
-        size_t n = bw__response_simple(msg, sizeof msg, 503);
-        uv_buf_t b = uv_buf_init(msg, (unsigned)n);
-        uv_try_write((uv_stream_t *)t, &b, 1);
-    }
-    uv_close((uv_handle_t *)t, on_refused_closed);
-    bw__server_log_refusal(srv);
-}
-
-void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
-{
-    if (srv->nconns >= srv->opts.max_connections) {
-        refuse(srv, listener);
-        return;
-    }
-    bw__conn *c = bw_calloc(1, sizeof *c);
-    if (c == NULL) {
-        bw_log(BW_LOG_ERROR, "http: out of memory accepting a connection");
-        refuse(srv, listener);
-        return;
-    }
-    c->srv = srv;
-    uv_tcp_init(srv->loop->uv, &c->tcp);
-    c->tcp.data = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        c->tcp.data = srv; /* tcp is c's first field: the close callback frees c */
-        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
+    bw_http_server *srv = c->srv;
     llhttp_init(&c->parser, HTTP_REQUEST, bw__http_parser_settings());
     c->parser.data = c;
     c->next = srv->conns;
@@ -148,11 +64,48 @@ void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
     bw__conn_start_reading(c);
 }
 
+void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
+{
+    if (srv->nconns >= srv->opts.max_connections) {
+        bw__tcp_refuse(srv, listener);
+        return;
+    }
+    bw__conn *c = bw_calloc(1, sizeof *c);
+    if (c == NULL) {
+        bw_log(BW_LOG_ERROR, "http: out of memory accepting a connection");
+        bw__tcp_refuse(srv, listener);
+        return;
+    }
+    c->srv = srv;
+    c->tr = &bw__tcp_transport;
+    uv_tcp_init(srv->loop->uv, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        c->state = BW__CONN_CLOSED;
+        c->tr->close(c, false); /* not registered: bw__conn_closed just frees it */
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_register(c);
+}
+
+bw__conn *bw__conn_attach(bw_http_server *srv, const bw__transport *tr, void *tr_data)
+{
+    bw__conn *c = bw_calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = srv;
+    c->tr = tr;
+    c->tr_data = tr_data;
+    conn_register(c);
+    return c;
+}
+
 void bw__conn_start_reading(bw__conn *c)
 {
     if (c->reading || c->state == BW__CONN_CLOSED || c->eof)
         return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (c->tr->read_start(c) == 0)
         c->reading = true;
 }
 
@@ -160,7 +113,7 @@ static void stop_reading(bw__conn *c)
 {
     if (!c->reading)
         return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->tr->read_stop(c);
     c->reading = false;
 }
 
@@ -171,13 +124,13 @@ bool bw__conn_over_output_bound(const bw__conn *c)
 
 /* ---- Closing ----------------------------------------------------------- */
 
-static void on_closed(uv_handle_t *h)
+void bw__conn_closed(bw__conn *c)
 {
-    bw__conn *c = h->data;
     bw__buf_free(&c->out);
     bw__buf_free(&c->writing);
     bw__buf_free(&c->pending_in);
-    bw__server_conn_gone(c->srv, c);
+    if (c->parser.data == c) /* registered (an accept can fail before that) */
+        bw__server_conn_gone(c->srv, c);
     bw_free(c);
 }
 
@@ -214,15 +167,11 @@ void bw__conn_destroy(bw__conn *c, bool reset)
         bw__server_finalize_later(c->srv, parsing);
     }
     abort_queue(c);
-    if (reset)
-        uv_tcp_close_reset(&c->tcp, on_closed);
-    else
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    c->tr->close(c, reset);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+void bw__conn_shutdown_done(bw__conn *c, int status)
 {
-    bw__conn *c = req->data;
     if (status < 0 && c->state != BW__CONN_CLOSED)
         bw__conn_destroy(c, false);
 }
@@ -240,8 +189,7 @@ static void begin_lingering_close(bw__conn *c)
     c->state = BW__CONN_LINGER;
     llhttp_pause(&c->parser);
     c->paused = true;
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (c->tr->shutdown(c) != 0) {
         bw__conn_destroy(c, false);
         return;
     }
@@ -290,9 +238,8 @@ static void output_drained(bw__conn *c)
     maybe_close_when_done(c);
 }
 
-static void on_write(uv_write_t *req, int status)
+void bw__conn_wrote(bw__conn *c, int status)
 {
-    bw__conn *c = req->data;
     c->write_pending = false;
     c->writing.len = 0;
     if (c->writing.cap > 64 * 1024)
@@ -313,8 +260,7 @@ void bw__conn_flush(bw__conn *c)
     if (c->write_pending)
         return;
     if (c->out.len > 0) {
-        uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        int n = c->tr->try_write(c, c->out.base, c->out.len);
         if (n == (int)c->out.len) {
             c->out.len = 0;
         } else if (n >= 0 || n == UV_EAGAIN) {
@@ -323,9 +269,7 @@ void bw__conn_flush(bw__conn *c)
             /* Hand the rest to uv_write; new output collects in `out`. */
             bw__buf_swap(&c->out, &c->writing);
             c->out.len = 0;
-            b = uv_buf_init(c->writing.base, (unsigned)c->writing.len);
-            c->wreq.data = c;
-            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+            if (c->tr->write(c, c->writing.base, c->writing.len) != 0) {
                 bw__conn_destroy(c, false);
                 return;
             }
@@ -565,9 +509,8 @@ static void on_eof(bw__conn *c)
     c->close_after = true;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
 {
-    bw__conn *c = stream->data;
     if (nread > 0) {
         if (c->state == BW__CONN_LINGER)
             return; /* discarded: we only wait for the client to close */
@@ -577,7 +520,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             c->state = BW__CONN_OPEN;
             c->close_after = true;
         }
-        feed(c, buf->base, (size_t)nread);
+        feed(c, data, (size_t)nread);
         return;
     }
     if (nread == 0)

@@ -15,6 +15,27 @@
 
 typedef struct bw__conn bw__conn;
 
+/*
+ * How a connection reaches its peer. TCP through libuv in production
+ * (bw__tcp_transport, http_transport.c); a buffer in memory for the fuzz
+ * harnesses. Asynchronous completions come back through bw__conn_input,
+ * bw__conn_wrote, bw__conn_shutdown_done and bw__conn_closed.
+ */
+typedef struct bw__transport {
+    int (*read_start)(bw__conn *c);
+    void (*read_stop)(bw__conn *c);
+    /* Write what fits now: bytes written (>= 0), UV_EAGAIN, or an error. */
+    int (*try_write)(bw__conn *c, const char *data, size_t len);
+    /* Write it all, later; then bw__conn_wrote. The data stays valid. */
+    int (*write)(bw__conn *c, const char *data, size_t len);
+    /* Shut down our side after pending writes; then bw__conn_shutdown_done. */
+    int (*shutdown)(bw__conn *c);
+    /* Close (or reset); then, later, bw__conn_closed. */
+    void (*close)(bw__conn *c, bool reset);
+    /* The peer's address as text. */
+    void (*peer)(bw__conn *c, char *buf, size_t size);
+} bw__transport;
+
 /* A header as offsets into the request's head buffer (which may move while
  * the head is parsed; it is stable from headers-complete on). */
 typedef struct bw__header {
@@ -98,7 +119,9 @@ enum bw__conn_state {
 };
 
 struct bw__conn {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp; /* the TCP transport's; first, so its close frees c */
+    const bw__transport *tr;
+    void *tr_data; /* the transport's own (the memory transport's buffers) */
     bw_http_server *srv;
     bw__conn *prev; /* in the server's connection list */
     bw__conn *next;
@@ -166,8 +189,21 @@ struct bw_http_server {
 
 #define BW__READBUF_SIZE (64 * 1024)
 
+/* http_transport.c */
+extern const bw__transport bw__tcp_transport;
+BW__HIDDEN void bw__tcp_refuse(bw_http_server *srv, uv_stream_t *listener);
+
 /* http_conn.c */
 BW__HIDDEN void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener);
+/* A connection over `tr`, registered with the server and reading. NULL on
+ * ENOMEM. (TCP connections come from bw__conn_accept.) */
+BW__HIDDEN bw__conn *bw__conn_attach(bw_http_server *srv, const bw__transport *tr,
+                                     void *tr_data);
+/* From the transport: input (nread > 0), end of input (UV_EOF) or an error. */
+BW__HIDDEN void bw__conn_input(bw__conn *c, const char *data, ssize_t nread);
+BW__HIDDEN void bw__conn_wrote(bw__conn *c, int status);
+BW__HIDDEN void bw__conn_shutdown_done(bw__conn *c, int status);
+BW__HIDDEN void bw__conn_closed(bw__conn *c);
 BW__HIDDEN void bw__conn_sweep(bw__conn *c, uint64_t now);
 BW__HIDDEN void bw__conn_close_idle(bw__conn *c);
 BW__HIDDEN void bw__conn_destroy(bw__conn *c, bool reset);

@@ -1,0 +1,150 @@
+/*
+ * http_transport.c: the TCP transport of HTTP connections (libuv), and the
+ * refusal of connections the server cannot take.
+ *
+ * Every read lands in the server's one shared buffer: a read is parsed
+ * completely before the next one, and only input kept across a pause is
+ * copied (the connection's pending_in).
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "http_internal.h"
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    bw__conn *c = h->data;
+    buf->base = c->srv->readbuf;
+    buf->len = BW__READBUF_SIZE;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    bw__conn_input(stream->data, buf->base, nread);
+}
+
+static int tcp_read_start(bw__conn *c)
+{
+    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void tcp_read_stop(bw__conn *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static int tcp_try_write(bw__conn *c, const char *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    return uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    bw__conn_wrote(req->data, status);
+}
+
+static int tcp_write(bw__conn *c, const char *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    c->wreq.data = c;
+    return uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    bw__conn_shutdown_done(req->data, status);
+}
+
+static int tcp_shutdown(bw__conn *c)
+{
+    c->sreq.data = c;
+    return uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    bw__conn_closed(h->data);
+}
+
+static void tcp_close(bw__conn *c, bool reset)
+{
+    if (reset)
+        uv_tcp_close_reset(&c->tcp, on_closed);
+    else
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void tcp_peer(bw__conn *c, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(out, size, "%s:%d", ip, port);
+}
+
+const bw__transport bw__tcp_transport = {
+    .read_start = tcp_read_start,
+    .read_stop = tcp_read_stop,
+    .try_write = tcp_try_write,
+    .write = tcp_write,
+    .shutdown = tcp_shutdown,
+    .close = tcp_close,
+    .peer = tcp_peer,
+};
+
+/* ---- Refusing ---------------------------------------------------------- */
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    bw_http_server *srv = h->data;
+    if (h != (uv_handle_t *)&srv->spare) {
+        bw_free(h);
+        return;
+    }
+    srv->spare_busy = false;
+    uv_stream_t *waiting = srv->spare_waiting;
+    srv->spare_waiting = NULL;
+    if (waiting != NULL)
+        bw__tcp_refuse(srv, waiting); /* the connection that waited for the spare */
+    else if (srv->closing)
+        bw__server_wake(srv);
+}
+
+/* At the connection limit (or out of memory): answer 503 and close at once.
+ * Out of memory, the connection is accepted into the server's one spare
+ * handle: a connection libuv offered must be accepted, or libuv stops
+ * polling the listener, and the client would wait forever. */
+void bw__tcp_refuse(bw_http_server *srv, uv_stream_t *listener)
+{
+    uv_tcp_t *t = bw_malloc(sizeof *t);
+    if (t == NULL) {
+        if (srv->spare_busy) {
+            srv->spare_waiting = listener;
+            return;
+        }
+        t = &srv->spare;
+        srv->spare_busy = true;
+    }
+    uv_tcp_init(srv->loop->uv, t);
+    t->data = srv;
+    if (uv_accept(listener, (uv_stream_t *)t) == 0) {
+        char msg[256];
+        size_t n = bw__response_simple(msg, sizeof msg, 503);
+        uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+        uv_try_write((uv_stream_t *)t, &b, 1);
+    }
+    uv_close((uv_handle_t *)t, on_refused_closed);
+    bw__server_log_refusal(srv);
+}
