@@ -221,6 +221,7 @@ BW__HIDDEN bool bw__conn_over_output_bound(const bw__conn *c);
 BW__HIDDEN const llhttp_settings_t *bw__http_parser_settings(void);
 
 /* http_server.c */
+BW__HIDDEN int bw__server_start_unlistened(bw_http_server *srv);
 BW__HIDDEN void bw__server_conn_gone(bw_http_server *srv, bw__conn *c);
 BW__HIDDEN void bw__server_finalize_later(bw_http_server *srv, bw_http_request *r);
 /* Make sure the check phase runs this iteration (resumes, finalizations). */

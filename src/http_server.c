@@ -157,7 +157,7 @@ void bw__server_finalize_later(bw_http_server *s, bw_http_request *r)
 
 static int start_internal_handles(bw_http_server *s)
 {
-    if (s->handles_open > 0 || s->nlisteners > 0)
+    if (s->handles_open > 0)
         return 0;
     uv_timer_init(s->loop->uv, &s->sweep);
     uv_check_init(s->loop->uv, &s->finalize_check);
@@ -172,6 +172,13 @@ static int start_internal_handles(bw_http_server *s)
     uv_unref((uv_handle_t *)&s->finalize_check);
     s->sweep_running = true;
     return 0;
+}
+
+/* A server fed by connections of its own making (the fuzz harnesses' memory
+ * transport): the sweep and finalizer run, with no listener. */
+int bw__server_start_unlistened(bw_http_server *s)
+{
+    return start_internal_handles(s);
 }
 
 /* ---- Requests: a small free list keeps allocation off the hot path ----- */
@@ -372,8 +379,8 @@ int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
 {
     if (s->closing)
         return BW_ECLOSING;
-    if (s->closed || s->nlisteners == 0)
-        return BW_ENOTRUNNING;
+    if (s->closed || s->handles_open == 0)
+        return BW_ENOTRUNNING; /* never started (no listen) or closed already */
     s->closing = true;
     s->close_cb = cb;
     s->close_data = data;
@@ -433,7 +440,7 @@ int bw_http_server_free(bw_http_server *s)
 {
     if (s == NULL)
         return 0;
-    bool never_listened = s->nlisteners == 0 && s->handles_open == 0;
+    bool never_listened = s->handles_open == 0;
     if (!never_listened && !s->closed)
         return BW_EBUSY;
     bw__member_unbind(&s->member);

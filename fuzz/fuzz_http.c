@@ -1,0 +1,345 @@
+/*
+ * fuzz_http: the HTTP request path, bytes in, bytes out, in memory.
+ *
+ * The input drives one connection of a real server (parsing, limits,
+ * pipelining, keep-alive, per-request domains, response writing) through a
+ * transport that lives in memory: no socket. Its first byte picks the
+ * server's limits and how much of each write the "socket" accepts; the
+ * rest is a series of reads, each a length byte and that many bytes, so
+ * the request is split at points the fuzzer chooses. A length of 0 lets
+ * the loop turn (timers, deferred work, pending writes complete), 255 is
+ * the client closing its side. The handler's behaviour comes from the
+ * request path: answer at once, stream, answer from a timer, throw before
+ * or after the headers, read the body streamed or whole, or never answer.
+ *
+ * Checks: nothing the sanitizers can see (ASan, UBSan, LSan at the end of
+ * each input); everything the server wrote parses as a sequence of
+ * HTTP/1.1 responses (llhttp in response mode; skipped when the input made
+ * a HEAD request, whose response has no body); and the server closes
+ * cleanly at the end (no connection, handle or request left).
+ *
+ * Built a second time with -DBW_FUZZ_CHUNKED (fuzz_http_chunked): the input
+ * then follows a chunked POST head, with small limits, so the fuzzer spends
+ * its time on chunk sizes, extensions, trailers and the body and header
+ * limits.
+ */
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_internal.h"
+
+typedef struct mem_io {
+    bw__conn *conn;
+    bool reading;
+    bool write_pending;
+    bool shutdown_pending;
+    bool close_pending;
+    bool closed;
+    unsigned budget_cycle; /* how much each try_write takes (fuzzer's choice) */
+    unsigned tries;
+    bw__buf out;
+} mem_io;
+
+static mem_io *io_of(bw__conn *c)
+{
+    return c->tr_data;
+}
+
+static int mem_read_start(bw__conn *c)
+{
+    io_of(c)->reading = true;
+    return 0;
+}
+
+static void mem_read_stop(bw__conn *c)
+{
+    io_of(c)->reading = false;
+}
+
+static int mem_try_write(bw__conn *c, const char *data, size_t len)
+{
+    mem_io *io = io_of(c);
+    /* Sometimes the whole write fits, sometimes a part, sometimes nothing. */
+    unsigned kind = (io->budget_cycle >> (io->tries++ % 8 * 2)) & 3;
+    size_t n = kind == 0 ? len : kind == 1 ? len / 2 : kind == 2 ? (len > 7 ? 7 : len) : 0;
+    if (n == 0)
+        return UV_EAGAIN;
+    bw__buf_append(&io->out, data, n);
+    return (int)n;
+}
+
+static int mem_write(bw__conn *c, const char *data, size_t len)
+{
+    mem_io *io = io_of(c);
+    bw__buf_append(&io->out, data, len);
+    io->write_pending = true; /* completes when the loop turns */
+    return 0;
+}
+
+static int mem_shutdown(bw__conn *c)
+{
+    io_of(c)->shutdown_pending = true;
+    return 0;
+}
+
+static void mem_close(bw__conn *c, bool reset)
+{
+    (void)reset;
+    io_of(c)->close_pending = true; /* completes when the loop turns */
+}
+
+static void mem_peer(bw__conn *c, char *buf, size_t size)
+{
+    (void)c;
+    snprintf(buf, size, "memory:0");
+}
+
+static const bw__transport mem_transport = {
+    mem_read_start, mem_read_stop, mem_try_write, mem_write, mem_shutdown, mem_close, mem_peer,
+};
+
+/* Complete what the transport promised, as a socket would, later. */
+static void complete(mem_io *io)
+{
+    if (io->closed)
+        return;
+    if (io->close_pending) {
+        io->closed = true;
+        bw__conn_closed(io->conn);
+        return;
+    }
+    if (io->write_pending) {
+        io->write_pending = false;
+        bw__conn_wrote(io->conn, 0);
+    }
+    if (io->shutdown_pending && !io->write_pending) {
+        io->shutdown_pending = false;
+        bw__conn_shutdown_done(io->conn, 0);
+    }
+}
+
+/* ---- The handler ------------------------------------------------------- */
+
+static bool saw_head;
+
+static void on_timer_answer(bw_timer *t, void *data)
+{
+    (void)t;
+    bw_http_response_send(data, 200, "text/plain", "later\n", 6);
+}
+
+static void on_timer_throw(bw_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    bw_throwf(-5, "thrown in a request's timer");
+}
+
+static void on_chunk(bw_http_request *req, const char *data, size_t len, bool last, void *arg)
+{
+    (void)req;
+    bw_http_response *res = arg;
+    if (len > 0)
+        bw_http_response_write(res, data, len < 64 ? len : 64);
+    if (last)
+        bw_http_response_end(res, NULL, 0);
+}
+
+static void on_whole(bw_http_request *req, const char *body, size_t len, void *arg)
+{
+    (void)req;
+    bw_http_response_send(arg, 200, NULL, body, len < 128 ? len : 128);
+}
+
+static void handler(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)data;
+    if (strcmp(bw_http_request_method(req), "HEAD") == 0)
+        saw_head = true;
+    const char *path = bw_http_request_path(req);
+    char mode = path[0] == '/' ? path[1] : 0;
+    bw_loop *loop = bw_http_request_loop(req);
+    switch (mode) {
+    case 's': /* stream */
+        bw_http_response_write(res, "a", 1);
+        bw_http_response_write(res, "bc", 2);
+        bw_http_response_end(res, "d", 1);
+        break;
+    case 't': /* later */
+        bw_timeout(loop, 0, on_timer_answer, res);
+        break;
+    case 'f': /* fail before anything went out */
+        bw_throwf(-22, "thrown by the handler");
+    case 'g': /* fail after the headers went out */
+        bw_http_response_write(res, "partial", 7);
+        bw_timeout(loop, 0, on_timer_throw, NULL);
+        break;
+    case 'b': /* body, streamed */
+        bw_http_request_on_body(req, on_chunk, res);
+        break;
+    case 'w': /* body, whole */
+        bw_http_request_read_body(req, on_whole, res);
+        break;
+    case 'n': /* never answers: only closing the connection ends it */
+        break;
+    case 'c':
+        bw_http_response_close_connection(res);
+        bw_http_response_end(res, "bye", 3);
+        break;
+    default:
+        bw_http_response_end(res, "ok", 2);
+        break;
+    }
+}
+
+/* ---- Checking what the server wrote ------------------------------------ */
+
+static unsigned responses_parsed;
+
+static int on_response_complete(llhttp_t *p)
+{
+    (void)p;
+    responses_parsed++;
+    return 0;
+}
+
+static void check_output(const bw__buf *out)
+{
+    if (saw_head)
+        return; /* a HEAD response has no body: a response parser cannot know */
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_message_complete = on_response_complete;
+    llhttp_t p;
+    llhttp_init(&p, HTTP_RESPONSE, &st);
+    responses_parsed = 0;
+    llhttp_errno_t e = out->len ? llhttp_execute(&p, out->base, out->len) : HPE_OK;
+    if (e != HPE_OK && e != HPE_PAUSED_UPGRADE) {
+        fprintf(stderr, "fuzz_http: the server wrote an invalid response: %s\n%.*s\n",
+                llhttp_errno_name(e), (int)(out->len < 2000 ? out->len : 2000), out->base);
+        abort();
+    }
+}
+
+/* ---- One input --------------------------------------------------------- */
+
+static void on_server_closed(bw_http_server *s, int status, void *data)
+{
+    (void)s;
+    (void)status;
+    *(bool *)data = true;
+}
+
+static void *pass_malloc(size_t size, void *ctx)
+{
+    (void)ctx;
+    return malloc(size);
+}
+
+static void *pass_realloc(void *ptr, size_t size, void *ctx)
+{
+    (void)ctx;
+    return realloc(ptr, size);
+}
+
+static void pass_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+#ifdef BW_FUZZ_CHUNKED
+static const char prefix[] = "POST /b HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n";
+#endif
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static bool once;
+    if (!once) {
+        once = true;
+        /* No caching of freed objects: each input frees all it allocated. */
+        static const bw_allocator pass = {pass_malloc, pass_realloc, pass_free, NULL};
+        bw_set_allocator(&pass);
+        bw_log_set_level(BW_LOG_FATAL);
+    }
+    if (size < 1)
+        return 0;
+    uint8_t ctl = data[0];
+    data++;
+    size--;
+    saw_head = false;
+
+    bw_loop *loop;
+    if (bw_loop_new(&loop) != 0)
+        return 0;
+    bw_http_options o;
+    bw_http_options_init(&o);
+#ifdef BW_FUZZ_CHUNKED
+    o.max_head_size = 256;
+    o.max_body_size = 1024;
+#else
+    o.max_head_size = (ctl & 1) ? 512 : 16 * 1024;
+    o.max_body_size = (ctl & 2) ? 64 : 64 * 1024;
+#endif
+    o.max_pipelined = (ctl & 4) ? 2 : 16;
+    o.max_output_buffer = (ctl & 8) ? 64 : 1024 * 1024;
+    bw_http_server *srv;
+    if (bw_http_server_new(loop, &o, handler, NULL, &srv) != 0)
+        abort();
+    bw__server_start_unlistened(srv);
+    mem_io io;
+    memset(&io, 0, sizeof io);
+    io.budget_cycle = (unsigned)ctl * 2654435761u;
+    io.conn = bw__conn_attach(srv, &mem_transport, &io);
+    if (io.conn == NULL)
+        abort();
+#ifdef BW_FUZZ_CHUNKED
+    bw__conn_input(io.conn, prefix, (ssize_t)(sizeof prefix - 1));
+#endif
+    size_t pos = 0;
+    while (pos < size && !io.closed) {
+        uint8_t len = data[pos++];
+        if (len == 0) {
+            bw_loop_run(loop, UV_RUN_NOWAIT);
+            complete(&io);
+        } else if (len == 255) {
+            if (!io.close_pending)
+                bw__conn_input(io.conn, NULL, UV_EOF);
+        } else {
+            size_t n = len <= size - pos ? len : size - pos;
+            if (!io.close_pending && io.reading)
+                bw__conn_input(io.conn, (const char *)data + pos, (ssize_t)n);
+            pos += n;
+        }
+        complete(&io);
+    }
+    /* Let everything settle, then close it all down. */
+    for (int i = 0; i < 4 && !io.closed; i++) {
+        bw_loop_run(loop, UV_RUN_NOWAIT);
+        complete(&io);
+    }
+    check_output(&io.out);
+    if (!io.closed) {
+        bw_http_server_close_all_connections(srv);
+        complete(&io);
+    }
+    bool closed = false;
+    if (bw_http_server_close(srv, on_server_closed, &closed) != 0)
+        abort();
+    for (int i = 0; i < 100 && !closed; i++)
+        bw_loop_run(loop, UV_RUN_NOWAIT);
+    if (!closed || bw_http_server_free(srv) != 0) {
+        fprintf(stderr, "fuzz_http: the server did not close\n");
+        abort();
+    }
+    bw_loop_run(loop, UV_RUN_DEFAULT);
+    if (bw_loop_close(loop) != 0) {
+        fprintf(stderr, "fuzz_http: a handle was left open\n");
+        abort();
+    }
+    bw__buf_free(&io.out);
+    return 0;
+}
