@@ -91,9 +91,11 @@ BW_EXTERN int bw_off_uncaught(bw_uncaught_cb cb, void *data);
 /*
  * Abort mode (Node's --abort-on-uncaught-exception): an error that no
  * domain on the stack handles calls abort() (with SIGABRT reset to its
- * default action) for a core dump, before any uncaught handler runs. Also
- * enabled by the environment variable BW_ABORT_ON_UNCAUGHT=1 at the first
- * bw_loop_new().
+ * default action) for a core dump, before any uncaught handler runs. A
+ * fault that nobody handles is not turned into SIGABRT: it keeps its own
+ * signal, taken at the faulting instruction, which makes the truer core.
+ * Also enabled by the environment variable BW_ABORT_ON_UNCAUGHT=1 at the
+ * first bw_loop_new().
  */
 BW_EXTERN void bw_set_abort_on_uncaught(bool enabled);
 BW_EXTERN bool bw_abort_on_uncaught(void);
