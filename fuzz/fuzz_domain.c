@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "bulwark.h"
+#include "fuzz_common.h"
 
 #define NSLOTS 6
 #define NEMITTERS 3
@@ -372,36 +373,14 @@ static void run_tick(void *arg)
     S->tick_done = true;
 }
 
-static void *pass_malloc(size_t size, void *ctx)
-{
-    (void)ctx;
-    return malloc(size);
-}
-
-static void *pass_realloc(void *ptr, size_t size, void *ctx)
-{
-    (void)ctx;
-    return realloc(ptr, size);
-}
-
-static void pass_free(void *ptr, void *ctx)
-{
-    (void)ctx;
-    free(ptr);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool installed;
+    fuzz_setup_once();
     if (!installed) {
         installed = true;
-        /* A custom allocator keeps bulwark from caching freed objects, so
-         * every input frees what it allocated (libFuzzer's leak check). */
-        static const bw_allocator pass = {pass_malloc, pass_realloc, pass_free, NULL};
-        bw_set_allocator(&pass);
         bw_on_uncaught(on_uncaught, NULL);
-        bw_log_set_level(BW_LOG_FATAL);
     }
     fuzz_state st;
     memset(&st, 0, sizeof st);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "http_internal.h"
 
 typedef struct mem_io {
@@ -232,24 +233,6 @@ static void on_server_closed(bw_http_server *s, int status, void *data)
     *(bool *)data = true;
 }
 
-static void *pass_malloc(size_t size, void *ctx)
-{
-    (void)ctx;
-    return malloc(size);
-}
-
-static void *pass_realloc(void *ptr, size_t size, void *ctx)
-{
-    (void)ctx;
-    return realloc(ptr, size);
-}
-
-static void pass_free(void *ptr, void *ctx)
-{
-    (void)ctx;
-    free(ptr);
-}
-
 #ifdef BW_FUZZ_CHUNKED
 static const char prefix[] = "POST /b HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n";
 #endif
@@ -257,14 +240,7 @@ static const char prefix[] = "POST /b HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encodin
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool once;
-    if (!once) {
-        once = true;
-        /* No caching of freed objects: each input frees all it allocated. */
-        static const bw_allocator pass = {pass_malloc, pass_realloc, pass_free, NULL};
-        bw_set_allocator(&pass);
-        bw_log_set_level(BW_LOG_FATAL);
-    }
+    fuzz_setup_once();
     if (size < 1)
         return 0;
     uint8_t ctl = data[0];

@@ -563,6 +563,18 @@ void bw__conn_sweep(bw__conn *c, uint64_t now)
     protocol_error(c, HPE_USER);
 }
 
+/* Responses go out in the order of this queue (pipelining). */
+static void queue_request(bw__conn *c, bw_http_request *r)
+{
+    if (c->qtail != NULL)
+        c->qtail->next = r;
+    else
+        c->qhead = r;
+    c->qtail = r;
+    c->inflight++;
+    c->srv->nrequests++;
+}
+
 /* ---- Errors in the input ----------------------------------------------- */
 
 static const char *error_reason(int status)
@@ -625,13 +637,7 @@ static void protocol_error(bw__conn *c, llhttp_errno_t e)
     /* A response of the server's own, queued after those in flight. */
     r->flags |= BW__REQ_HEAD_DONE | BW__REQ_MSG_DONE;
     r->keep_alive = false;
-    if (c->qtail != NULL)
-        c->qtail->next = r;
-    else
-        c->qhead = r;
-    c->qtail = r;
-    c->inflight++;
-    c->srv->nrequests++;
+    queue_request(c, r);
     bw__response_send_error(&r->res, status);
     if (!c->in_feed)
         bw__conn_flush(c);
@@ -802,13 +808,7 @@ static void dispatch(bw__conn *c, bw_http_request *r)
 {
     bw_http_server *srv = c->srv;
     r->flags |= BW__REQ_HEAD_DONE;
-    if (c->qtail != NULL)
-        c->qtail->next = r;
-    else
-        c->qhead = r;
-    c->qtail = r;
-    c->inflight++;
-    srv->nrequests++;
+    queue_request(c, r);
     if (srv->closing || c->close_after)
         r->res.close_after = true;
     if (srv->opts.domain_per_request) {
