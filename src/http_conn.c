@@ -691,10 +691,33 @@ static int on_url_complete(llhttp_t *p)
     return head_append(c, "", 1);
 }
 
+/* Trailers (the header section after a chunked body) come through the same
+ * callbacks as the head, after the handler has it. They are dropped: the
+ * head must not grow any more, or every pointer into it (path, query,
+ * header values the handler holds) would dangle when it moves. Their size
+ * counts against max_head_size, as a head's does. */
+static bool in_trailers(const bw__conn *c)
+{
+    return (c->parsing->flags & BW__REQ_HEAD_DONE) != 0;
+}
+
+static int trailer_bytes(bw__conn *c, size_t len)
+{
+    bw_http_request *r = c->parsing;
+    r->trailer_len += len;
+    if (r->trailer_len > c->srv->opts.max_head_size) {
+        c->error_status = 431;
+        return HPE_USER;
+    }
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     bw__conn *c = conn_of(p);
     bw_http_request *r = c->parsing;
+    if (in_trailers(c))
+        return trailer_bytes(c, len);
     if (!r->field_open) {
         /* The first piece of a new name (a name split by the network comes
          * in several pieces). */
@@ -735,6 +758,8 @@ static int on_header_field_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
     bw_http_request *r = c->parsing;
+    if (in_trailers(c))
+        return 0;
     uint32_t name = r->headers[r->nheaders].name;
     size_t name_len = r->head.len - name;
     if (!is_token(r->head.base + name, name_len)) {
@@ -766,6 +791,8 @@ static bool is_fold(const bw__conn *c, const char *at)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     bw__conn *c = conn_of(p);
+    if (in_trailers(c))
+        return trailer_bytes(c, len);
     if (c->parsing->head.len > c->parsing->value_start && is_fold(c, at)) {
         c->error_status = 400;
         return HPE_USER;
@@ -776,6 +803,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
+    if (in_trailers(c))
+        return 0;
     int rc = head_append(c, "", 1);
     if (rc == 0)
         c->parsing->nheaders++;

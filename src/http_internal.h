@@ -100,6 +100,7 @@ struct bw_http_request {
     char *path; /* NUL-terminated copies in head: see http_conn.c */
     char *query;
     uint64_t body_received;
+    size_t trailer_len; /* bytes of trailers seen (dropped: see http_conn.c) */
     bw__buf body; /* buffered body (no reader yet, or read_body) */
     bw_http_body_cb body_cb;
     bw_http_body_done_cb body_done_cb;

@@ -453,7 +453,14 @@ bool bw_http_response_finished(const bw_http_response *res)
 bool bw_http_response_needs_drain(const bw_http_response *res)
 {
     bw__conn *c = res->req->conn;
-    return c != NULL && bw__conn_over_output_bound(c);
+    if (c == NULL)
+        return false;
+    /* A response behind others in the pipeline collects in its own pending
+     * buffer until its turn, and that is unsent output too: otherwise a
+     * client could make the server hold a whole response in memory by
+     * pipelining it behind a slow one. Its drain callback fires once it has
+     * reached the head of the queue and the connection's output drained. */
+    return c->out.len + c->writing.len + res->pending.len > c->srv->opts.max_output_buffer;
 }
 
 void bw_http_response_on_drain(bw_http_response *res, bw_http_drain_cb cb, void *arg)

@@ -122,6 +122,22 @@ static void on_refused_closed(uv_handle_t *h)
         bw__server_wake(srv);
 }
 
+/* Discard what the client has sent already (a bounded amount, without
+ * waiting): closing a socket with unread input resets it instead of sending
+ * a FIN, and the reset can destroy the 503 in the client's receive buffer.
+ * Input still on its way (the rest of a large upload) can still meet a
+ * reset: a refusal does not linger, so that refused connections hold
+ * nothing beyond the limit. */
+static void discard_input(bw_http_server *srv, uv_tcp_t *t)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)t, &fd) != 0)
+        return;
+    for (int i = 0; i < 4; i++)
+        if (recv(fd, srv->readbuf, BW__READBUF_SIZE, MSG_DONTWAIT) <= 0)
+            return;
+}
+
 /* At the connection limit (or out of memory): answer 503 and close at once.
  * Out of memory, the connection is accepted into the server's one spare
  * handle: a connection libuv offered must be accepted, or libuv stops
@@ -140,6 +156,7 @@ void bw__tcp_refuse(bw_http_server *srv, uv_stream_t *listener)
     uv_tcp_init(srv->loop->uv, t);
     t->data = srv;
     if (uv_accept(listener, (uv_stream_t *)t) == 0) {
+        discard_input(srv, t);
         char msg[256];
         size_t n = bw__response_simple(msg, sizeof msg, 503);
         uv_buf_t b = uv_buf_init(msg, (unsigned)n);

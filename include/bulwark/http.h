@@ -167,6 +167,8 @@ BW_EXTERN bool bw_http_request_header_at(const bw_http_request *req, size_t i, c
  * arrives (data valid during the call), then once with last = true. Chunks
  * that arrived before this call are delivered first. With `Expect:
  * 100-continue`, registering a body reader sends `100 Continue`.
+ * Trailers after a chunked body are parsed, count against max_head_size
+ * (431 beyond) and are dropped, so the head the handler sees never changes.
  * 0, or BW_ESTATE if a reader is already set.
  */
 typedef void (*bw_http_body_cb)(bw_http_request *req, const char *data, size_t len, bool last,

@@ -87,6 +87,19 @@ static void echo_whole(bw_http_request *req, const char *body, size_t len, void 
     bw_http_response_send(arg, 200, "application/octet-stream", body, len);
 }
 
+/* The head read again once the whole body (and its trailers, if chunked)
+ * has arrived. */
+static void head_after_body(bw_http_request *req, const char *body, size_t len, void *arg)
+{
+    (void)body;
+    const char *host = bw_http_request_header(req, "host");
+    char out[1024];
+    int n = snprintf(out, sizeof out, "path=%s query=%s host=%s headers=%zu body=%zu\n",
+                     bw_http_request_path(req), bw_http_request_query(req), host ? host : "-",
+                     bw_http_request_header_count(req), len);
+    bw_http_response_send(arg, 200, "text/plain", out, n > 0 ? (size_t)n : 0);
+}
+
 typedef struct big_state {
     long left;
 } big_state;
@@ -149,6 +162,8 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
         bw_http_request_on_body(req, echo_chunk, st);
     } else if (strcmp(path, "/echo-whole") == 0) {
         bw_http_request_read_body(req, echo_whole, res);
+    } else if (strcmp(path, "/head-after-body") == 0) {
+        bw_http_request_read_body(req, head_after_body, res);
     } else if (strcmp(path, "/chunked") == 0) {
         long pieces = query_num(req, "n", 3);
         for (long i = 0; i < pieces; i++) {
