@@ -60,7 +60,8 @@ static void conn_register(bw__conn *c)
     srv->nconns++;
     /* A new connection gets the headers timeout to send its first request;
      * one that sends nothing is closed silently when it expires. */
-    c->deadline = now_ms(c) + srv->opts.headers_timeout_ms;
+    c->accepted_at = now_ms(c);
+    c->deadline = c->accepted_at + srv->opts.headers_timeout_ms;
     bw__conn_start_reading(c);
 }
 
@@ -238,6 +239,8 @@ static void output_drained(bw__conn *c)
     maybe_close_when_done(c);
 }
 
+static void reset_deadline(bw__conn *c);
+
 void bw__conn_wrote(bw__conn *c, int status)
 {
     c->write_pending = false;
@@ -250,6 +253,7 @@ void bw__conn_wrote(bw__conn *c, int status)
         bw__conn_destroy(c, false);
         return;
     }
+    reset_deadline(c); /* the send timeout no longer applies */
     bw__conn_flush(c);
 }
 
@@ -274,6 +278,10 @@ void bw__conn_flush(bw__conn *c)
                 return;
             }
             c->write_pending = true;
+            c->write_started = now_ms(c);
+            uint64_t give_up = c->write_started + c->srv->opts.send_timeout_ms;
+            if (c->deadline == 0 || c->deadline > give_up)
+                c->deadline = give_up;
             if (bw__conn_over_output_bound(c))
                 stop_reading(c);
             return;
@@ -535,9 +543,34 @@ void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
 
 /* ---- Deadlines --------------------------------------------------------- */
 
+/* The deadline that the connection's state calls for (after a write
+ * completed, when the send timeout's deadline may have been the nearest). */
+static void reset_deadline(bw__conn *c)
+{
+    if (c->state != BW__CONN_OPEN)
+        return; /* grace and lingering keep their own */
+    const bw_http_options *o = &c->srv->opts;
+    bw_http_request *r = c->parsing;
+    if (r != NULL)
+        c->deadline = c->head_started +
+                      ((r->flags & BW__REQ_HEAD_DONE) ? o->request_timeout_ms : o->headers_timeout_ms);
+    else if (c->inflight == 0)
+        c->deadline = now_ms(c) + o->keepalive_timeout_ms;
+    else
+        c->deadline = 0;
+}
+
 void bw__conn_sweep(bw__conn *c, uint64_t now)
 {
-    (void)now;
+    if (c->write_pending && now >= c->write_started + c->srv->opts.send_timeout_ms) {
+        bw_log(BW_LOG_WARN, "http: %s took none of its response for %llu ms: resetting",
+               bw__conn_peer(c), (unsigned long long)c->srv->opts.send_timeout_ms);
+        bw__conn_destroy(c, true);
+        return;
+    }
+    if (c->write_pending && now < c->deadline) {
+        return; /* woken for a send timeout that a completed write made moot */
+    }
     c->deadline = 0;
     switch (c->state) {
     case BW__CONN_GRACE:
@@ -674,7 +707,9 @@ static int on_message_begin(llhttp_t *p)
     }
     bw__request_init(r, c);
     c->parsing = r;
-    c->head_started = now_ms(c);
+    /* The first request's clock started at the accept: a client gets one
+     * headers timeout for its first head, not one to start and another. */
+    c->head_started = c->requests_begun++ == 0 ? c->accepted_at : now_ms(c);
     c->deadline = c->head_started + c->srv->opts.headers_timeout_ms;
     return 0;
 }

@@ -139,6 +139,9 @@ struct bw__conn {
     uv_shutdown_t sreq;
     uint64_t deadline; /* loop ms; 0: none */
     uint64_t head_started; /* when the current request's first byte came */
+    uint64_t accepted_at;  /* the first request's time starts here */
+    uint64_t write_started; /* when the pending uv_write began (send timeout) */
+    uint32_t requests_begun;
     int error_status;  /* status to answer for a parse error (400, 413, 431) */
     bool in_feed;      /* inside the read callback: writes are batched */
     bool reading;

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "http_internal.h"
 
@@ -29,6 +30,7 @@ void bw_http_options_init(bw_http_options *o)
     o->max_pipelined = 16;
     o->max_output_buffer = 1024 * 1024;
     o->close_grace_ms = 100;
+    o->send_timeout_ms = 60 * 1000;
     o->lingering_timeout_ms = 5 * 1000;
     o->backlog = 511;
     o->domain_per_request = true;
@@ -38,7 +40,8 @@ static bool options_valid(const bw_http_options *o)
 {
     return o->max_head_size >= 64 && o->max_head_size < UINT32_MAX / 2 && o->headers_timeout_ms &&
            o->request_timeout_ms && o->keepalive_timeout_ms && o->max_connections &&
-           o->max_pipelined && o->max_output_buffer && o->lingering_timeout_ms && o->backlog > 0;
+           o->max_pipelined && o->max_output_buffer && o->lingering_timeout_ms &&
+           o->send_timeout_ms && o->backlog > 0;
 }
 
 int bw_http_server_new(bw_loop *loop, const bw_http_options *options, bw_http_handler handler,
@@ -91,6 +94,7 @@ static uint64_t sweep_period(const bw_http_options *o)
 {
     uint64_t m = o->headers_timeout_ms;
     uint64_t all[] = {o->request_timeout_ms, o->keepalive_timeout_ms, o->lingering_timeout_ms,
+                      o->send_timeout_ms,
                       o->close_grace_ms ? o->close_grace_ms : UINT64_MAX};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i] < m)
@@ -278,8 +282,32 @@ static uv_tcp_t *next_listener(bw_http_server *s, int *rc)
     return l;
 }
 
+/* Every connection is a descriptor: raise the soft limit towards what
+ * max_connections needs (as nginx's worker_rlimit_nofile does), and say so
+ * when the hard limit keeps it short. */
+static void ensure_fd_limit(const bw_http_server *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t need = (rlim_t)s->opts.max_connections + 64;
+    if (rl.rlim_cur >= need)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    struct rlimit raised = {want, rl.rlim_max};
+    if (want > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0)
+        rl.rlim_cur = want;
+    if (rl.rlim_cur < need)
+        bw_log(BW_LOG_WARN,
+               "http: max_connections is %zu but the descriptor limit is %llu: beyond it, "
+               "connections are refused without a 503",
+               s->opts.max_connections, (unsigned long long)rl.rlim_cur);
+}
+
 static int commit_listener(bw_http_server *s, uv_tcp_t *l, int rc)
 {
+    if (s->nlisteners == 0)
+        ensure_fd_limit(s);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)l, s->opts.backlog, on_connection);
     if (rc == 0)

@@ -31,7 +31,11 @@
  * connection closed): head size 431, body size 413, headers timeout and
  * request timeout 408, malformed or smuggling-prone input 400 (conflicting
  * Content-Length/Transfer-Encoding, obsolete line folding, invalid
- * characters), maximum connections (new ones get 503 and are closed).
+ * characters), maximum connections (new ones get 503 and are closed), send
+ * timeout (a client that stops reading is reset). Listening raises the
+ * process's soft descriptor limit towards max_connections, and warns if the
+ * hard limit keeps it below: past it, the kernel refuses connections before
+ * the server can answer them.
  *
  * Threads: a server and its requests belong to the loop's thread.
  */
@@ -81,6 +85,8 @@ typedef struct bw_http_options {
                                       reading it (backpressure). Default 1 MiB */
     uint64_t close_grace_ms;       /* on close, how long an idle connection still accepts a
                                       request (served with Connection: close). Default 100 */
+    uint64_t send_timeout_ms;      /* a write the client does not take within this is
+                                      abandoned: the connection is reset. Default 60 s */
     uint64_t lingering_timeout_ms; /* lingering close: wait this long for the client to
                                       close after we shut down our side. Default 5 s */
     int backlog;                   /* listen backlog. Default 511 */

@@ -211,6 +211,7 @@ static void options_from_env(bw_http_options *o)
     o->max_output_buffer = env_num("MAX_OUTPUT", o->max_output_buffer);
     o->close_grace_ms = env_num("GRACE_MS", o->close_grace_ms);
     o->lingering_timeout_ms = env_num("LINGER_MS", o->lingering_timeout_ms);
+    o->send_timeout_ms = env_num("SEND_TIMEOUT_MS", o->send_timeout_ms);
     o->domain_per_request = env_num("DOMAIN_PER_REQUEST", 1) != 0;
 }
 

@@ -535,3 +535,34 @@ def test_E_26_thrown_error_costs_one_500(server):
     assert Reader(slow).response().status == 200
     assert p.wait_for("thrown by the handler")
     stop_server(p)
+
+
+def test_E_27_send_timeout_resets_a_client_that_stops_reading(server):
+    p = server(SEND_TIMEOUT_MS=500, MAX_OUTPUT=65536)
+    before = p.open_fds()
+    s = connect(p.port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(build("/big?bytes=50000000"))
+    t0 = time.monotonic()
+    assert p.wait_count("took none of its response for 500 ms", 1, timeout=10)
+    assert 0.4 < time.monotonic() - t0 < 5
+    assert wait_until(lambda: p.open_fds() == before, timeout=5)
+    assert request(p.port).status == 200
+    s.close()
+    stop_server(p)
+
+
+def test_E_28_first_request_gets_one_headers_timeout(server):
+    # The clock starts at the accept: waiting, then sending half a head,
+    # does not buy a second timeout.
+    p = server(HEADERS_TIMEOUT_MS=800)
+    s = connect(p.port)
+    t0 = time.monotonic()
+    time.sleep(0.5)  # an idle client before its first byte: the scenario
+    s.sendall(b"GET / HTTP/1.1\r\n")
+    r = Reader(s).response()
+    took = time.monotonic() - t0
+    assert r.status == 408
+    assert 0.7 < took < 1.2, f"408 after {took:.2f}s: the first byte restarted the clock"
+    s.close()
+    stop_server(p)
