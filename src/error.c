@@ -323,11 +323,16 @@ void bw__symbolize(void *pc, char *buf, size_t size)
     char name[256];
     uintptr_t sym_off = 0;
     /* Static functions are only in the module's own symbol table. A return
-     * address may point just past its function: look up the byte before. */
-    bool named = bw__elf_symbol(info.dli_fname, module_off - 1, (uintptr_t)pc - 1, name,
-                                sizeof name, &sym_off) ||
-                 bw__elf_symbol("/proc/self/exe", module_off - 1, (uintptr_t)pc - 1, name,
-                                sizeof name, &sym_off);
+     * address may point just past its function: look up the byte before.
+     * The main program's path as loaded may be relative (and wrong after a
+     * chdir): /proc/self/exe stands in, but only when the file could not be
+     * read at all, never for another module's missing symbol. */
+    int found = bw__elf_symbol(info.dli_fname, module_off - 1, (uintptr_t)pc - 1, name,
+                               sizeof name, &sym_off);
+    if (found < 0 && info.dli_fname[0] != '/')
+        found = bw__elf_symbol("/proc/self/exe", module_off - 1, (uintptr_t)pc - 1, name,
+                               sizeof name, &sym_off);
+    bool named = found > 0;
     if (named) {
         snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, name, (size_t)sym_off + 1,
                  info.dli_fname, (size_t)module_off);

@@ -144,9 +144,10 @@ BW__HIDDEN bw_error *bw__error_newv_at(void *caller, int code, const char *fmt, 
 /* An error with room for a message of `cap` bytes; NULL on ENOMEM. */
 BW__HIDDEN bw_error *bw__error_alloc(size_t cap);
 /* The function containing an address, from a module's .symtab (symbols.c).
- * addr_rel: relative to the load base; addr_abs: for non-PIE executables. */
-BW__HIDDEN bool bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs,
-                               char *name, size_t size, uintptr_t *offset);
+ * addr_rel: relative to the load base; addr_abs: for non-PIE executables.
+ * 1 found, 0 not in this file, -1 the file could not be read. */
+BW__HIDDEN int bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs,
+                              char *name, size_t size, uintptr_t *offset);
 /* Resolve one frame to "symbol+0xoff (module+0xoff)" into buf. */
 BW__HIDDEN void bw__symbolize(void *pc, char *buf, size_t size);
 

@@ -17,24 +17,26 @@
 #include "internal.h"
 
 /* Look up `addr` (relative to the module's load base for position-
- * independent modules, absolute for ET_EXEC) in the ELF file at `path`. */
-bool bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs, char *name,
-                    size_t size, uintptr_t *offset)
+ * independent modules, absolute for ET_EXEC) in the ELF file at `path`.
+ * 1: found; 0: the file has no symbol for it (stripped, say); -1: the file
+ * could not be read (a relative path after a chdir). */
+int bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs, char *name,
+                   size_t size, uintptr_t *offset)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return false;
+        return -1;
     struct stat st;
     bool found = false;
     if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(Elf64_Ehdr)) {
         close(fd);
-        return false;
+        return -1;
     }
     size_t len = (size_t)st.st_size;
     const unsigned char *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
-        return false;
+        return -1;
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)map;
     if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
         eh->e_shoff == 0 || eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > len)
@@ -67,5 +69,5 @@ bool bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs, ch
     }
 done:
     munmap((void *)map, len);
-    return found;
+    return found ? 1 : 0;
 }
