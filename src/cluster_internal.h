@@ -128,12 +128,38 @@ struct bw_cluster {
     void *close_data;
 };
 
-/* cluster_worker.c: the child's side. Never returns. */
+/*
+ * The primary's descriptors at fork time, by number and file. The worker
+ * closes these (but the ones it keeps) and only these: a descriptor that a
+ * fork handler created in the child must survive. libuv re-creates its
+ * process-wide signal lock pipe in one; closing it made uv_signal_start and
+ * uv_spawn abort in every worker.
+ */
+typedef struct bw__fd_id {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+} bw__fd_id;
+
+#define BW__MAX_FDS 4096
+
+typedef struct bw__fd_snapshot {
+    bool complete; /* false: /proc/self/fd unreadable or too many: close all */
+    size_t n;
+    bw__fd_id ids[BW__MAX_FDS];
+} bw__fd_snapshot;
+
+/* cluster_worker.c: the child's side (`fds` may be NULL). Never returns. */
 BW_NORETURN BW__HIDDEN void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd,
-                                                  const char *const *env);
+                                                  const char *const *env,
+                                                  const bw__fd_snapshot *fds);
 
 /* Send one message; 0 or -errno (never raises SIGPIPE). */
 BW__HIDDEN int bw__msg_send(int fd, int type, const void *payload, size_t len);
+
+/* After recv() returned 0: true if the peer hung up, false if that was an
+ * empty packet (malformed: every message has its type byte; C-11). */
+BW__HIDDEN bool bw__msg_hung_up(int fd);
 
 /* Monotonic nanoseconds, comparable across processes (event log). */
 BW__HIDDEN uint64_t bw__mono_ns(void);

@@ -5,16 +5,20 @@
  * quarantine, graceful shutdown, rolling restart).
  *
  * One periodic timer (every 50 ms) enforces every deadline; SIGCHLD reaps
- * children with waitpid(WNOHANG) in a loop, so no zombie is left.
+ * every exited worker with waitpid(pid, WNOHANG), so no zombie is left (and
+ * no child the program spawned itself is taken from it).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,6 +52,14 @@ int bw__msg_send(int fd, int type, const void *payload, size_t len)
         n = send(fd, buf, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : 0;
+}
+
+/* recv() returns 0 both at the end of the stream and for an empty packet; a
+ * hang-up is the one that leaves the socket shut down for reading. */
+bool bw__msg_hung_up(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) != 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
 void bw_cluster_options_init(bw_cluster_options *o)
@@ -272,28 +284,28 @@ int bw_cluster_port(const bw_cluster *c)
 
 /* ---- Workers ----------------------------------------------------------- */
 
-static bw_worker *find_pid(bw_cluster *c, pid_t pid)
+/* A worker leaves the public list once it has both disconnected and exited
+ * (C-21), so the exit event no longer sees it (C-18). It stays on c->workers
+ * until its channel handle is closed and it is freed (maybe_forget). */
+static bool is_listed(const bw_worker *w)
 {
-    for (bw_worker *w = c->workers; w != NULL; w = w->next)
-        if (w->pid == pid)
-            return w;
-    return NULL;
+    return !w->exited || w->connected;
 }
 
 size_t bw_cluster_worker_count(const bw_cluster *c)
 {
     size_t n = 0;
     for (bw_worker *w = c->workers; w != NULL; w = w->next)
-        n++;
+        n += is_listed(w);
     return n;
 }
 
 bw_worker *bw_cluster_worker_at(const bw_cluster *c, size_t i)
 {
-    bw_worker *w = c->workers;
-    while (w != NULL && i-- > 0)
-        w = w->next;
-    return w;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (is_listed(w) && i-- == 0)
+            return w;
+    return NULL;
 }
 
 static bool counts_as_capacity(const bw_worker *w)
@@ -338,7 +350,7 @@ static void on_poll_closed(uv_handle_t *h)
 
 static void check_all_gone(bw_cluster *c);
 
-/* A worker leaves the list once it has both disconnected and exited (C-21)
+/* A worker is unlinked and freed once it has both disconnected and exited
  * and its channel handle is closed. */
 static void maybe_forget(bw_cluster *c, bw_worker *w)
 {
@@ -381,6 +393,9 @@ static void on_channel(uv_poll_t *p, int status, int events)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
+        /* 0 is also what an empty packet reads as: malformed, ignored (C-11). */
+        if (n == 0 && !bw__msg_hung_up(w->fd))
+            continue;
         on_worker_disconnect(c, w); /* EOF or error: the channel is gone */
         return;
     }
@@ -393,6 +408,32 @@ static void flush_stdio(void)
 }
 
 static void start_signals(bw_cluster *c);
+
+/* What the primary has open, read just before a fork (see bw__fd_snapshot). */
+static void snapshot_fds(bw__fd_snapshot *s)
+{
+    s->n = 0;
+    s->complete = false;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return;
+    s->complete = true;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        struct stat st;
+        if (end == e->d_name || *end != '\0' || fd < 3 || fd == dirfd(d) ||
+            fstat((int)fd, &st) != 0)
+            continue;
+        if (s->n == BW__MAX_FDS) {
+            s->complete = false;
+            break;
+        }
+        s->ids[s->n++] = (bw__fd_id){.fd = (int)fd, .dev = st.st_dev, .ino = st.st_ino};
+    }
+    closedir(d);
+}
 
 int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
 {
@@ -419,19 +460,24 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
     w->shm = shm;
     w->after_disconnect = BW_UNSET;
     w->exit_code = -1;
+    bw__fd_snapshot *fds = bw_malloc(sizeof *fds); /* NULL: the child closes all */
+    if (fds != NULL)
+        snapshot_fds(fds);
     flush_stdio();
     pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        bw__worker_child_main(c, w, sv[1], env, fds); /* never returns */
+    }
+    int fork_errno = errno;
+    bw_free(fds);
     if (pid < 0) {
-        int e = -errno;
+        int e = -fork_errno;
         close(sv[0]);
         close(sv[1]);
         worker_free(w);
         c->next_id--;
         return e;
-    }
-    if (pid == 0) {
-        close(sv[0]);
-        bw__worker_child_main(c, w, sv[1], env); /* never returns */
     }
     close(sv[1]);
     w->pid = pid;
@@ -465,6 +511,11 @@ static void on_deferred(uv_idle_t *idle)
     }
     if (c->disconnect_done_pending) {
         c->disconnect_done_pending = false;
+        /* The shutdown is over: workers forked from now on start a new cycle
+         * (C-33), which the old deadline must not kill and a later
+         * bw_cluster_disconnect or SIGTERM must still shut down. */
+        c->shutting_down = false;
+        c->shutdown_deadline_ms = 0;
         bw_cluster_done_cb cb = c->disconnect_cb;
         c->disconnect_cb = NULL;
         if (cb != NULL)
@@ -567,7 +618,9 @@ static void on_worker_gone(bw_cluster *c, bw_worker *w)
     if (w->gone)
         return;
     w->gone = true;
-    if (!w->was_listening && !w->disconnect_sent && !c->shutting_down)
+    /* Crash-loop protection is supervision's: workers forked by hand
+     * (bw_cluster_fork alone) are the caller's to restart or not. */
+    if (c->supervising && !w->was_listening && !w->disconnect_sent && !c->shutting_down)
         startup_failure(c, w);
     else if (w->was_listening)
         c->backoff_ms = c->opts.backoff_initial_ms;
@@ -583,8 +636,9 @@ static void on_worker_disconnect(bw_cluster *c, bw_worker *w)
     close_channel(w);
     if (w->after_disconnect == BW_UNSET)
         w->after_disconnect = w->disconnect_sent ? BW_YES : BW_NO;
-    if (!w->exited)
-        w->state = BW_WORKER_DISCONNECTED;
+    /* Even when the exit was reaped first: the disconnect event always reads
+     * `disconnected`, and the exit event that follows reads `dead` (C-16). */
+    w->state = BW_WORKER_DISCONNECTED;
     emit_simple(c, BW_EVENT_DISCONNECT, w);
     if (!w->exited && w->kill_deadline_ms == 0)
         w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
@@ -594,7 +648,6 @@ static void on_worker_disconnect(bw_cluster *c, bw_worker *w)
 static void on_worker_exit(bw_cluster *c, bw_worker *w, int status)
 {
     w->exited = true;
-    w->state = BW_WORKER_DEAD;
     if (WIFEXITED(status)) {
         w->exit_code = WEXITSTATUS(status);
         w->term_signal = 0;
@@ -612,6 +665,7 @@ static void on_worker_exit(bw_cluster *c, bw_worker *w, int status)
      * implied by the exit (C-16: either order, each event once). */
     if (was_connected)
         on_worker_disconnect(c, w);
+    w->state = BW_WORKER_DEAD;
     bw_cluster_event ev = {.type = BW_EVENT_EXIT, .worker = w, .exit_code = w->exit_code,
                            .term_signal = w->term_signal};
     emit(c, &ev, extra);
@@ -624,13 +678,13 @@ static void on_sigchld(uv_signal_t *h, int signum)
 {
     (void)signum;
     bw_cluster *c = h->data;
-    for (;;) {
+    /* Our workers only: waitpid(-1) would also reap the children the program
+     * spawns itself (uv_spawn), whose exit callbacks would then never come. */
+    bw_worker *next;
+    for (bw_worker *w = c->workers; w != NULL; w = next) {
+        next = w->next; /* on_worker_exit may free w, and only w */
         int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid <= 0)
-            break;
-        bw_worker *w = find_pid(c, pid);
-        if (w != NULL && !w->exited)
+        if (!w->exited && waitpid(w->pid, &status, WNOHANG) == w->pid)
             on_worker_exit(c, w, status);
     }
 }
@@ -858,8 +912,7 @@ int bw_worker_send(bw_worker *w, const void *msg, size_t len)
 
 static void check_all_gone(bw_cluster *c)
 {
-    if (!c->shutting_down || c->workers != NULL || c->disconnect_cb == NULL ||
-        c->disconnect_done_pending)
+    if (!c->shutting_down || c->workers != NULL || c->disconnect_done_pending)
         return;
     c->disconnect_done_pending = true;
     uv_idle_start(&c->deferred, on_deferred);
@@ -868,6 +921,7 @@ static void check_all_gone(bw_cluster *c)
 static void begin_shutdown(bw_cluster *c)
 {
     c->shutting_down = true;
+    c->supervising = false; /* no replacement after the shutdown either */
     c->rolling = false;
     c->shutdown_deadline_ms = now_ms(c) + c->opts.shutdown_timeout_ms;
     for (bw_worker *w = c->workers; w != NULL; w = w->next)

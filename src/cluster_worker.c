@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,10 +101,31 @@ static int cmp_int(const void *a, const void *b)
     return *(const int *)a - *(const int *)b;
 }
 
-/* Close every descriptor but stdio, the listening sockets and the channel:
- * the primary's loop, its other workers' channels, its event log. */
-static void close_inherited(const int *keep, size_t nkeep)
+static bool is_kept(int fd, const int *keep, size_t nkeep)
 {
+    for (size_t i = 0; i < nkeep; i++)
+        if (keep[i] == fd)
+            return true;
+    return false;
+}
+
+/* Close every descriptor of the primary's but stdio, the listening sockets
+ * and the channel: the primary's loop, its other workers' channels, its
+ * event log. Without a snapshot, close everything else. */
+static void close_inherited(const int *keep, size_t nkeep, const bw__fd_snapshot *fds)
+{
+    if (fds != NULL && fds->complete) {
+        for (size_t i = 0; i < fds->n; i++) {
+            const bw__fd_id *id = &fds->ids[i];
+            struct stat st;
+            /* Another file under that number was created here, after fork. */
+            if (is_kept(id->fd, keep, nkeep) || fstat(id->fd, &st) != 0 || st.st_dev != id->dev ||
+                st.st_ino != id->ino)
+                continue;
+            close(id->fd);
+        }
+        return;
+    }
     int sorted[BW__MAX_LISTENERS + 1];
     memcpy(sorted, keep, nkeep * sizeof *keep);
     qsort(sorted, nkeep, sizeof *sorted, cmp_int);
@@ -118,12 +140,25 @@ static void close_inherited(const int *keep, size_t nkeep)
     close_range(lo, ~0U, 0);
 }
 
+static void stop_signal_watcher(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (h->type == UV_SIGNAL && uv_is_active(h) && !uv_is_closing(h))
+        uv_signal_stop((uv_signal_t *)h);
+}
+
 static void on_channel(uv_poll_t *p, int status, int events);
 static void on_heartbeat(uv_timer_t *t);
 
-void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *const *env)
+void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *const *env,
+                           const bw__fd_snapshot *fds)
 {
     reset_signals();
+    /* libuv keeps the signal watchers of every loop in one process-wide
+     * table: the primary's are still in this copy of it, and would swallow
+     * the worker's own (a uv_spawn's SIGCHLD). Take them out; the primary's
+     * loop itself is never run here. */
+    uv_walk(c->loop->uv, stop_signal_watcher, NULL);
     /* Die with the primary (C-20), even if this process is busy. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != c->primary_pid)
@@ -142,7 +177,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
     int keep[BW__MAX_LISTENERS + 1];
     memcpy(keep, c->listen_fds, c->nlisten * sizeof *keep);
     keep[c->nlisten] = fd;
-    close_inherited(keep, c->nlisten + 1);
+    close_inherited(keep, c->nlisten + 1, fds);
     is_worker = true;
 
     static bw_worker_ctx ctx; /* one per process */
@@ -291,6 +326,9 @@ static void on_channel(uv_poll_t *p, int status, int events)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
+        /* 0 is also what an empty packet reads as: malformed, ignored (C-11). */
+        if (n == 0 && !bw__msg_hung_up(ctx->fd))
+            continue;
         channel_lost(ctx);
         return;
     }
@@ -556,6 +594,11 @@ size_t bw_worker_listen_fd_count(const bw_worker_ctx *ctx)
 int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i)
 {
     return i < ctx->nlisten ? ctx->listen_fds[i] : -1;
+}
+
+bool bw_worker_ctx_is_connected(const bw_worker_ctx *ctx)
+{
+    return ctx->connected;
 }
 
 void bw_worker_on_message(bw_worker_ctx *ctx, bw_worker_message_cb cb, void *data)

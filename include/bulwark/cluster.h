@@ -143,30 +143,35 @@ BW_EXTERN int bw_cluster_on_event(bw_cluster *c, bw_cluster_event_cb cb, void *d
 
 /* Fork one worker now; `env` ("NAME=value" strings, NULL-terminated, may be
  * NULL) is added to the worker's environment (C-06). The fork event is
- * emitted later, never inside this call (C-07). */
+ * emitted later, never inside this call (C-07). Without bw_cluster_start,
+ * nobody replaces the worker and the restart intensity does not count it. */
 BW_EXTERN int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out);
 
 /* Supervise: fork `workers` workers and keep that many running, with the
  * policies above. */
 BW_EXTERN int bw_cluster_start(bw_cluster *c);
 
-/* Graceful shutdown: stop replacing, disconnect every worker, kill those
- * still alive after shutdown_timeout_ms; cb(c, data) once all are gone
- * (always after this call returns, C-30). */
+/* Graceful shutdown: stop replacing (supervision ends), disconnect every
+ * worker, kill those still alive after shutdown_timeout_ms; cb(c, data) once
+ * all are gone (always after this call returns, C-30). From then on the
+ * cluster may fork again, and shut down again (C-33). */
 typedef void (*bw_cluster_done_cb)(bw_cluster *c, void *data);
 BW_EXTERN int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data);
 
 /* Rolling restart, one worker at a time (SIGHUP does this). */
 BW_EXTERN int bw_cluster_rolling_restart(bw_cluster *c);
 
-/* The workers known now (dead ones leave once disconnected and exited). */
+/* The workers known now (dead ones leave once disconnected and exited, so an
+ * exit event no longer finds its worker here: C-18, C-21). */
 BW_EXTERN size_t bw_cluster_worker_count(const bw_cluster *c);
 BW_EXTERN bw_worker *bw_cluster_worker_at(const bw_cluster *c, size_t i);
 /* Workers that count towards capacity (not retiring, not dead). */
 BW_EXTERN size_t bw_cluster_active_count(const bw_cluster *c);
 
 /* Close the listening sockets and the cluster's handles; cb fires when the
- * cluster can be freed. Call after all workers are gone. */
+ * cluster can be freed. Call after all workers are gone, from
+ * bw_cluster_disconnect's callback: before it, BW_EBUSY (a worker that just
+ * left the list may still be being released). */
 BW_EXTERN int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data);
 BW_EXTERN void bw_cluster_free(bw_cluster *c);
 
@@ -189,7 +194,8 @@ BW_EXTERN pid_t bw_worker_pid(const bw_worker *w);
 BW_EXTERN bw_worker_state bw_worker_state_of(const bw_worker *w);
 BW_EXTERN bool bw_worker_is_connected(const bw_worker *w);
 BW_EXTERN bool bw_worker_is_dead(const bw_worker *w);
-/* BW_UNSET until the first disconnect or exit, then yes/no (C-37..C-39). */
+/* BW_UNSET until bw_worker_disconnect or the first disconnect or exit event,
+ * then yes/no (C-37..C-39). */
 BW_EXTERN bw_tristate bw_worker_exited_after_disconnect(const bw_worker *w);
 /* Send a user message (C-08); 0, or -EPIPE if the channel is closed. */
 BW_EXTERN int bw_worker_send(bw_worker *w, const void *msg, size_t len);
@@ -219,7 +225,9 @@ typedef struct bw_crash_policy {
  * Serve `srv` on the inherited sockets with the crash-safe policy (policy
  * NULL: defaults): announces `listening` to the primary for each socket,
  * answers quarantined requests 503, records each dispatched request for the
- * primary's hang report. The server must be new (not listening).
+ * primary's hang report. The server must be new (not listening). It stays
+ * the caller's, but the worker closes it when it disconnects: free it only
+ * after the worker's loop has ended, even if you closed it yourself.
  */
 BW_EXTERN int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv,
                                    const bw_crash_policy *policy);
@@ -228,6 +236,10 @@ BW_EXTERN int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv,
  * close the channel; the process then exits when its loop is empty
  * (C-22, C-25). Repeated calls do nothing. */
 BW_EXTERN int bw_worker_ctx_disconnect(bw_worker_ctx *ctx);
+
+/* True while the channel to the primary is open: from start-up until the
+ * disconnect callback, which already reads false (C-14). */
+BW_EXTERN bool bw_worker_ctx_is_connected(const bw_worker_ctx *ctx);
 
 /* User messages from the primary. */
 typedef void (*bw_worker_message_cb)(bw_worker_ctx *ctx, const void *msg, size_t len, void *data);
