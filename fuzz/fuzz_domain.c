@@ -55,8 +55,8 @@ static fuzz_state *S;
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "fuzz_domain: invariant broken: %s (at byte %zu)\n", what, S->pos);
-    abort();
+    fprintf(stderr, "fuzz_domain: at byte %zu:\n", S->pos);
+    fuzz_crash(what);
 }
 
 static uint8_t next_byte(void)
@@ -77,11 +77,24 @@ static void shadow_check(void)
         fail("active domain is not the top of the stack");
 }
 
+/* The shadow holds its own reference on each entry, so the harness never
+ * looks at a domain the library freed. */
+static void shadow_push(bw_domain *d)
+{
+    S->shadow[S->depth++] = bw_domain_hold(d);
+}
+
+static void shadow_truncate(size_t depth)
+{
+    while (S->depth > depth)
+        bw_domain_release(S->shadow[--S->depth]);
+}
+
 static void shadow_exit(bw_domain *d)
 {
     for (size_t i = S->depth; i > 0; i--) {
         if (S->shadow[i - 1] == d) {
-            S->depth = i - 1;
+            shadow_truncate(i - 1);
             return;
         }
     }
@@ -90,10 +103,15 @@ static void shadow_exit(bw_domain *d)
 static void shadow_remove_all(bw_domain *d)
 {
     size_t w = 0;
-    for (size_t r = 0; r < S->depth; r++)
+    bw_domain_hold(d); /* the releases below must not free it mid-loop */
+    for (size_t r = 0; r < S->depth; r++) {
         if (S->shadow[r] != d)
             S->shadow[w++] = S->shadow[r];
+        else
+            bw_domain_release(d);
+    }
     S->depth = w;
+    bw_domain_release(d);
 }
 
 /* ---- Errors and who receives them ---------------------------------------- */
@@ -255,7 +273,7 @@ static bool step(void)
         if ((i = pick_live()) >= 0 && S->depth < MAX_STACK - 1) {
             bw_domain_enter(S->slot[i]);
             if (!S->disposed[i])
-                S->shadow[S->depth++] = S->slot[i];
+                shadow_push(S->slot[i]);
         }
         break;
     case OP_EXIT:
@@ -345,13 +363,15 @@ static bool step(void)
             bw_domain_dispose(S->slot[i]);
             S->disposed[i] = true;
             shadow_remove_all(S->slot[i]);
-            /* Member domains were disposed with it. */
-            for (int k = 0; k < NSLOTS; k++) {
-                if (S->slot[k] != NULL && bw_domain_is_disposed(S->slot[k]) && !S->disposed[k]) {
+            /* Member domains were disposed with it, including ones whose
+             * slot we released: the stack's own hold keeps those alive, so
+             * asking each shadow entry is safe. */
+            for (int k = 0; k < NSLOTS; k++)
+                if (S->slot[k] != NULL && bw_domain_is_disposed(S->slot[k]))
                     S->disposed[k] = true;
-                    shadow_remove_all(S->slot[k]);
-                }
-            }
+            for (size_t e = S->depth; e > 0; e--)
+                if (e <= S->depth && bw_domain_is_disposed(S->shadow[e - 1]))
+                    shadow_remove_all(S->shadow[e - 1]);
         }
         break;
     case OP_ALLOC:
@@ -366,7 +386,7 @@ static bool step(void)
 static void run_tick(void *arg)
 {
     (void)arg;
-    S->depth = 0; /* a boundary starts with an empty stack */
+    shadow_truncate(0); /* a boundary starts with an empty stack */
     shadow_check();
     while (S->pos < S->len && step())
         ;
@@ -395,7 +415,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bw_error_release(st.ours);
         st.ours = NULL;
         /* Routing cleared the stack: the shadow follows (D-56). */
-        st.depth = 0;
+        shadow_truncate(0);
         shadow_check();
         if (!st.tick_done) {
             /* A throw ended the tick: skip to the next tick marker. */

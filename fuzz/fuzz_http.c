@@ -220,7 +220,7 @@ static void check_output(const bw__buf *out)
     if (e != HPE_OK && e != HPE_PAUSED_UPGRADE) {
         fprintf(stderr, "fuzz_http: the server wrote an invalid response: %s\n%.*s\n",
                 llhttp_errno_name(e), (int)(out->len < 2000 ? out->len : 2000), out->base);
-        abort();
+        fuzz_crash("invalid response");
     }
 }
 
@@ -264,14 +264,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.max_output_buffer = (ctl & 8) ? 64 : 1024 * 1024;
     bw_http_server *srv;
     if (bw_http_server_new(loop, &o, handler, NULL, &srv) != 0)
-        abort();
+        fuzz_crash("no server");
     bw__server_start_unlistened(srv);
     mem_io io;
     memset(&io, 0, sizeof io);
     io.budget_cycle = (unsigned)ctl * 2654435761u;
     io.conn = bw__conn_attach(srv, &mem_transport, &io);
     if (io.conn == NULL)
-        abort();
+        fuzz_crash("no connection");
 #ifdef BW_FUZZ_CHUNKED
     bw__conn_input(io.conn, prefix, (ssize_t)(sizeof prefix - 1));
 #endif
@@ -304,17 +304,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     bool closed = false;
     if (bw_http_server_close(srv, on_server_closed, &closed) != 0)
-        abort();
+        fuzz_crash("server close refused");
     for (int i = 0; i < 100 && !closed; i++)
         bw_loop_run(loop, UV_RUN_NOWAIT);
     if (!closed || bw_http_server_free(srv) != 0) {
-        fprintf(stderr, "fuzz_http: the server did not close\n");
-        abort();
+        fuzz_crash("the server did not close");
     }
     bw_loop_run(loop, UV_RUN_DEFAULT);
     if (bw_loop_close(loop) != 0) {
-        fprintf(stderr, "fuzz_http: a handle was left open\n");
-        abort();
+        fuzz_crash("a handle was left open");
     }
     bw__buf_free(&io.out);
     return 0;
