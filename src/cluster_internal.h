@@ -161,6 +161,12 @@ BW__HIDDEN int bw__msg_send(int fd, int type, const void *payload, size_t len);
  * empty packet (malformed: every message has its type byte; C-11). */
 BW__HIDDEN bool bw__msg_hung_up(int fd);
 
+/* Read the messages waiting on a channel, calling on_msg for each (the
+ * message is NUL-terminated, valid during the call), while *connected
+ * stays true. false once the channel is gone (end of stream or error). */
+typedef void (*bw__msg_fn)(void *ctx, const char *msg, size_t len);
+BW__HIDDEN bool bw__msg_receive(int fd, const bool *connected, bw__msg_fn on_msg, void *ctx);
+
 /* Monotonic nanoseconds, comparable across processes (event log). */
 BW__HIDDEN uint64_t bw__mono_ns(void);
 

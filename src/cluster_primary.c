@@ -30,38 +30,6 @@
  * the failsafe behind it. */
 #define BW__KILL_MARGIN_MS 1000
 
-uint64_t bw__mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-int bw__msg_send(int fd, int type, const void *payload, size_t len)
-{
-    char buf[BW__MSG_MAX];
-    if (fd < 0)
-        return -EPIPE;
-    if (len > sizeof buf - 1)
-        return -EMSGSIZE;
-    buf[0] = (char)type;
-    if (len > 0)
-        memcpy(buf + 1, payload, len);
-    ssize_t n;
-    do
-        n = send(fd, buf, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
-}
-
-/* recv() returns 0 both at the end of the stream and for an empty packet; a
- * hang-up is the one that leaves the socket shut down for reading. */
-bool bw__msg_hung_up(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) != 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-}
-
 void bw_cluster_options_init(bw_cluster_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -375,6 +343,12 @@ static void close_channel(bw_worker *w)
 static void on_worker_disconnect(bw_cluster *c, bw_worker *w);
 static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len);
 
+static void on_worker_message(void *worker, const char *msg, size_t len)
+{
+    bw_worker *w = worker;
+    on_message(w->c, w, msg, len);
+}
+
 static void on_channel(uv_poll_t *p, int status, int events)
 {
     bw_worker *w = p->data;
@@ -383,22 +357,8 @@ static void on_channel(uv_poll_t *p, int status, int events)
         on_worker_disconnect(c, w);
         return;
     }
-    char buf[BW__MSG_MAX + 1];
-    for (int i = 0; i < 64 && w->connected; i++) {
-        ssize_t n = recv(w->fd, buf, BW__MSG_MAX, MSG_DONTWAIT);
-        if (n > 0) {
-            buf[n] = '\0';
-            on_message(c, w, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        /* 0 is also what an empty packet reads as: malformed, ignored (C-11). */
-        if (n == 0 && !bw__msg_hung_up(w->fd))
-            continue;
+    if (!bw__msg_receive(w->fd, &w->connected, on_worker_message, w))
         on_worker_disconnect(c, w); /* EOF or error: the channel is gone */
-        return;
-    }
 }
 
 static void flush_stdio(void)

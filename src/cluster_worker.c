@@ -297,6 +297,11 @@ static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
     }
 }
 
+static void on_message_cb(void *ctx, const char *msg, size_t len)
+{
+    on_message(ctx, msg, len);
+}
+
 static void channel_lost(bw_worker_ctx *ctx)
 {
     if (ctx->waiting_ack || ctx->primary_asked) {
@@ -316,23 +321,9 @@ static void on_channel(uv_poll_t *p, int status, int events)
         channel_lost(ctx);
         return;
     }
-    char buf[BW__MSG_MAX + 1];
-    for (int i = 0; i < 64 && ctx->connected; i++) {
-        ssize_t n = recv(ctx->fd, buf, BW__MSG_MAX, MSG_DONTWAIT);
-        if (n > 0) {
-            buf[n] = '\0';
-            on_message(ctx, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        /* 0 is also what an empty packet reads as: malformed, ignored (C-11). */
-        if (n == 0 && !bw__msg_hung_up(ctx->fd))
-            continue;
-        channel_lost(ctx);
-        return;
-    }
     (void)events;
+    if (!bw__msg_receive(ctx->fd, &ctx->connected, on_message_cb, ctx))
+        channel_lost(ctx);
 }
 
 /* ---- Draining and disconnecting ---------------------------------------- */
@@ -410,15 +401,7 @@ static void arm_kill_timer(bw_worker_ctx *ctx)
     if (ctx->kill_timer_armed || ctx->policy.kill_timeout_ms == 0)
         return;
     ctx->kill_timer_armed = true;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_kill_timer;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    bw__signal_set(SIGALRM, on_kill_timer);
     timer_t t;
     struct sigevent sev;
     memset(&sev, 0, sizeof sev);

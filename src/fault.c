@@ -226,17 +226,22 @@ bw_error *bw__fault_take_error(bw__thread *t)
     return err;
 }
 
-void bw__die_by_signal(int signo)
+void bw__signal_set(int signo, void (*handler)(int))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sigaction(signo, &sa, NULL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, signo);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void bw__die_by_signal(int signo)
+{
+    bw__signal_set(signo, SIG_DFL);
     raise(signo);
     /* Only reached if the signal's default action does not end a process. */
     _exit(128 + signo);

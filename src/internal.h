@@ -243,6 +243,8 @@ BW__HIDDEN int bw__fault_install(bw__thread *t);
 BW__HIDDEN void bw__fault_unmask(void);
 /* Build the error of the recorded fault (no allocation when a spare exists). */
 BW__HIDDEN bw_error *bw__fault_take_error(bw__thread *t);
+/* Install a plain handler (or SIG_DFL) for signo and unblock it. */
+BW__HIDDEN void bw__signal_set(int signo, void (*handler)(int));
 /* End the process by `signo` with its default action (true exit status). */
 BW_NORETURN BW__HIDDEN void bw__die_by_signal(int signo);
 
