@@ -469,10 +469,12 @@ static void worker_handler(bw_http_request *req, bw_http_response *res, void *da
 static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *err, void *data)
 {
     bw_worker_ctx *ctx = data;
-    char report[8192];
-    bw_error_format(err, report, sizeof report);
-    bw_log(BW_LOG_ERROR, "worker %d (pid %ld): crash in request %s %s: %s", ctx->id,
-           (long)getpid(), bw_http_request_method(req), bw_http_request_target(req), report);
+    if (bw_log_get_level() <= BW_LOG_ERROR) {
+        char report[8192];
+        bw_error_format(err, report, sizeof report);
+        bw_log(BW_LOG_ERROR, "worker %d (pid %ld): crash in request %s %s: %s", ctx->id,
+               (long)getpid(), bw_http_request_method(req), bw_http_request_target(req), report);
+    }
     if (!ctx->retiring) {
         ctx->retiring = true;
         /* Make sure we close down within the kill timeout... */

@@ -536,10 +536,13 @@ void bw__response_default_error(bw_http_request *req, bw_http_response *res, bw_
                                 void *data)
 {
     (void)data;
-    char report[4096];
-    bw_error_format(err, report, sizeof report);
-    bw_log(BW_LOG_ERROR, "http: error in request %s %s: %s", bw_http_request_method(req),
-           bw_http_request_target(req), report);
+    if (bw_log_get_level() <= BW_LOG_ERROR) {
+        /* A report symbolizes every frame: not for a message nobody logs. */
+        char report[4096];
+        bw_error_format(err, report, sizeof report);
+        bw_log(BW_LOG_ERROR, "http: error in request %s %s: %s", bw_http_request_method(req),
+               bw_http_request_target(req), report);
+    }
     if (res->ended)
         return; /* it was answered before the error: nothing to undo */
     if (!res->headers_sent)

@@ -14,7 +14,55 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <stdlib.h>
+
 #include "internal.h"
+
+/* Mapped symbol files, kept for the life of the process: a crash report
+ * symbolizes a dozen frames, mostly in the same two or three modules. */
+#define BW__SYMFILES 8
+
+typedef struct symfile {
+    char path[256];
+    const unsigned char *map; /* NULL: the file could not be read */
+    size_t len;
+} symfile;
+
+static symfile symfiles[BW__SYMFILES];
+static size_t nsymfiles;
+static pthread_mutex_t symfiles_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const symfile *open_symfile(const char *path)
+{
+    for (size_t i = 0; i < nsymfiles; i++)
+        if (strcmp(symfiles[i].path, path) == 0)
+            return &symfiles[i];
+    if (strlen(path) >= sizeof symfiles[0].path)
+        return NULL;
+    symfile *f = &symfiles[nsymfiles < BW__SYMFILES ? nsymfiles++ : BW__SYMFILES - 1];
+    if (f->map != NULL)
+        munmap((void *)f->map, f->len); /* full: the last slot is reused */
+    strcpy(f->path, path);
+    f->map = NULL;
+    f->len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return f;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(Elf64_Ehdr)) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map != MAP_FAILED) {
+            f->map = map;
+            f->len = (size_t)st.st_size;
+        }
+    }
+    close(fd);
+    return f;
+}
+
+static int lookup(const unsigned char *map, size_t len, uintptr_t addr_rel, uintptr_t addr_abs,
+                  char *name, size_t size, uintptr_t *offset);
 
 /* Look up `addr` (relative to the module's load base for position-
  * independent modules, absolute for ET_EXEC) in the ELF file at `path`.
@@ -23,20 +71,19 @@
 int bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs, char *name,
                    size_t size, uintptr_t *offset)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat st;
+    pthread_mutex_lock(&symfiles_lock);
+    const symfile *f = open_symfile(path);
+    int rc = f == NULL || f->map == NULL
+                 ? -1
+                 : lookup(f->map, f->len, addr_rel, addr_abs, name, size, offset);
+    pthread_mutex_unlock(&symfiles_lock);
+    return rc;
+}
+
+static int lookup(const unsigned char *map, size_t len, uintptr_t addr_rel, uintptr_t addr_abs,
+                  char *name, size_t size, uintptr_t *offset)
+{
     bool found = false;
-    if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(Elf64_Ehdr)) {
-        close(fd);
-        return -1;
-    }
-    size_t len = (size_t)st.st_size;
-    const unsigned char *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return -1;
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)map;
     if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
         eh->e_shoff == 0 || eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > len)
@@ -68,6 +115,5 @@ int bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t addr_abs, cha
         }
     }
 done:
-    munmap((void *)map, len);
     return found ? 1 : 0;
 }
