@@ -40,9 +40,11 @@ static uint64_t now_ms(const bw__conn *c)
 
 const char *bw__conn_peer(bw__conn *c)
 {
-    if (c->peer[0] == '\0')
-        c->tr->peer(c, c->peer, sizeof c->peer);
-    return c->peer;
+    /* Not kept per connection: 64 bytes of every idle connection for a log
+     * line that is rarely written. */
+    static __thread char peer[64];
+    c->tr->peer(c, peer, sizeof peer);
+    return peer;
 }
 
 /* ---- Accepting --------------------------------------------------------- */
@@ -60,8 +62,8 @@ static void conn_register(bw__conn *c)
     srv->nconns++;
     /* A new connection gets the headers timeout to send its first request;
      * one that sends nothing is closed silently when it expires. */
-    c->accepted_at = now_ms(c);
-    c->deadline = c->accepted_at + srv->opts.headers_timeout_ms;
+    c->head_started = now_ms(c); /* the first request's clock starts here */
+    c->deadline = c->head_started + srv->opts.headers_timeout_ms;
     bw__conn_start_reading(c);
 }
 
@@ -120,16 +122,29 @@ static void stop_reading(bw__conn *c)
 
 bool bw__conn_over_output_bound(const bw__conn *c)
 {
-    return c->out.len + c->writing.len > c->srv->opts.max_output_buffer;
+    return c->out.len + bw__conn_writing_len(c) > c->srv->opts.max_output_buffer;
+}
+
+/* The spill buffers, allocated on first use; NULL if memory is out. */
+static bw__conn_spill *spill_of(bw__conn *c)
+{
+    if (c->spill == NULL)
+        c->spill = bw_calloc(1, sizeof *c->spill);
+    return c->spill;
 }
 
 /* ---- Closing ----------------------------------------------------------- */
 
 void bw__conn_closed(bw__conn *c)
 {
+    if (c->parser.data == c)
+        bw__server_return_buf(c->srv, &c->out);
     bw__buf_free(&c->out);
-    bw__buf_free(&c->writing);
-    bw__buf_free(&c->pending_in);
+    if (c->spill != NULL) {
+        bw__buf_free(&c->spill->writing);
+        bw__buf_free(&c->spill->pending_in);
+        bw_free(c->spill);
+    }
     if (c->parser.data == c) /* registered (an accept can fail before that) */
         bw__server_conn_gone(c->srv, c);
     bw_free(c);
@@ -244,9 +259,9 @@ static void reset_deadline(bw__conn *c);
 void bw__conn_wrote(bw__conn *c, int status)
 {
     c->write_pending = false;
-    c->writing.len = 0;
-    if (c->writing.cap > 64 * 1024)
-        bw__buf_free(&c->writing);
+    c->spill->writing.len = 0;
+    if (c->spill->writing.cap > 64 * 1024)
+        bw__buf_free(&c->spill->writing);
     if (c->state == BW__CONN_CLOSED)
         return;
     if (status < 0) {
@@ -271,9 +286,14 @@ void bw__conn_flush(bw__conn *c)
             if (n > 0)
                 bw__buf_consume(&c->out, (size_t)n);
             /* Hand the rest to uv_write; new output collects in `out`. */
-            bw__buf_swap(&c->out, &c->writing);
+            bw__conn_spill *sp = spill_of(c);
+            if (sp == NULL) {
+                bw__conn_destroy(c, true);
+                return;
+            }
+            bw__buf_swap(&c->out, &sp->writing);
             c->out.len = 0;
-            if (c->tr->write(c, c->writing.base, c->writing.len) != 0) {
+            if (c->tr->write(c, sp->writing.base, sp->writing.len) != 0) {
                 bw__conn_destroy(c, false);
                 return;
             }
@@ -290,8 +310,8 @@ void bw__conn_flush(bw__conn *c)
             return;
         }
     }
-    if (c->out.cap > 64 * 1024)
-        bw__buf_free(&c->out);
+    /* Everything is written: the buffer goes back to the server's pool. */
+    bw__server_return_buf(c->srv, &c->out);
     output_drained(c);
 }
 
@@ -299,7 +319,11 @@ bw__buf *bw__conn_output_buf(bw__conn *c, bw_http_request *r)
 {
     /* The head of the queue writes to the connection; later responses wait
      * in their own buffers until their turn (pipelining order). */
-    return r == c->qhead ? &c->out : &r->res.pending;
+    if (r != c->qhead)
+        return &r->res.pending;
+    if (c->out.base == NULL)
+        bw__server_lend_buf(c->srv, &c->out);
+    return &c->out;
 }
 
 void bw__conn_output_added(bw__conn *c)
@@ -380,9 +404,9 @@ static void resume_parsing(bw__conn *c)
         return;
     c->paused = false;
     llhttp_resume(&c->parser);
-    if (c->pending_in.len > 0) {
+    if (c->spill != NULL && c->spill->pending_in.len > 0) {
         c->in_feed = true;
-        execute(c, c->pending_in.base, c->pending_in.len);
+        execute(c, c->spill->pending_in.base, c->spill->pending_in.len);
         c->in_feed = false;
         bw__conn_flush(c);
     }
@@ -423,9 +447,10 @@ static void unqueue_resume(bw__conn *c)
 
 static void execute(bw__conn *c, const char *data, size_t len)
 {
-    bool from_pending = c->pending_in.len > 0 && data == c->pending_in.base;
+    bw__buf *pending = c->spill != NULL ? &c->spill->pending_in : NULL;
+    bool from_pending = pending != NULL && pending->len > 0 && data == pending->base;
     const char *end = data + len;
-    c->exec_base = data;
+    c->srv->exec_base = data;
     llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
     if (len > 0)
         c->prev_input_lf = end[-1] == '\n';
@@ -440,26 +465,34 @@ static void execute(bw__conn *c, const char *data, size_t len)
         return;
     if (e == HPE_OK) {
         if (from_pending)
-            c->pending_in.len = 0;
+            pending->len = 0;
         return;
     }
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         size_t rest = (size_t)(end - pos);
         c->paused = true;
+        if (!from_pending && rest > 0) {
+            bw__conn_spill *sp = spill_of(c);
+            if (sp == NULL) {
+                bw__conn_destroy(c, true);
+                return;
+            }
+            pending = &sp->pending_in;
+        }
         if (from_pending) {
-            bw__buf_consume(&c->pending_in, c->pending_in.len - rest);
-        } else if (rest > 0 && bw__buf_append(&c->pending_in, pos, rest) != 0) {
+            bw__buf_consume(pending, pending->len - rest);
+        } else if (rest > 0 && bw__buf_append(pending, pos, rest) != 0) {
             bw__conn_destroy(c, true);
             return;
         }
         /* Keep reading (to see the client go away) but not without bound. */
-        if (c->pending_in.len > c->srv->opts.max_head_size)
+        if (pending != NULL && pending->len > c->srv->opts.max_head_size)
             stop_reading(c);
         return;
     }
     if (from_pending)
-        c->pending_in.len = 0;
+        pending->len = 0;
     protocol_error(c, e);
 }
 
@@ -473,11 +506,12 @@ static void feed(bw__conn *c, const char *data, size_t len)
             c->in_feed = false;
             return; /* nothing after a Connection: close is read */
         }
-        if (bw__buf_append(&c->pending_in, data, len) != 0) {
+        bw__conn_spill *sp = spill_of(c);
+        if (sp == NULL || bw__buf_append(&sp->pending_in, data, len) != 0) {
             bw__conn_destroy(c, true);
             return;
         }
-        if (c->pending_in.len > c->srv->opts.max_head_size)
+        if (sp->pending_in.len > c->srv->opts.max_head_size)
             stop_reading(c);
         c->in_feed = false;
         return;
@@ -709,7 +743,8 @@ static int on_message_begin(llhttp_t *p)
     c->parsing = r;
     /* The first request's clock started at the accept: a client gets one
      * headers timeout for its first head, not one to start and another. */
-    c->head_started = c->requests_begun++ == 0 ? c->accepted_at : now_ms(c);
+    if (c->requests_begun++ > 0)
+        c->head_started = now_ms(c);
     c->deadline = c->head_started + c->srv->opts.headers_timeout_ms;
     return 0;
 }
@@ -818,7 +853,7 @@ static int on_header_field_complete(llhttp_t *p)
  * does not follow a line feed). */
 static bool is_fold(const bw__conn *c, const char *at)
 {
-    if (at > c->exec_base)
+    if (at > c->srv->exec_base)
         return at[-1] == '\n' || (at[-1] == ' ' || at[-1] == '\t');
     return c->prev_input_lf;
 }

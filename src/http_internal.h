@@ -109,6 +109,7 @@ struct bw_http_request {
     void *abort_arg;
     bw_domain *domain;
     bw__arena arena;
+    char *peer; /* the peer's address, in the arena, once asked for */
     void *data;
 };
 
@@ -119,41 +120,43 @@ enum bw__conn_state {
     BW__CONN_CLOSED = 3, /* uv_close called */
 };
 
+/* What a connection needs only under backpressure or a paused parser: kept
+ * out of every idle connection (memory per connection), allocated the first
+ * time it is needed and kept until the connection closes. */
+typedef struct bw__conn_spill {
+    bw__buf writing;    /* bytes handed to the transport's write */
+    bw__buf pending_in; /* unparsed input kept while parsing is paused */
+} bw__conn_spill;
+
 struct bw__conn {
     uv_tcp_t tcp; /* the TCP transport's; first, so its close frees c */
     const bw__transport *tr;
-    void *tr_data; /* the transport's own (the memory transport's buffers) */
+    void *tr_data; /* the transport's own: TCP write/shutdown requests, lazily */
     bw_http_server *srv;
     bw__conn *prev; /* in the server's connection list */
     bw__conn *next;
     llhttp_t parser;
-    int state;
     bw_http_request *parsing; /* the request being parsed */
     bw_http_request *qhead;   /* dispatched, response not yet handed over */
     bw_http_request *qtail;
-    size_t inflight;
-    bw__buf out;     /* bytes to write */
-    bw__buf writing; /* bytes handed to uv_write */
-    bw__buf pending_in; /* unparsed input kept while parsing is paused */
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    uint64_t deadline; /* loop ms; 0: none */
-    uint64_t head_started; /* when the current request's first byte came */
-    uint64_t accepted_at;  /* the first request's time starts here */
-    uint64_t write_started; /* when the pending uv_write began (send timeout) */
+    bw__conn *resume_next;    /* in the server's resume list */
+    bw__buf out;        /* bytes to write (lent by the server while in use) */
+    struct bw__conn_spill *spill; /* rarely needed buffers, allocated on first use */
+    uint64_t deadline;  /* loop ms; 0: none */
+    uint64_t head_started;  /* the current request's first byte (the accept, for the first) */
+    uint64_t write_started; /* when the pending write began (send timeout) */
+    uint32_t inflight;
     uint32_t requests_begun;
-    int error_status;  /* status to answer for a parse error (400, 413, 431) */
-    bool in_feed;      /* inside the read callback: writes are batched */
+    int16_t error_status; /* status to answer for a parse error (400, 413, 431) */
+    uint8_t state;        /* enum bw__conn_state */
+    bool in_feed;         /* inside the read callback: writes are batched */
     bool reading;
-    bool paused;       /* parser paused (pipelining bound, close decided) */
-    bool eof;          /* the client shut down its side */
-    bool close_after;  /* close once the output is written */
+    bool paused;          /* parser paused (pipelining bound, close decided) */
+    bool eof;             /* the client shut down its side */
+    bool close_after;     /* close once the output is written */
     bool write_pending;
     bool resume_queued;
-    bool prev_input_lf;     /* the previous input chunk ended with '\n' */
-    const char *exec_base;  /* start of the chunk being parsed (fold detection) */
-    bw__conn *resume_next; /* in the server's resume list */
-    char peer[64];
+    bool prev_input_lf;   /* the previous input chunk ended with '\n' */
 };
 
 struct bw_http_server {
@@ -187,6 +190,9 @@ struct bw_http_server {
     uint64_t refused_since_log;
     char *readbuf; /* shared by every connection: parsed before the next read */
     uv_tcp_t spare; /* refuses a connection when memory is out (see refuse) */
+    const char *exec_base; /* start of the chunk being parsed (fold detection) */
+    bw__buf *out_pool; /* output buffers of idle connections, for reuse */
+    size_t nout_pool;
     bool spare_busy;
     uv_stream_t *spare_waiting;
 };
@@ -220,12 +226,23 @@ BW__HIDDEN void bw__conn_start_reading(bw__conn *c);
 BW__HIDDEN bw__buf *bw__conn_output_buf(bw__conn *c, bw_http_request *r);
 BW__HIDDEN void bw__conn_output_added(bw__conn *c);
 BW__HIDDEN void bw__conn_resume(bw__conn *c);
+/* The peer's address as text, in a buffer of this thread's: valid until the
+ * next call (for log lines). */
 BW__HIDDEN const char *bw__conn_peer(bw__conn *c);
 BW__HIDDEN bool bw__conn_over_output_bound(const bw__conn *c);
+/* Bytes handed to the transport and not yet written. */
+static inline size_t bw__conn_writing_len(const bw__conn *c)
+{
+    return c->spill != NULL ? c->spill->writing.len : 0;
+}
 BW__HIDDEN const llhttp_settings_t *bw__http_parser_settings(void);
 
 /* http_server.c */
 BW__HIDDEN int bw__server_start_unlistened(bw_http_server *srv);
+/* Output buffers: an idle connection holds none (memory per idle
+ * connection); one is lent from the server's pool when output begins. */
+BW__HIDDEN void bw__server_lend_buf(bw_http_server *srv, bw__buf *b);
+BW__HIDDEN void bw__server_return_buf(bw_http_server *srv, bw__buf *b);
 BW__HIDDEN void bw__server_conn_gone(bw_http_server *srv, bw__conn *c);
 BW__HIDDEN void bw__server_finalize_later(bw_http_server *srv, bw_http_request *r);
 /* Make sure the check phase runs this iteration (resumes, finalizations). */

@@ -336,7 +336,17 @@ const char *bw_http_request_peer(const bw_http_request *req)
 {
     if (req->conn == NULL)
         return "?";
-    return bw__conn_peer(req->conn);
+    /* Kept in the request's memory once asked for. */
+    bw_http_request *r = (bw_http_request *)req;
+    if (r->peer == NULL) {
+        const char *text = bw__conn_peer(r->conn);
+        size_t n = strlen(text) + 1;
+        r->peer = bw__arena_alloc(&r->arena, n);
+        if (r->peer == NULL)
+            return "?";
+        memcpy(r->peer, text, n);
+    }
+    return r->peer;
 }
 
 void bw_http_request_set_data(bw_http_request *req, void *data)

@@ -460,7 +460,8 @@ bool bw_http_response_needs_drain(const bw_http_response *res)
      * client could make the server hold a whole response in memory by
      * pipelining it behind a slow one. Its drain callback fires once it has
      * reached the head of the queue and the connection's output drained. */
-    return c->out.len + c->writing.len + res->pending.len > c->srv->opts.max_output_buffer;
+    return c->out.len + bw__conn_writing_len(c) + res->pending.len >
+           c->srv->opts.max_output_buffer;
 }
 
 void bw_http_response_on_drain(bw_http_response *res, bw_http_drain_cb cb, void *arg)

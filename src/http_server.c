@@ -185,6 +185,44 @@ int bw__server_start_unlistened(bw_http_server *s)
     return start_internal_handles(s);
 }
 
+/* ---- Output buffers ----------------------------------------------------- */
+
+#define BW__OUT_POOL 64
+#define BW__OUT_POOL_MAX_CAP (64 * 1024)
+
+void bw__server_lend_buf(bw_http_server *s, bw__buf *b)
+{
+    if (s->nout_pool > 0)
+        *b = s->out_pool[--s->nout_pool];
+}
+
+void bw__server_return_buf(bw_http_server *s, bw__buf *b)
+{
+    if (b->base == NULL)
+        return;
+    b->len = 0;
+    if (b->cap > BW__OUT_POOL_MAX_CAP || s->closed) {
+        bw__buf_free(b);
+        return;
+    }
+    if (s->out_pool == NULL)
+        s->out_pool = bw_malloc(BW__OUT_POOL * sizeof *s->out_pool);
+    if (s->out_pool == NULL || s->nout_pool == BW__OUT_POOL) {
+        bw__buf_free(b);
+        return;
+    }
+    s->out_pool[s->nout_pool++] = *b;
+    *b = (bw__buf){NULL, 0, 0};
+}
+
+static void free_out_pool(bw_http_server *s)
+{
+    while (s->nout_pool > 0)
+        bw__buf_free(&s->out_pool[--s->nout_pool]);
+    bw_free(s->out_pool);
+    s->out_pool = NULL;
+}
+
 /* ---- Requests: a small free list keeps allocation off the hot path ----- */
 
 bw_http_request *bw__server_request_new(bw_http_server *s)
@@ -385,6 +423,7 @@ static void on_internal_closed(uv_handle_t *h)
     s->closed = true;
     s->closing = false;
     free_request_pool(s);
+    free_out_pool(s);
     if (s->close_cb != NULL)
         s->close_cb(s, 0, s->close_data);
 }
@@ -473,6 +512,7 @@ int bw_http_server_free(bw_http_server *s)
         return BW_EBUSY;
     bw__member_unbind(&s->member);
     free_request_pool(s);
+    free_out_pool(s);
     bw_free(s->readbuf);
     bw_free(s);
     return 0;

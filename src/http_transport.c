@@ -34,6 +34,21 @@ static void tcp_read_stop(bw__conn *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
+/* The write and shutdown requests are needed only when a write cannot
+ * complete at once, and at close: allocated then, not kept in every idle
+ * connection (they are most of its size). */
+typedef struct tcp_reqs {
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+} tcp_reqs;
+
+static tcp_reqs *reqs_of(bw__conn *c)
+{
+    if (c->tr_data == NULL)
+        c->tr_data = bw_calloc(1, sizeof(tcp_reqs));
+    return c->tr_data;
+}
+
 static int tcp_try_write(bw__conn *c, const char *data, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -47,9 +62,12 @@ static void on_write(uv_write_t *req, int status)
 
 static int tcp_write(bw__conn *c, const char *data, size_t len)
 {
+    tcp_reqs *r = reqs_of(c);
+    if (r == NULL)
+        return UV_ENOMEM;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    c->wreq.data = c;
-    return uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    r->wreq.data = c;
+    return uv_write(&r->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -59,13 +77,19 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 
 static int tcp_shutdown(bw__conn *c)
 {
-    c->sreq.data = c;
-    return uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown);
+    tcp_reqs *r = reqs_of(c);
+    if (r == NULL)
+        return UV_ENOMEM;
+    r->sreq.data = c;
+    return uv_shutdown(&r->sreq, (uv_stream_t *)&c->tcp, on_shutdown);
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    bw__conn_closed(h->data);
+    bw__conn *c = h->data;
+    bw_free(c->tr_data); /* libuv completed (or cancelled) every request */
+    c->tr_data = NULL;
+    bw__conn_closed(c);
 }
 
 static void tcp_close(bw__conn *c, bool reset)
