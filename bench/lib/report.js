@@ -322,7 +322,12 @@ if (S.sections.includes('chaos')) {
     '*Innocent*: a `/` request lost (not a 200). *Uncontained*: a fault request not answered 500. ' +
     '*Retryable*: the server closed an idle keep-alive connection before answering the next request ' +
     '(RFC 9112 §9.3.1; retried once, not a casualty). *Connect failures*: connections refused or timed out. ' +
-    `*Replacements*: forks beyond the first ${S.workers}, from the primary's event log.`, '');
+    `*Replacements*: forks beyond the first ${S.workers}, from the primary's event log. ` +
+    (S.poison_threshold === 0
+      ? 'bulwark runs with its poison quarantine off (`POISON_THRESHOLD=0`), so that every fault is ' +
+        'measured: by default it answers a route that crashed 3 workers within 60 s with 503 instead.'
+      : `bulwark runs with \`POISON_THRESHOLD=${S.poison_threshold}\`: a route that crashes that many ` +
+        'workers is answered 503 for a while, which counts here as uncontained.'), '');
   md.push('| server | fault route | p | requests | good req/s | innocent ‰ | uncontained ‰ | retryable ‰ | connect failures | replacements | recovery median ms | recovery p99 ms |');
   md.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of ORDER) {
