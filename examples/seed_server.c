@@ -26,7 +26,10 @@
  * Other settings: HOST, ERROR_DELAY_MS (the /error timer, default 10),
  * FAIL_AT_START=1 (every worker faults before it listens: shows the
  * primary's crash-loop protection),
- * HEARTBEAT_TIMEOUT_MS, POISON_THRESHOLD (0 turns quarantine off),
+ * HEARTBEAT_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, SHUTDOWN_TIMEOUT_MS,
+ * POISON_THRESHOLD (0 turns quarantine off), QUARANTINE_MS,
+ * RESTART_INTENSITY and RESTART_PERIOD_MS (crash-loop protection),
+ * MAX_FORKS_PER_SECOND (the ceiling on forks, whatever their cause),
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
  */
 #undef NDEBUG /* /assert needs a live assert() */
@@ -171,6 +174,7 @@ int main(void)
     o.quarantine_ms = env_u64("QUARANTINE_MS", o.quarantine_ms);
     o.restart_intensity = (int)env_u64("RESTART_INTENSITY", (uint64_t)o.restart_intensity);
     o.restart_period_ms = env_u64("RESTART_PERIOD_MS", o.restart_period_ms);
+    o.max_forks_per_second = (int)env_u64("MAX_FORKS_PER_SECOND", (uint64_t)o.max_forks_per_second);
     error_delay_ms = env_u64("ERROR_DELAY_MS", error_delay_ms);
     const char *host = getenv("HOST");
     return bw_cluster_run(&o, host != NULL ? host : "127.0.0.1", (int)env_u64("PORT", 1337),
