@@ -149,13 +149,21 @@ free_port() {
 
 # start_server LOG CMD...: start CMD in its own session, output to LOG.
 # Sets SERVER_PID.
+# With SERVER_CPUS set (a taskset list, e.g. 0), the server and every
+# process it forks run only on those CPUs.
 start_server() {
   local logfile=$1
   shift
+  [[ -z ${SERVER_CPUS:-} ]] || set -- taskset -c "$SERVER_CPUS" "$@"
   setsid "$@" >"$logfile" 2>&1 </dev/null &
   SERVER_PID=$!
   TRACKED_GROUPS+=("$SERVER_PID")
 }
+
+# CLIENT_WRAP: the prefix of every load client; with CLIENT_CPUS set (e.g.
+# 1), the clients run only on those CPUs.
+CLIENT_WRAP=()
+[[ -z ${CLIENT_CPUS:-} ]] || CLIENT_WRAP=(taskset -c "$CLIENT_CPUS")
 
 # count_events FILE EVENT: lines of the event log with that event.
 count_events() {

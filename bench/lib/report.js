@@ -282,7 +282,10 @@ md.push(`# bulwark benchmarks, ${meta.stamp}`, '');
 md.push(`Machine: ${meta.machine.cpu}, ${meta.machine.cores} cores, ${meta.machine.mem_gib} GiB, ` +
   `${meta.machine.kernel}. nginx ${meta.versions.nginx.replace(/^nginx\//, '')}, Node ${meta.versions.node}, ` +
   `wrk ${meta.versions.wrk}. Commit ${meta.commit}. ${S.rounds} rounds, servers interleaved in each ` +
-  `round, all traffic on ${S.host || '127.0.0.1'}; server and clients share the machine's cores. ` +
+  `round, all traffic on ${S.host || '127.0.0.1'}; ` +
+  (S.server_cpus
+    ? `servers pinned to CPU ${S.server_cpus}, load clients to CPU ${S.client_cpus || 'any'} (taskset). `
+    : "server and clients share the machine's cores. ") +
   'Produced by `bench/run`; raw numbers in `results.json`.', '');
 for (const [s, why] of skipped) md.push(`- **${s}: not yet measured** (${why}).`);
 for (const e of errors) md.push(`- error: ${e.server} ${e.section} round ${e.round} did not start; left out.`);
