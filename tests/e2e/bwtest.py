@@ -18,6 +18,13 @@ BUILD_DIR = os.environ.get("BW_BUILD_DIR", os.path.join(os.path.dirname(__file__
 VARIANT = os.environ.get("BW_VARIANT", "plain")
 
 
+
+def no_asan(fn):
+    """Marks a test that raises a fault signal on purpose, which the
+    sanitizers would report before bulwark could catch it: CMake reads the
+    line `@no_asan` and registers the test for the plain build only."""
+    return fn
+
 def binary(name):
     """The server binary of this variant; never silently another one."""
     suffix = "_asan" if VARIANT == "asan" else ""

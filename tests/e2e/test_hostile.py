@@ -25,9 +25,7 @@ import termios
 import threading
 import time
 
-import pytest
-
-from bwtest import VARIANT, Reader, build, connect, request, start_server, stop_server, wait_until
+from bwtest import VARIANT, Reader, build, connect, request, stop_server, wait_until
 
 # Memory figures: ASan keeps freed memory in its quarantine (and its shadow
 # grows with every address used), so RSS can only be held to a tight margin
@@ -38,22 +36,6 @@ CHECK_RSS = VARIANT != "asan"
 # A sanity bound only: the printed p99 is the figure of interest.
 MAX_NORMAL_LATENCY_S = 3.0
 
-
-@pytest.fixture
-def server():
-    started = []
-
-    def start(**env):
-        # An attacker that ignores our FIN is cut after the lingering
-        # timeout: keep it short so the runs stay short.
-        env.setdefault("LINGER_MS", 1000)
-        p = start_server(env)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.kill()
 
 
 # ---- Normal clients, timed ------------------------------------------------

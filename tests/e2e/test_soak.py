@@ -3,11 +3,9 @@ replacements under light load; `make soak` runs 10,000 (tests/e2e/soak.py).
 Deliberate faults: plain build only."""
 import os
 
+from bwtest import no_asan
 from soak import check, soak
 
-
-def no_asan(fn):
-    return fn
 
 
 @no_asan
