@@ -148,7 +148,11 @@ BW_EXTERN int bw_cluster_on_event(bw_cluster *c, bw_cluster_event_cb cb, void *d
 BW_EXTERN int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out);
 
 /* Supervise: fork `workers` workers and keep that many running, with the
- * policies above. */
+ * policies above. Workers get SIGTERM when the primary dies
+ * (PR_SET_PDEATHSIG), which Linux ties to the thread that forked them:
+ * run the primary's loop on the thread that will live as long as the
+ * primary (its main thread), or a worker is told to stop when that thread
+ * exits. */
 BW_EXTERN int bw_cluster_start(bw_cluster *c);
 
 /* Graceful shutdown: stop replacing (supervision ends), disconnect every
