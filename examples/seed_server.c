@@ -30,6 +30,8 @@
  * POISON_THRESHOLD (0 turns quarantine off), QUARANTINE_MS,
  * RESTART_INTENSITY and RESTART_PERIOD_MS (crash-loop protection),
  * MAX_FORKS_PER_SECOND (the ceiling on forks, whatever their cause),
+ * RESPONSE_TIMEOUT_MS (a request unanswered this long is an error in its
+ * domain, handled like a fault; default 0: off),
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
  */
 #undef NDEBUG /* /assert needs a live assert() */
@@ -147,8 +149,11 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     if (env_u64("FAIL_AT_START", 0) != 0)
         *nowhere = 1; /* dies of SIGSEGV before listening */
     bw_loop *loop = bw_worker_loop(ctx);
+    bw_http_options opts;
+    bw_http_options_init(&opts);
+    opts.response_timeout_ms = env_u64("RESPONSE_TIMEOUT_MS", opts.response_timeout_ms);
     bw_http_server *server;
-    int rc = bw_http_server_new(loop, NULL, handle_request, NULL, &server);
+    int rc = bw_http_server_new(loop, &opts, handle_request, NULL, &server);
     if (rc == 0)
         rc = bw_worker_serve_http(ctx, server, NULL);
     if (rc != 0) {

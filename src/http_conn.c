@@ -630,6 +630,85 @@ void bw__conn_sweep(bw__conn *c, uint64_t now)
     protocol_error(c, HPE_USER);
 }
 
+/* ---- Response timeout -------------------------------------------------- */
+
+static bw_error *response_timeout_error(bw_http_request *r)
+{
+    bw_error *err = bw_error_new(BW_ETIMEOUT, "no response to %s %s within %llu ms",
+                                 bw_http_request_method(r), bw_http_request_target(r),
+                                 (unsigned long long)r->srv->opts.response_timeout_ms);
+    if (err != NULL)
+        bw_error_set_origin(err, BW_ORIGIN_TIMEOUT);
+    return err;
+}
+
+static void throw_response_timeout(void *arg)
+{
+    bw_throw(response_timeout_error(arg)); /* NULL: an out-of-memory error instead */
+}
+
+typedef struct timeout_report {
+    bw_http_request *r;
+    bw_error *err;
+} timeout_report;
+
+static void call_error_hook(void *arg)
+{
+    timeout_report *t = arg;
+    bw_http_server *srv = t->r->srv;
+    srv->opts.on_request_error(t->r, &t->r->res, t->err, srv->opts.request_error_data);
+}
+
+/* To the domain that owns the request: its own, or the one the handler
+ * added it to (the seed's manual pattern), so the error reaches the same
+ * handlers as a fault there would. With neither, the server's hook gets it
+ * directly, as from a domain, under a guard of its own. */
+static void report_response_timeout(bw_http_request *r)
+{
+    bw_domain *d = bw_member_owner(&r->member);
+    if (d == NULL)
+        d = r->domain;
+    if (d != NULL) {
+        bw_invoke(d, throw_response_timeout, r);
+        return;
+    }
+    timeout_report t = {r, response_timeout_error(r)};
+    if (t.err == NULL) {
+        bw_log(BW_LOG_ERROR, "http: no memory to report a response timeout: resetting");
+        if (r->conn != NULL)
+            bw__conn_destroy(r->conn, true);
+        return;
+    }
+    bw_invoke(NULL, call_error_hook, &t);
+    bw_error_release(t.err);
+}
+
+static bw_http_request *first_late_response(bw__conn *c, uint64_t now)
+{
+    uint64_t limit = c->srv->opts.response_timeout_ms;
+    for (bw_http_request *r = c->qhead; r != NULL; r = r->next)
+        if (!(r->flags & (BW__REQ_FINISHED | BW__REQ_TIMED_OUT)) && r->received_ms != 0 &&
+            now >= r->received_ms + limit)
+            return r;
+    return NULL;
+}
+
+void bw__conn_sweep_responses(bw__conn *c, uint64_t now)
+{
+    bw_http_request *r;
+    /* Rescan after each report: reporting may end responses (and so change
+     * the queue) or close the connection. The flag bounds the loop. */
+    while (c->state != BW__CONN_CLOSED && (r = first_late_response(c, now)) != NULL) {
+        r->flags |= BW__REQ_TIMED_OUT;
+        bw_log(BW_LOG_WARN, "http: %s %s from %s: no response within %llu ms",
+               bw_http_request_method(r), bw_http_request_target(r), bw__conn_peer(c),
+               (unsigned long long)c->srv->opts.response_timeout_ms);
+        r->holds++; /* the report may end the response and close the connection */
+        report_response_timeout(r);
+        bw__request_release(r);
+    }
+}
+
 /* Responses go out in the order of this queue (pipelining). */
 static void queue_request(bw__conn *c, bw_http_request *r)
 {
@@ -978,6 +1057,7 @@ static int on_message_complete(llhttp_t *p)
     bw_http_request *r = c->parsing;
     c->parsing = NULL;
     r->flags |= BW__REQ_MSG_DONE;
+    r->received_ms = now_ms(c); /* the response timeout starts */
     bool keep_alive = r->keep_alive;
     bw__request_body_end(r);
     if (c->state == BW__CONN_CLOSED)

@@ -75,6 +75,7 @@ enum bw__req_flag {
     BW__REQ_CONTINUE = 1 << 4,      /* Expect: 100-continue, not yet answered */
     BW__REQ_FINALIZING = 1 << 5,    /* queued for finalization */
     BW__REQ_BODY_TOO_BIG = 1 << 6,
+    BW__REQ_TIMED_OUT = 1 << 7,     /* response_timeout_ms passed; reported once */
 };
 
 struct bw_http_request {
@@ -108,6 +109,7 @@ struct bw_http_request {
     bw_http_abort_cb abort_cb;
     void *abort_arg;
     bw_domain *domain;
+    uint64_t received_ms; /* loop time when the whole request had arrived; 0 before */
     bw__arena arena;
     char *peer; /* the peer's address, in the arena, once asked for */
     void *data;
@@ -215,6 +217,9 @@ BW__HIDDEN void bw__conn_wrote(bw__conn *c, int status);
 BW__HIDDEN void bw__conn_shutdown_done(bw__conn *c, int status);
 BW__HIDDEN void bw__conn_closed(bw__conn *c);
 BW__HIDDEN void bw__conn_sweep(bw__conn *c, uint64_t now);
+/* response_timeout_ms: report each dispatched request of c whose response
+ * has not ended in time. May close c. */
+BW__HIDDEN void bw__conn_sweep_responses(bw__conn *c, uint64_t now);
 BW__HIDDEN void bw__conn_close_idle(bw__conn *c);
 BW__HIDDEN void bw__conn_destroy(bw__conn *c, bool reset);
 BW__HIDDEN void bw__conn_flush(bw__conn *c);

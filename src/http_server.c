@@ -31,6 +31,7 @@ void bw_http_options_init(bw_http_options *o)
     o->max_output_buffer = 1024 * 1024;
     o->close_grace_ms = 100;
     o->send_timeout_ms = 60 * 1000;
+    o->response_timeout_ms = 0;
     o->lingering_timeout_ms = 5 * 1000;
     o->backlog = 511;
     o->domain_per_request = true;
@@ -84,6 +85,8 @@ static void on_sweep(uv_timer_t *timer)
     bw__conn *c = s->conns;
     while (c != NULL) {
         bw__conn *next = c->next; /* the sweep may close c */
+        if (s->opts.response_timeout_ms != 0 && c->inflight > 0)
+            bw__conn_sweep_responses(c, now);
         if (c->deadline != 0 && now >= c->deadline)
             bw__conn_sweep(c, now);
         c = next;
@@ -95,7 +98,8 @@ static uint64_t sweep_period(const bw_http_options *o)
     uint64_t m = o->headers_timeout_ms;
     uint64_t all[] = {o->request_timeout_ms, o->keepalive_timeout_ms, o->lingering_timeout_ms,
                       o->send_timeout_ms,
-                      o->close_grace_ms ? o->close_grace_ms : UINT64_MAX};
+                      o->close_grace_ms ? o->close_grace_ms : UINT64_MAX,
+                      o->response_timeout_ms ? o->response_timeout_ms : UINT64_MAX};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i] < m)
             m = all[i];

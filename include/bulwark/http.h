@@ -89,6 +89,13 @@ typedef struct bw_http_options {
                                       abandoned: the connection is reset. Default 60 s */
     uint64_t lingering_timeout_ms; /* lingering close: wait this long for the client to
                                       close after we shut down our side. Default 5 s */
+    uint64_t response_timeout_ms;  /* from the whole request's arrival (its body included;
+                                      request_timeout_ms bounds that) to the response's
+                                      end: past it, an error (BW_ETIMEOUT, origin timeout) goes to
+                                      the request's domain, once (the default hook answers
+                                      500, or resets a response already started). For a
+                                      handler that forgets its response. Default 0: off
+                                      (long polls and streams are legitimate) */
     int backlog;                   /* listen backlog. Default 511 */
     bool domain_per_request;       /* run each handler in a new domain. Default true */
     bw_http_request_error_cb on_request_error; /* NULL: the default (500 or reset) */

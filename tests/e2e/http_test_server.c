@@ -136,6 +136,41 @@ static void list_headers(bw_http_request *req, bw_http_response *res)
     bw_http_response_send(res, 200, "text/plain", out, n);
 }
 
+/* The seed's manual pattern, on top of the request's own domain: a domain
+ * of the handler's, the request and response added to it, its own error
+ * handler. Released when the request's domain ends. */
+static void manual_error(bw_domain *d, bw_error *err, void *data)
+{
+    (void)d;
+    bw_http_response *res = data;
+    char body[256];
+    int n = snprintf(body, sizeof body, "manual domain: %s (origin %s)\n", bw_error_message(err),
+                     bw_error_origin_name(bw_error_origin_of(err)));
+    bw_http_response_close_connection(res);
+    bw_http_response_send(res, 500, "text/plain", body, n > 0 ? (size_t)n : 0);
+}
+
+static void release_domain(void *d)
+{
+    bw_domain_release(d);
+}
+
+static void manual_hold(bw_http_request *req, bw_http_response *res)
+{
+    bw_domain *own = bw_http_request_domain(req);
+    bw_domain *d = bw_domain_create();
+    if (own == NULL || d == NULL || bw_domain_defer(own, release_domain, d) != 0) {
+        if (d != NULL)
+            bw_domain_release(d);
+        bw_http_response_send(res, 503, "text/plain", "no domain\n", 10);
+        return;
+    }
+    bw_domain_on_error(d, manual_error, res);
+    bw_domain_add(d, bw_http_request_member(req));
+    bw_domain_add(d, bw_http_response_member(res));
+    /* ...and, like /hold, never answers. */
+}
+
 static void handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     (void)data;
@@ -186,6 +221,11 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
         bw_http_response_end(res, "bye", 3);
     } else if (strcmp(path, "/hold") == 0) {
         /* Never answered by the handler: only a close can end it. */
+    } else if (strcmp(path, "/manual-hold") == 0) {
+        manual_hold(req, res);
+    } else if (strcmp(path, "/stall") == 0) {
+        /* Starts a chunked body and never ends it. */
+        bw_http_response_write(res, "partial", 7);
     } else {
         bw_http_response_send(res, 404, "text/plain", "not found\n", 10);
     }
@@ -212,6 +252,7 @@ static void options_from_env(bw_http_options *o)
     o->close_grace_ms = env_num("GRACE_MS", o->close_grace_ms);
     o->lingering_timeout_ms = env_num("LINGER_MS", o->lingering_timeout_ms);
     o->send_timeout_ms = env_num("SEND_TIMEOUT_MS", o->send_timeout_ms);
+    o->response_timeout_ms = env_num("RESPONSE_TIMEOUT_MS", o->response_timeout_ms);
     o->domain_per_request = env_num("DOMAIN_PER_REQUEST", 1) != 0;
 }
 
@@ -222,13 +263,23 @@ static void on_closed(bw_http_server *s, int status, void *data)
     close_callbacks++;
     printf("close-callback status=%d count=%d\n", status, close_callbacks);
     printf("after-close close=%s\n", bw_err_name(bw_http_server_close(server, on_closed, NULL)));
+    /* A late signal from the test must not end the process. Closing a
+     * watcher puts its signal back to the default action (termination), so
+     * the three are blocked from before the closes until they are ignored;
+     * ignoring a signal also discards one that arrived meanwhile. */
+    sigset_t late, old;
+    sigemptyset(&late);
+    sigaddset(&late, SIGUSR1);
+    sigaddset(&late, SIGUSR2);
+    sigaddset(&late, SIGTERM);
+    sigprocmask(SIG_BLOCK, &late, &old);
     uv_close((uv_handle_t *)&sig_close, NULL);
     uv_close((uv_handle_t *)&sig_idle, NULL);
     uv_close((uv_handle_t *)&sig_all, NULL);
-    /* A late signal from the test must not end the process by default. */
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static void on_sig_close(uv_signal_t *h, int signum)

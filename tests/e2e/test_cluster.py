@@ -17,13 +17,9 @@ import time
 
 import pytest
 
-from bwtest import (EventLog, Process, Reader, build, connect, example_binary, free_port,
+from bwtest import (EventLog, Process, Reader, build, connect, example_binary, free_port, no_asan,
                     request, start_cluster, tool_binary, wait_until)
 
-
-def no_asan(fn):
-    """Registered for the plain build only (CMake reads the `@no_asan` line)."""
-    return fn
 
 
 @pytest.fixture
@@ -260,6 +256,34 @@ def test_W_10_socket_activation(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+@no_asan  # not a fault, but the example server exists in the plain build only
+def test_W_11_response_timeout_retires_the_worker_like_a_fault(cluster):
+    # RESPONSE_TIMEOUT_MS: a request unanswered that long is an error in its
+    # domain (origin timeout), so the crash-safe policy treats it like a
+    # fault: 500 to it, the worker retires and is replaced, and the crash
+    # report says what happened.
+    p, port, log = cluster(workers=1, RESPONSE_TIMEOUT_MS=300)
+    old = log.of("listening")[0]["pid"]
+    fast = connect(port)
+    fast.sendall(build("/slow?ms=100"))
+    t0 = time.monotonic()
+    r = request(port, "/slow?ms=60000")
+    assert r.status == 500 and r.body == b"Oops, there was a problem!\n", r
+    assert 0.3 <= time.monotonic() - t0 < 10
+    assert Reader(fast).response().status == 200
+    fast.close()
+    retiring = log.wait_count("retiring", 1)
+    assert retiring[0]["pid"] == old and retiring[0]["request"] == "GET /slow"
+    exits = log.wait_count("exit", 1)
+    assert exits[0]["pid"] == old and exits[0]["code"] == 0
+    assert wait_until(lambda: len(log.alive_workers()) == 1)
+    assert request(port).body == b"ok"
+    assert p.wait_count("crash in request GET /slow?ms=60000", 1)
+    assert p.wait_count("no response to GET /slow?ms=60000 within 300 ms", 1)
+    assert p.count("origin: timeout") >= 1
+    stop_cluster(p)
 
 
 @no_asan

@@ -16,31 +16,7 @@ import time
 
 import pytest
 
-
-def no_asan(fn):
-    """Marks a test that deliberately raises a fault signal: CMake registers
-    it for the plain build only (the line `@no_asan` is what it reads)."""
-    return fn
-
-from bwtest import (Reader, build, connect, request, start_server, stop_server, wait_until)
-
-
-@pytest.fixture
-def server():
-    started = []
-
-    def start(**env):
-        # Clients in these tests often keep their sockets open after the
-        # server closed its side: a short lingering timeout keeps the runs
-        # short (the lingering itself is what E-25 checks).
-        env.setdefault("LINGER_MS", 1000)
-        p = start_server(env)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.kill()
+from bwtest import Reader, build, connect, no_asan, request, stop_server, wait_until
 
 
 # ---- H: close semantics ---------------------------------------------------
@@ -565,4 +541,77 @@ def test_E_28_first_request_gets_one_headers_timeout(server):
     assert r.status == 408
     assert 0.7 < took < 1.2, f"408 after {took:.2f}s: the first byte restarted the clock"
     s.close()
+    stop_server(p)
+
+
+def test_E_29_response_timeout_is_an_error_in_the_requests_domain(server):
+    # RESPONSE_TIMEOUT_MS: a handler that never answers gets an error
+    # (origin timeout) in the domain that owns its request, once; the
+    # default hook answers 500 and closes, or resets a response already
+    # started; a request answered in time is untouched.
+    p = server(RESPONSE_TIMEOUT_MS=300)
+    in_time, hold, stall, manual = (connect(p.port) for _ in range(4))
+    t0 = time.monotonic()
+    in_time.sendall(build("/slow?ms=150"))
+    hold.sendall(build("/hold"))
+    stall.sendall(build("/stall"))
+    manual.sendall(build("/manual-hold"))
+
+    r = Reader(in_time).response()
+    assert r.status == 200 and r.header("connection") == "keep-alive"
+
+    r = Reader(hold).response()
+    elapsed = time.monotonic() - t0
+    assert r.status == 500 and r.header("connection") == "close", r
+    assert 0.3 <= elapsed < 5, elapsed
+    assert Reader(hold).closed()
+
+    # Headers and a first chunk went out: a truncated body must never look
+    # complete, so the connection ends without the last chunk.
+    got = b""
+    try:
+        while True:
+            data = stall.recv(65536)
+            if not data:
+                break
+            got += data
+    except ConnectionResetError:
+        pass
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n7\r\npartial\r\n" in got, got
+    assert not got.endswith(b"0\r\n\r\n"), got
+
+    # The seed's manual pattern: the handler's own domain gets it.
+    r = Reader(manual).response()
+    assert r.status == 500
+    assert r.body == b"manual domain: no response to GET /manual-hold within 300 ms (origin timeout)\n"
+
+    for path in ("/hold", "/stall", "/manual-hold"):
+        assert p.count(f"GET {path} from 127.0.0.1") == 1, p.output()
+    assert p.count("no response within 300 ms") == 3
+    # The connection that was answered in time still serves.
+    in_time.sendall(build("/"))
+    assert Reader(in_time).response().body == b"ok"
+    for s in (in_time, hold, stall, manual):
+        s.close()
+    stop_server(p)
+
+
+def test_E_30_response_timeout_off_by_default_and_without_domains(server):
+    # Off by default: long polls and streams are legitimate.
+    p = server()
+    s = connect(p.port)
+    s.sendall(build("/hold"))
+    s.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        s.recv(1)
+    s.close()
+    # A graceful close would wait for that request for ever: close all.
+    stop_server(p, sig=signal.SIGTERM)
+    # With no domain per request and none of the handler's, the server's
+    # hook gets the error directly.
+    p = server(RESPONSE_TIMEOUT_MS=200, DOMAIN_PER_REQUEST=0)
+    r = request(p.port, "/hold")
+    assert r.status == 500 and r.header("connection") == "close"
+    assert p.wait_count("no response to GET /hold within 200 ms", 1)
+    assert request(p.port).body == b"ok"
     stop_server(p)
