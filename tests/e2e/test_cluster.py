@@ -194,15 +194,20 @@ def test_W_07_sighup_rolling_restart_fails_nothing(cluster, tmp_path):
     p.signal(signal.SIGHUP)
     load.wait(30)
     res = json.loads(out.read_text())
-    assert res["good"] > 1000
-    assert res["innocent"] == 0 and res["connect_failures"] == 0, res
-    assert wait_until(lambda: len(log.of("exit")) == 2, timeout=10)
+    # Everything a failure needs to be understood: the client's tally and
+    # causes, the primary's events and output.
+    def why():
+        return f"chaos: {res}\nevents: {log.events()}\nprimary output:\n{p.output()}"
+
+    assert res["good"] > 1000, why()
+    assert res["innocent"] == 0 and res["connect_failures"] == 0, why()
+    assert wait_until(lambda: len(log.of("exit")) == 2, timeout=10), why()
     new = [e for e in log.of("listening") if e["pid"] not in old]
-    assert len(new) == 2
+    assert len(new) == 2, why()
     # One at a time: each old worker is asked to go only after a new one listens.
     for d in log.of("disconnect"):
-        assert any(n["mono_ns"] < d["mono_ns"] for n in new)
-    assert {e["pid"] for e in log.of("exit")} == old
+        assert any(n["mono_ns"] < d["mono_ns"] for n in new), why()
+    assert {e["pid"] for e in log.of("exit")} == old, why()
     stop_cluster(p)
 
 
