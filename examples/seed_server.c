@@ -25,7 +25,9 @@
  *
  * Other settings: HOST, ERROR_DELAY_MS (the /error timer, default 10),
  * FAIL_AT_START=1 (every worker faults before it listens: shows the
- * primary's crash-loop protection),
+ * primary's crash-loop protection), FAIL_AT_START_IF=<file> (the same for
+ * workers started while that file exists: a rolling restart into a
+ * generation that cannot start is abandoned),
  * HEARTBEAT_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, SHUTDOWN_TIMEOUT_MS,
  * POISON_THRESHOLD (0 turns quarantine off), QUARANTINE_MS,
  * RESTART_INTENSITY and RESTART_PERIOD_MS (crash-loop protection),
@@ -40,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bulwark.h"
 
@@ -146,7 +149,8 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
 static int worker_main(bw_worker_ctx *ctx, void *data)
 {
     (void)data;
-    if (env_u64("FAIL_AT_START", 0) != 0)
+    const char *fail_if = getenv("FAIL_AT_START_IF");
+    if (env_u64("FAIL_AT_START", 0) != 0 || (fail_if != NULL && access(fail_if, F_OK) == 0))
         *nowhere = 1; /* dies of SIGSEGV before listening */
     bw_loop *loop = bw_worker_loop(ctx);
     bw_http_options opts;

@@ -276,10 +276,21 @@ bw_worker *bw_cluster_worker_at(const bw_cluster *c, size_t i)
     return NULL;
 }
 
+/* A worker of the generation a rolling restart is replacing still counts
+ * until it is told to go: the rolling restart replaces it, and supervision
+ * must not (it would fork one worker too many whenever its tick fell inside
+ * a rolling restart). */
 static bool counts_as_capacity(const bw_worker *w)
 {
-    return !w->exited && !w->retiring && !w->disconnect_sent && !w->rolling_old &&
+    return !w->exited && !w->retiring && !w->disconnect_sent &&
            w->state != BW_WORKER_DISCONNECTED;
+}
+
+/* An old worker that the rolling restart still has to replace (one that
+ * retires on its own is replaced by supervision instead). */
+static bool awaits_rolling_replacement(const bw_worker *w)
+{
+    return w->rolling_old && !w->disconnect_sent && !w->exited && !w->retiring;
 }
 
 size_t bw_cluster_active_count(const bw_cluster *c)
@@ -571,6 +582,29 @@ static void give_up(bw_cluster *c, const bw_worker *last)
     begin_shutdown(c);
 }
 
+/* A rolling restart's new worker died before listening: stop the restart
+ * rather than fork on (a new generation that cannot start must not replace
+ * one that serves, nor storm). The old workers keep serving; a later
+ * SIGHUP starts over. */
+static void end_rolling_restart(bw_cluster *c)
+{
+    c->rolling = false;
+    c->rolling_new = NULL;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        w->rolling_old = false;
+}
+
+static void abandon_rolling_restart(bw_cluster *c, bw_worker *dead)
+{
+    bw_log(BW_LOG_ERROR,
+           "cluster: rolling restart abandoned: new worker %d (pid %ld) died before listening; "
+           "the old workers keep serving",
+           dead->id, (long)dead->pid);
+    end_rolling_restart(c);
+}
+
+static int rolling_next(bw_cluster *c);
+
 /* A worker stops counting: its channel closed or it exited, whichever
  * comes first. Accounted for once (a start-up failure must not count twice). */
 static void on_worker_gone(bw_cluster *c, bw_worker *w)
@@ -584,8 +618,10 @@ static void on_worker_gone(bw_cluster *c, bw_worker *w)
         startup_failure(c, w);
     else if (w->was_listening)
         c->backoff_ms = c->opts.backoff_initial_ms;
-    if (c->rolling && w->rolling_old)
-        bw_cluster_rolling_restart(c); /* next one */
+    if (c->rolling && w == c->rolling_new && !w->was_listening)
+        abandon_rolling_restart(c, w);
+    else if (c->rolling && w->rolling_old)
+        rolling_next(c);
     maintain(c);
 }
 
@@ -682,7 +718,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
             /* The new one listens: now the old one may drain. */
             c->rolling_new = NULL;
             for (bw_worker *o = c->workers; o != NULL; o = o->next) {
-                if (o->rolling_old && !o->disconnect_sent && !o->exited) {
+                if (awaits_rolling_replacement(o)) {
                     bw_worker_disconnect(o);
                     break;
                 }
@@ -898,39 +934,54 @@ int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data)
     return 0;
 }
 
-int bw_cluster_rolling_restart(bw_cluster *c)
+/* The next step of a rolling restart: fork the replacement of the next old
+ * worker, unless one is on its way; end the restart when every old worker
+ * is gone. */
+static int rolling_next(bw_cluster *c)
 {
-    if (c->shutting_down || c->gave_up)
-        return BW_ESTATE;
-    if (!c->rolling) {
-        /* Mark the current generation; each is replaced in turn. */
-        c->rolling = true;
-        for (bw_worker *w = c->workers; w != NULL; w = w->next)
-            if (counts_as_capacity(w))
-                w->rolling_old = true;
-        bw_log(BW_LOG_INFO, "cluster: rolling restart begins");
-    }
-    if (c->rolling_new != NULL && !c->rolling_new->exited)
+    if (c->rolling_new != NULL && !c->rolling_new->gone)
         return 0; /* one at a time: wait for the current replacement */
     for (bw_worker *w = c->workers; w != NULL; w = w->next) {
-        if (w->rolling_old && !w->disconnect_sent && !w->exited) {
+        if (awaits_rolling_replacement(w)) {
             bw_worker *fresh;
             int rc = bw_cluster_fork(c, NULL, &fresh);
-            if (rc != 0)
+            if (rc != 0) {
+                bw_log(BW_LOG_ERROR,
+                       "cluster: rolling restart abandoned: fork failed: %s; the old workers "
+                       "keep serving", bw_strerror(rc));
+                end_rolling_restart(c);
                 return rc;
+            }
             c->rolling_new = fresh;
             return 0;
         }
     }
-    /* Every old worker is replaced (or draining). */
+    /* Every old worker is replaced (or draining). `gone`, not `exited`: this
+     * runs when the last one's departure is accounted for, which may be its
+     * channel closing before its exit is reaped, and it runs only once. */
     bool draining = false;
     for (bw_worker *w = c->workers; w != NULL; w = w->next)
-        draining |= w->rolling_old && !w->exited;
+        draining |= w->rolling_old && !w->gone;
     if (!draining) {
         c->rolling = false;
         bw_log(BW_LOG_INFO, "cluster: rolling restart done");
     }
     return 0;
+}
+
+int bw_cluster_rolling_restart(bw_cluster *c)
+{
+    if (c->shutting_down || c->gave_up)
+        return BW_ESTATE;
+    if (c->rolling)
+        return 0; /* one restart at a time; it already covers every worker */
+    /* Mark the current generation; each is replaced in turn. */
+    c->rolling = true;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (counts_as_capacity(w))
+            w->rolling_old = true;
+    bw_log(BW_LOG_INFO, "cluster: rolling restart begins");
+    return rolling_next(c);
 }
 
 /* ---- Signals ----------------------------------------------------------- */

@@ -162,7 +162,12 @@ BW_EXTERN int bw_cluster_start(bw_cluster *c);
 typedef void (*bw_cluster_done_cb)(bw_cluster *c, void *data);
 BW_EXTERN int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data);
 
-/* Rolling restart, one worker at a time (SIGHUP does this). */
+/* Rolling restart (SIGHUP does this): one worker at a time, a new one
+ * forked and listening before an old one is told to disconnect. If a new
+ * worker dies before listening or cannot be forked, the restart is
+ * abandoned (logged; the old workers keep serving) rather than retried.
+ * Calling it during a restart changes nothing. 0, a fork's error, or
+ * BW_ESTATE while shutting down or after giving up. */
 BW_EXTERN int bw_cluster_rolling_restart(bw_cluster *c);
 
 /* The workers known now (dead ones leave once disconnected and exited, so an

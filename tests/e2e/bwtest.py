@@ -312,13 +312,6 @@ def tool_binary(name):
     return path
 
 
-def free_port(host="127.0.0.1"):
-    """A port free right now (the server binds it a moment later)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
 
 class EventLog:
     """The primary's JSON-lines event log (BW_EVENT_LOG)."""
@@ -357,13 +350,17 @@ class EventLog:
 
 
 def start_cluster(tmp_path, workers=2, env=None, name="bulwark-server"):
-    """Start the example server's primary on a free port and wait until
-    `workers` workers listen. Returns (process, port, event log)."""
-    port = free_port()
+    """Start the example server's primary on a port the kernel picks (PORT=0)
+    and wait until `workers` workers listen. Returns (process, port, event
+    log); the port comes from the first `listening` event."""
     log = EventLog(str(tmp_path / "events.jsonl"))
-    full = {"PORT": port, "WORKERS": workers, "BW_EVENT_LOG": log.path}
+    full = {"PORT": 0, "WORKERS": workers, "BW_EVENT_LOG": log.path}
     full.update(env or {})
     p = Process([example_binary(name)], env=full, ready_pattern=None)
-    p.port = port
-    log.wait_count("listening", workers)
-    return p, port, log
+    p.port = listening_port(log, workers)
+    return p, p.port, log
+
+
+def listening_port(log, workers):
+    """Wait until `workers` workers listen; the port they announced."""
+    return log.wait_count("listening", workers)[0]["port"]

@@ -19,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bwtest import EventLog, Process, Reader, build, example_binary, free_port  # noqa: E402
+from bwtest import EventLog, Process, Reader, build, example_binary  # noqa: E402
 
 FAULTS = ["/segv", "/abort", "/error"]
 
@@ -76,13 +76,12 @@ def wait_quiet(log, workers, timeout=30):
 
 
 def soak(restarts, workers=2, clients=4, tmpdir="/tmp", warmup=20, out=sys.stdout):
-    port = free_port()
     log = EventLog(os.path.join(tmpdir, f"soak-events-{os.getpid()}.jsonl"))
     if os.path.exists(log.path):
         os.unlink(log.path)
     shm_before = set(os.listdir("/dev/shm"))
     p = Process([example_binary()], ready_pattern=None,
-                env={"PORT": port, "WORKERS": workers, "POISON_THRESHOLD": 0,
+                env={"PORT": 0, "WORKERS": workers, "POISON_THRESHOLD": 0,
                      "BW_EVENT_LOG": log.path, "BW_LOG_LEVEL": "warn"})
     outcomes = {}
     lock = threading.Lock()
@@ -106,7 +105,7 @@ def soak(restarts, workers=2, clients=4, tmpdir="/tmp", warmup=20, out=sys.stdou
             time.sleep(0.005)
 
     try:
-        log.wait_count("listening", workers, timeout=10)
+        port = log.wait_count("listening", workers, timeout=10)[0]["port"]
         # Warm-up: let the primary reach its steady state before measuring.
         for i in range(warmup):
             one_request(port, FAULTS[i % len(FAULTS)])

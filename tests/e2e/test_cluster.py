@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from bwtest import (EventLog, Process, Reader, build, connect, example_binary, free_port, no_asan,
+from bwtest import (EventLog, Process, Reader, build, connect, example_binary, no_asan,
                     request, start_cluster, tool_binary, wait_until)
 
 
@@ -141,10 +141,9 @@ def test_W_04_kill_timer_ends_a_drain_that_never_finishes(cluster):
 
 @no_asan
 def test_W_05_startup_crash_loop_gives_up(tmp_path):
-    port = free_port()
     log = EventLog(str(tmp_path / "events.jsonl"))
     p = Process([example_binary()], ready_pattern=None,
-                env={"PORT": port, "WORKERS": 1, "FAIL_AT_START": 1, "RESTART_INTENSITY": 4,
+                env={"PORT": 0, "WORKERS": 1, "FAIL_AT_START": 1, "RESTART_INTENSITY": 4,
                      "RESTART_PERIOD_MS": 20000, "BW_EVENT_LOG": log.path})
     code = p.wait(20)
     assert code == 2, p.output()
@@ -208,6 +207,79 @@ def test_W_07_sighup_rolling_restart_fails_nothing(cluster, tmp_path):
     for d in log.of("disconnect"):
         assert any(n["mono_ns"] < d["mono_ns"] for n in new), why()
     assert {e["pid"] for e in log.of("exit")} == old, why()
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_12_rolling_restart_forks_one_replacement_per_worker(cluster):
+    # While an old worker drains, supervision must not count the rolling
+    # restart's workers short and fork extras: a slow request keeps each
+    # drain open for many of the primary's 50 ms ticks. At most WORKERS + 1
+    # workers at any moment, exactly one new worker per old one, WORKERS at
+    # the end.
+    p, port, log = cluster(workers=2)
+    old = {e["pid"] for e in log.of("listening")}
+    slow = []
+    for _ in range(8):
+        # One at a time, so that the kernel spreads them over both workers
+        # (all 8 on one has odds of 1 in 128): both drains then take long.
+        slow.append(connect(port))
+        slow[-1].sendall(build("/slow?ms=800"))
+        time.sleep(0.02)
+    p.signal(signal.SIGHUP)
+    for s in slow:
+        r = Reader(s).response()
+        assert r.status == 200 and r.body == b"slow ok\n"
+        s.close()
+    assert wait_until(lambda: {e["pid"] for e in log.of("exit")} == old, timeout=10), log.events()
+    assert p.wait_count("rolling restart done", 1)
+    events = log.events()
+    # A worker stops counting when its channel closes or it exits, whichever
+    # comes first (the primary forks the next one at that moment).
+    alive, most, left = 0, 0, set()
+    for e in events:
+        if e["event"] == "fork":
+            alive += 1
+        elif e["event"] in ("disconnect", "exit") and e["pid"] not in left:
+            left.add(e["pid"])
+            alive -= 1
+        most = max(most, alive)
+    assert most <= 3, events
+    assert len([e for e in events if e["event"] == "fork"]) == 4, events
+    assert len(log.alive_workers()) == 2
+    assert request(port).body == b"ok"
+    # The restart ended, so a second SIGHUP replaces the new generation too.
+    second = set(log.alive_workers())
+    p.signal(signal.SIGHUP)
+    assert p.wait_count("rolling restart done", 2)
+    assert wait_until(lambda: {e["pid"] for e in log.of("exit")} == old | second), log.events()
+    assert len(log.of("fork")) == 6 and len(log.alive_workers()) == 2, log.events()
+    stop_cluster(p)
+
+
+@no_asan
+def test_W_13_rolling_restart_into_workers_that_cannot_start_is_abandoned(cluster, tmp_path):
+    # A new generation that dies before listening must not replace one that
+    # serves, nor be forked again and again: the restart stops, says so, and
+    # the old workers keep serving.
+    broken = tmp_path / "broken"
+    p, port, log = cluster(workers=2, FAIL_AT_START_IF=str(broken))
+    old = set(log.alive_workers())
+    broken.write_text("the new generation cannot start\n")
+    p.signal(signal.SIGHUP)
+    assert p.wait_count("rolling restart abandoned", 1)
+    assert len(log.of("fork")) == 3, log.events()  # one attempt, not a storm
+    assert wait_until(lambda: set(log.alive_workers()) == old), log.events()
+    assert not [e for e in log.of("disconnect") if e["pid"] in old], log.events()  # none told to go
+    for _ in range(5):
+        assert request(port).body == b"ok"
+    # Fixed: the next SIGHUP starts over and completes.
+    broken.unlink()
+    p.signal(signal.SIGHUP)
+    assert p.wait_count("rolling restart done", 1)
+    assert wait_until(lambda: {e["pid"] for e in log.of("exit") if e["pid"] in old} == old)
+    assert len(log.alive_workers()) == 2
+    assert request(port).body == b"ok"
     stop_cluster(p)
 
 
