@@ -7,8 +7,10 @@
  * server's limits and how much of each write the "socket" accepts; the
  * rest is a series of reads, each a length byte and that many bytes, so
  * the request is split at points the fuzzer chooses. A length of 0 lets
- * the loop turn (timers, deferred work, pending writes complete), 255 is
- * the client closing its side. The handler's behaviour comes from the
+ * the loop turn (timers, deferred work, pending writes complete), 254 makes
+ * time jump past every deadline (the server's sweep runs: 408s, keep-alive
+ * and lingering ends, send timeouts, and, if the first byte turned it on,
+ * the response timeout), 255 is the client closing its side. The handler's behaviour comes from the
  * request path: answer at once, stream, answer from a timer, throw before
  * or after the headers, read the body streamed or whole, or never answer.
  *
@@ -183,7 +185,11 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
     case 'w': /* body, whole */
         bw_http_request_read_body(req, on_whole, res);
         break;
-    case 'n': /* never answers: only closing the connection ends it */
+    case 'n': /* never answers: only closing the connection, or the response
+               * timeout, ends it */
+        break;
+    case 'p': /* starts the response and never ends it */
+        bw_http_response_write(res, "partial", 7);
         break;
     case 'c':
         bw_http_response_close_connection(res);
@@ -233,6 +239,20 @@ static void on_server_closed(bw_http_server *s, int status, void *data)
     *(bool *)data = true;
 }
 
+/* What the server's periodic sweep does when every deadline has passed
+ * (http_server.c's on_sweep, with a clock far ahead). */
+static void time_jumps(bw_http_server *srv, mem_io *io)
+{
+    uint64_t later = uv_now(srv->loop->uv) + 24ull * 3600 * 1000;
+    bw__conn *c = io->conn;
+    if (io->closed || c->state == BW__CONN_CLOSED)
+        return;
+    if (srv->opts.response_timeout_ms != 0 && c->inflight > 0)
+        bw__conn_sweep_responses(c, later);
+    if (!io->closed && c->state != BW__CONN_CLOSED && c->deadline != 0)
+        bw__conn_sweep(c, later);
+}
+
 #ifdef BW_FUZZ_CHUNKED
 static const char prefix[] = "POST /b HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n";
 #endif
@@ -241,6 +261,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_setup_once();
+    static int dump_output = -1;
+    if (dump_output < 0)
+        dump_output = getenv("FUZZ_HTTP_DUMP") != NULL;
     if (size < 1)
         return 0;
     uint8_t ctl = data[0];
@@ -262,6 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #endif
     o.max_pipelined = (ctl & 4) ? 2 : 16;
     o.max_output_buffer = (ctl & 8) ? 64 : 1024 * 1024;
+    o.response_timeout_ms = (ctl & 16) ? 1000 : 0;
     bw_http_server *srv;
     if (bw_http_server_new(loop, &o, handler, NULL, &srv) != 0)
         fuzz_crash("no server");
@@ -284,6 +308,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (len == 255) {
             if (!io.close_pending)
                 bw__conn_input(io.conn, NULL, UV_EOF);
+        } else if (len == 254) {
+            time_jumps(srv, &io);
         } else {
             size_t n = len <= size - pos ? len : size - pos;
             if (!io.close_pending && io.reading)
@@ -298,6 +324,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         complete(&io);
     }
     check_output(&io.out);
+    if (dump_output) /* FUZZ_HTTP_DUMP=1: see what an input made the server write */
+        fprintf(stderr, "---- server wrote %zu bytes:\n%.*s\n----\n", io.out.len, (int)io.out.len,
+                io.out.base);
     if (!io.closed) {
         bw_http_server_close_all_connections(srv);
         complete(&io);
