@@ -585,6 +585,8 @@ def test_E_29_response_timeout_is_an_error_in_the_requests_domain(server):
     assert r.status == 500
     assert r.body == b"manual domain: no response to GET /manual-hold within 300 ms (origin timeout)\n"
 
+    # The server's log comes through a pipe: wait for it, then count.
+    assert p.wait_count("no response within 300 ms", 3), p.output()
     for path in ("/hold", "/stall", "/manual-hold"):
         assert p.count(f"GET {path} from 127.0.0.1") == 1, p.output()
     assert p.count("no response within 300 ms") == 3
