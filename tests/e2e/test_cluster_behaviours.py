@@ -308,6 +308,7 @@ def test_C_16_worker_exits_by_itself(app):
 
 
 def test_C_17_worker_killed_through_its_process(app):
+    """C-17: a worker killed through its process is reported dead, with its signal."""
     p = app("external-kill")
     (ls,) = wait_event(p, "listening", 1)
     os.kill(ls["pid"], signal.SIGKILL)

@@ -22,6 +22,7 @@ from bwtest import Reader, build, connect, no_asan, request, stop_server, wait_u
 # ---- H: close semantics ---------------------------------------------------
 
 def test_H_01_close_callback_after_last_connection(server):
+    """H-01: the close callback comes only after every connection is gone."""
     p = server()
     a, b = connect(p.port), connect(p.port)
     for s in (a, b):
@@ -35,6 +36,7 @@ def test_H_01_close_callback_after_last_connection(server):
 
 
 def test_H_02_close_closes_idle_but_not_partial(server):
+    """H-02: close() ends idle connections, not one with a partly received request."""
     p = server()
     partial = connect(p.port)
     partial.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # no end of headers
@@ -57,6 +59,7 @@ def test_H_02_close_closes_idle_but_not_partial(server):
 
 
 def test_H_03_close_all_connections_destroys_everything(server):
+    """H-03: close_all_connections() destroys every connection."""
     p = server()
     partial = connect(p.port)
     partial.sendall(b"GET / HTTP/1.1\r\n")
@@ -72,6 +75,7 @@ def test_H_03_close_all_connections_destroys_everything(server):
 
 
 def test_H_04_close_idle_does_not_close_waiting_connection(server):
+    """H-04: close_idle_connections() never touches a connection waiting for its response."""
     p = server()
     s = connect(p.port)
     s.sendall(build("/slow?ms=1000"))
@@ -84,6 +88,7 @@ def test_H_04_close_idle_does_not_close_waiting_connection(server):
 
 
 def test_H_05_second_close_is_a_clear_status(server):
+    """H-05: closing a closed server returns a clear status and does nothing else."""
     p = server()
     assert request(p.port).status == 200
     p.signal(signal.SIGUSR1)
@@ -95,6 +100,7 @@ def test_H_05_second_close_is_a_clear_status(server):
 
 
 def test_H_06_close_stops_internal_timers(server):
+    """H-06: once closed, no internal timer keeps the loop alive."""
     # Once closed, nothing of the server keeps the loop alive: the process
     # ends by itself, and its loop closes with no handle left.
     p = server(HEADERS_TIMEOUT_MS=60000, KEEPALIVE_MS=60000)
@@ -105,6 +111,7 @@ def test_H_06_close_stops_internal_timers(server):
 
 
 def test_H_07_short_keepalive_keeps_pipelined_requests(server):
+    """H-07: a short keep-alive timeout never drops pipelined requests."""
     p = server(KEEPALIVE_MS=50)
     s = connect(p.port)
     s.sendall(build("/slow?ms=120") + build("/") + build("/slow?ms=80"))
@@ -120,6 +127,7 @@ def test_H_07_short_keepalive_keeps_pipelined_requests(server):
 # test_E_26.
 @no_asan
 def test_H_08_per_request_domain_isolates_failures(server):
+    """H-08: a per-request domain contains each request's failure."""
     p = server()
     paths = ["/", "/throw", "/", "/segv", "/"]
     results = [request(p.port, path) for path in paths]
