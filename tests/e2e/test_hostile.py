@@ -402,6 +402,25 @@ def unread_bytes(sock):
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
+def wait_queues_stop_growing(res, socks, timeout=10):
+    """Wait until the receive queues of `socks` hold bytes and stopped
+    growing between two samples (the server stopped producing: its
+    backpressure bound). Samples the server's RSS on the way. Returns the
+    last queue sizes, or raises with them."""
+    last = [-1] * len(socks)
+
+    def stopped_growing():
+        res.sample()
+        now = [unread_bytes(s) for s in socks]
+        steady = all(x == y and x > 0 for x, y in zip(now, last))
+        last[:] = now
+        return steady
+
+    assert wait_until(stopped_growing, timeout=timeout, interval=0.25), \
+        f"the receive queues kept growing: {last}"
+    return last
+
+
 class CountingReader:
     """Reads Content-Length responses of any size without keeping their
     bodies (a Python string of 64 MB, grown by concatenation, would make the
@@ -478,17 +497,7 @@ def test_S_03_slow_reader(server, capsys):
 
     # The server stops producing once each connection's unsent output is
     # over max_output: the readers' receive queues stop growing.
-    last = [-1] * len(stalled)
-
-    def stopped_growing():
-        res.sample()
-        now = [unread_bytes(s) for s in stalled]
-        steady = all(x == y and x > 0 for x, y in zip(now, last))
-        last[:] = now
-        return steady
-
-    assert wait_until(stopped_growing, timeout=10, interval=0.25), \
-        f"the readers' queues kept growing: {last}"
+    wait_queues_stop_growing(res, stalled)
     # The readers stay stalled a while longer (the scenario); normal
     # service goes on meanwhile.
     stall_until = time.monotonic() + 1.0
@@ -619,16 +628,7 @@ def test_S_05_pipelined_behind_slow_response(server, capsys):
         assert waiting_peak < bound_kb, \
             f"RSS grew {waiting_peak} kB while 1 GiB responses waited behind slow ones"
     # Then the big responses stream until the hoarders' sockets are full.
-    last = [-1] * len(hoarders)
-
-    def stopped_growing():
-        res.sample()
-        now = [unread_bytes(s) for s in hoarders]
-        steady = all(x == y and x > 0 for x, y in zip(now, last))
-        last[:] = now
-        return steady
-
-    assert wait_until(stopped_growing, timeout=10, interval=0.25), last
+    wait_queues_stop_growing(res, hoarders)
     grown = res.rss_peak - res.rss_before
     if CHECK_RSS:
         assert grown < bound_kb, (f"RSS grew {grown} kB ({waiting_peak} kB while queued) with "
