@@ -4,7 +4,8 @@
  * routed to its domain with origin timeout, like a fault; never while it is
  * inside the C library (nor while a libc function that called back into it
  * is on its stack); 0 turns the limit off; a callback under the limit, or a
- * long run of short ones, is untouched. IDs: L_ (the limit).
+ * long run of short ones, is untouched; a domain handler past the limit is
+ * interrupted to the next domain down. IDs: L_ (the limit).
  *
  * Times are this thread's CPU time, the clock the limit is counted on.
  */
@@ -331,4 +332,43 @@ BW_TEST(L_08, not_interrupted_when_nobody_would_take_the_error)
     bw_guard_set_callback_limit(50);
     bw_invoke(NULL, spin_300, NULL);
     BW_CHECK_INT_EQ(s.stage, 2);
+}
+
+/* ---- A domain error handler that runs too long -------------------------- */
+
+void handler_spins(bw_domain *d, bw_error *err, void *data)
+{
+    (void)d;
+    (void)err;
+    (void)data;
+    s.stage = 5; /* the inner handler got the throw, and now never returns */
+    for (;;)
+        spins++;
+}
+
+static void *throw_inside(void *arg)
+{
+    (void)arg;
+    bw_throwf(-EINVAL, "thrown in the inner domain");
+}
+
+static void run_inner(void *arg)
+{
+    bw_domain_run(arg, throw_inside, NULL);
+}
+
+BW_TEST(L_09, a_domain_handler_past_the_limit_is_interrupted_to_the_next_domain_down)
+{
+    /* A handler is a callback with its own limit; its timeout goes to the
+     * next domain down the stack, as a throw from a handler does. */
+    bw_guard_set_callback_limit(100);
+    bw_domain *outer = bw_rec_domain(&s.rec);
+    bw_domain *inner = bw_domain_create();
+    BW_CHECK_INT_EQ(bw_domain_on_error(inner, handler_spins, NULL), 0);
+    bw_invoke(outer, run_inner, inner);
+    BW_CHECK_INT_EQ(s.stage, 5);
+    BW_CHECK_STR_EQ(landed_in(only_timeout(outer, 100)), "handler_spins");
+    bw_rec_clear(&s.rec);
+    bw_domain_release(inner);
+    bw_domain_release(outer);
 }
