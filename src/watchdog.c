@@ -178,6 +178,8 @@ static bool safe_to_jump(bw__fault_record *f, uintptr_t pc)
     int i = 0;
     while (i < f->nframes && (uintptr_t)f->frames[i] != pc)
         i++;
+    if (i == f->nframes)
+        return false; /* the unwinder lost the signal frame: nothing can be checked */
     for (i++; i < f->nframes; i++) {
         uintptr_t ret = (uintptr_t)f->frames[i] - 1; /* inside the call instruction */
         if (in_ranges(own_text, nown, ret))
