@@ -403,6 +403,13 @@ def test_H_09_seed_crash_safe_pattern(cluster):
     stop_cluster(p)
 
 
+def cpu_ticks(pid):
+    """CPU time a process has used, in clock ticks (utime + stime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def same_worker_connections(port, n=3):
     """n keep-alive connections, each asked /pid: with n > workers, two of
     them reach the same worker. Returns (that pid, [(conn, reader)] * 2,
@@ -432,9 +439,11 @@ def test_W_21_busy_callback_is_interrupted_and_its_neighbours_served(cluster):
     limit_ms = 300
     p, port, log = cluster(workers=2, CALLBACK_LIMIT_MS=limit_ms)
     pid, [(hc, hr), (nc, nr)], every = same_worker_connections(port)
+    busy_from = cpu_ticks(pid)
     t0 = time.monotonic()
     hc.sendall(build("/hang"))
-    time.sleep(0.05)  # the /hang is being served when the neighbour's request comes: the scenario
+    # The neighbour's request comes while the /hang runs: the worker burns CPU.
+    assert wait_until(lambda: cpu_ticks(pid) - busy_from >= 5)
     t1 = time.monotonic()
     nc.sendall(build("/"))
     r = hr.response()
