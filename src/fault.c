@@ -9,6 +9,9 @@
  * guard. Everything else (building the error, routing, logging) happens
  * after the jump, on the normal stack.
  *
+ * The callback limit's handler (watchdog.c) records a timeout into the same
+ * record and jumps the same way; bw__fault_take_error builds either error.
+ *
  * A fault that nobody would take (no guard, a second fault while the first
  * is recorded, a fault inside the outermost error handler, or no domain and
  * no uncaught handler to receive it) is not caught: the previous action of
