@@ -474,6 +474,11 @@ int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
 
 void bw_http_server_close_idle_connections(bw_http_server *s)
 {
+    /* The grace period starts now, not when this loop iteration began: a
+     * close from a callback that ran long (one the callback limit
+     * interrupted) would otherwise find the grace already over at the next
+     * timer check, before the poll reads the requests that came meanwhile. */
+    uv_update_time(s->loop->uv);
     bw__conn *c = s->conns;
     while (c != NULL) {
         bw__conn *next = c->next;
