@@ -104,6 +104,27 @@ void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
     conn_register(c);
 }
 
+int bw__conn_adopt(bw_http_server *srv, int fd)
+{
+    bw__conn *c = bw_calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->srv = srv;
+    c->tr = &bw__tcp_transport;
+    uv_tcp_init(srv->loop->uv, &c->tcp);
+    c->tcp.data = c;
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        /* The handle was never given the fd: closing it closes nothing. */
+        c->state = BW__CONN_CLOSED;
+        c->tr->close(c, false);
+        return rc;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_register(c);
+    return 0;
+}
+
 bw__conn *bw__conn_attach(bw_http_server *srv, const bw__transport *tr, void *tr_data)
 {
     bw__conn *c = bw_calloc(1, sizeof *c);

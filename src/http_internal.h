@@ -221,6 +221,9 @@ BW__HIDDEN void bw__tcp_refuse(bw_http_server *srv, uv_stream_t *listener);
 
 /* http_conn.c */
 BW__HIDDEN void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener);
+/* A connection on an accepted socket `fd`, registered and reading. 0, or an
+ * error (the fd is then still the caller's). */
+BW__HIDDEN int bw__conn_adopt(bw_http_server *srv, int fd);
 /* A connection over `tr`, registered with the server and reading. NULL on
  * ENOMEM. (TCP connections come from bw__conn_accept.) */
 BW__HIDDEN bw__conn *bw__conn_attach(bw_http_server *srv, const bw__transport *tr,
@@ -299,7 +302,5 @@ BW__HIDDEN void bw__response_send_error(bw_http_response *res, int status);
 /* Serialize a minimal response into buf (for refusals outside a request). */
 BW__HIDDEN size_t bw__response_simple(char *buf, size_t size, int status);
 BW__HIDDEN void bw__response_drained(bw_http_response *res);
-BW__HIDDEN void bw__response_default_error(bw_http_request *req, bw_http_response *res,
-                                           bw_error *err, void *data);
 
 #endif /* BULWARK_HTTP_INTERNAL_H */

@@ -541,7 +541,7 @@ size_t bw__response_simple(char *buf, size_t size, int status)
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
-void bw__response_default_error(bw_http_request *req, bw_http_response *res, bw_error *err,
+void bw_http_default_request_error(bw_http_request *req, bw_http_response *res, bw_error *err,
                                 void *data)
 {
     (void)data;

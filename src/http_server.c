@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "http_internal.h"
 
@@ -68,7 +70,7 @@ int bw_http_server_new(bw_loop *loop, const bw_http_options *options, bw_http_ha
     s->loop = loop;
     s->opts = *options;
     if (s->opts.on_request_error == NULL)
-        s->opts.on_request_error = bw__response_default_error;
+        s->opts.on_request_error = bw_http_default_request_error;
     s->handler = handler;
     s->data = data;
     bw__member_bind_active(&s->member);
@@ -389,9 +391,13 @@ int bw_http_server_listen_fd(bw_http_server *s, int fd)
 {
     int rc;
     uv_tcp_t *l = next_listener(s, &rc);
-    if (l == NULL)
+    if (l == NULL) {
+        close(fd);
         return rc;
+    }
     rc = uv_tcp_open(l, fd);
+    if (rc != 0)
+        close(fd); /* not the handle's: commit_listener's close leaves it */
     return commit_listener(s, l, rc);
 }
 
@@ -407,6 +413,32 @@ bool bw_http_server_is_listening(const bw_http_server *s)
 
 /* ---- Closing ----------------------------------------------------------- */
 
+/* Accept, without waiting, the connections the kernel has queued on the
+ * listeners: closing a listener resets them (when no other process holds
+ * it), which a client sees as a connection accepted and then dropped.
+ * They are served like any connection of a closing server. */
+static void accept_backlog(bw_http_server *s)
+{
+    if (!s->accepting)
+        return;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        uv_os_fd_t lfd;
+        if (uv_is_closing((uv_handle_t *)&s->listeners[i]) ||
+            uv_fileno((uv_handle_t *)&s->listeners[i], &lfd) != 0)
+            continue;
+        while (s->nconns < s->opts.max_connections) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                break; /* EAGAIN: nothing more queued; anything else: as libuv would */
+            }
+            if (bw__conn_adopt(s, fd) != 0)
+                close(fd);
+        }
+    }
+}
+
 void bw_http_server_stop_accepting(bw_http_server *s)
 {
     if (!s->accepting)
@@ -419,6 +451,14 @@ void bw_http_server_stop_accepting(bw_http_server *s)
     }
 }
 
+/* The user's close callback, under a guard: an error in it goes to the
+ * server's domain like an error in any of its callbacks. */
+static void call_close_cb(void *arg)
+{
+    bw_http_server *s = arg;
+    s->close_cb(s, 0, s->close_data);
+}
+
 static void on_internal_closed(uv_handle_t *h)
 {
     bw_http_server *s = h->data;
@@ -429,7 +469,7 @@ static void on_internal_closed(uv_handle_t *h)
     free_request_pool(s);
     free_out_pool(s);
     if (s->close_cb != NULL)
-        s->close_cb(s, 0, s->close_data);
+        bw_invoke(s->member.owner, call_close_cb, s);
 }
 
 /* The last step of close: every connection is gone and the listeners are
@@ -455,6 +495,7 @@ int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
     s->closing = true;
     s->close_cb = cb;
     s->close_data = data;
+    accept_backlog(s);
     bw_http_server_stop_accepting(s);
     /* The grace of idle connections counts from now, not from the start of
      * this loop iteration: the caller may have run long (a fault's report). */
@@ -508,6 +549,36 @@ void bw__server_conn_gone(bw_http_server *s, bw__conn *c)
     s->nconns--;
     if (s->closing && s->nconns == 0)
         bw__server_wake(s); /* completes the close from the check phase */
+}
+
+void bw_http_server_get_handler(const bw_http_server *s, bw_http_handler *handler, void **data)
+{
+    *handler = s->handler;
+    *data = s->data;
+}
+
+int bw_http_server_set_handler(bw_http_server *s, bw_http_handler handler, void *data)
+{
+    if (handler == NULL)
+        return -EINVAL;
+    s->handler = handler;
+    s->data = data;
+    return 0;
+}
+
+void bw_http_server_get_request_error_hook(const bw_http_server *s, bw_http_request_error_cb *cb,
+                                           void **data)
+{
+    *cb = s->opts.on_request_error;
+    *data = s->opts.request_error_data;
+}
+
+int bw_http_server_set_request_error_hook(bw_http_server *s, bw_http_request_error_cb cb,
+                                          void *data)
+{
+    s->opts.on_request_error = cb != NULL ? cb : bw_http_default_request_error;
+    s->opts.request_error_data = cb != NULL ? data : NULL;
+    return 0;
 }
 
 size_t bw_http_server_connection_count(const bw_http_server *s)

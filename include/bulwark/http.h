@@ -125,20 +125,28 @@ BW_EXTERN int bw_http_server_new(bw_loop *loop, const bw_http_options *options,
 BW_EXTERN int bw_http_server_listen(bw_http_server *s, const char *host, int port);
 
 /* Serve on an already-listening socket (inherited from a primary, or from
- * systemd). The server takes ownership of the fd. */
+ * systemd). The server takes ownership of the fd in every case: it closes
+ * it when it closes, or at once if this call fails. */
 BW_EXTERN int bw_http_server_listen_fd(bw_http_server *s, int fd);
 
 /* The port of the first listener (0 if none). */
 BW_EXTERN int bw_http_server_port(const bw_http_server *s);
 
 /*
- * Graceful close, as described above. Returns 0; BW_ECLOSING if a close is
- * already in progress; BW_ENOTRUNNING if the server is closed or never
- * listened. Only a call that returns 0 ever calls `cb`.
+ * Graceful close, as described above. The connections the kernel has
+ * already queued on the listeners are accepted first (without waiting) and
+ * served like the others, so that closing the listeners does not reset
+ * them; call bw_http_server_stop_accepting first to leave them to another
+ * process that shares the listening socket. Returns 0; BW_ECLOSING if a
+ * close is already in progress; BW_ENOTRUNNING if the server is closed or
+ * never listened. Only a call that returns 0 ever calls `cb`; it runs under
+ * a guard, in the server's domain (an error in it is routed there).
  */
 BW_EXTERN int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data);
 
-/* Stop accepting new connections now (part of close; also usable alone). */
+/* Stop accepting new connections now: the listeners are closed, and what
+ * the kernel has queued on them is left to any other process sharing them
+ * (part of close; also usable alone). */
 BW_EXTERN void bw_http_server_stop_accepting(bw_http_server *s);
 
 /* Close the idle keep-alive connections (never one with a request in
@@ -149,6 +157,29 @@ BW_EXTERN void bw_http_server_close_idle_connections(bw_http_server *s);
 /* Close every connection at once, idle or not (responses in progress are
  * lost; their connections are reset). */
 BW_EXTERN void bw_http_server_close_all_connections(bw_http_server *s);
+
+/* The request handler and its data, as given to bw_http_server_new or the
+ * last bw_http_server_set_handler (to wrap them: cluster.h's policy does). */
+BW_EXTERN void bw_http_server_get_handler(const bw_http_server *s, bw_http_handler *handler,
+                                          void **data);
+/* Replace the request handler; requests dispatched from now on get it.
+ * 0, or -EINVAL for a NULL handler. */
+BW_EXTERN int bw_http_server_set_handler(bw_http_server *s, bw_http_handler handler, void *data);
+
+/* The request-error hook (options.on_request_error, or
+ * bw_http_default_request_error when none was given) and its data. */
+BW_EXTERN void bw_http_server_get_request_error_hook(const bw_http_server *s,
+                                                     bw_http_request_error_cb *cb, void **data);
+/* Replace the request-error hook (NULL: the default). Returns 0. */
+BW_EXTERN int bw_http_server_set_request_error_hook(bw_http_server *s, bw_http_request_error_cb cb,
+                                                    void *data);
+
+/* The default request-error hook: logs the error's report through bw_log,
+ * then answers 500 with Connection: close (requests pipelined behind it and
+ * already dispatched are answered first) if no header went out, or resets
+ * the connection if one did. Callable from a hook of the user's. */
+BW_EXTERN void bw_http_default_request_error(bw_http_request *req, bw_http_response *res,
+                                             bw_error *err, void *data);
 
 BW_EXTERN size_t bw_http_server_connection_count(const bw_http_server *s);
 BW_EXTERN size_t bw_http_server_request_count(const bw_http_server *s); /* in flight */
