@@ -26,10 +26,13 @@ enum bw__msg_type {
     BW__MSG_ONLINE = 'O',
     BW__MSG_LISTENING = 'L',     /* "address family port" */
     BW__MSG_HEARTBEAT = 'H',
-    BW__MSG_RETIRING = 'R',      /* "METHOD /path": the error is in that request */
+    BW__MSG_RETIRING = 'R',      /* "kill_ms METHOD /path": the error is in that request;
+                                    the worker's own kill timer fires after kill_ms */
     BW__MSG_DISCONNECTING = 'D', /* worker-initiated disconnect: acknowledge */
     /* primary -> worker */
     BW__MSG_DISCONNECT = 'd',    /* primary-initiated graceful disconnect */
+    BW__MSG_SHUTDOWN = 's',      /* the same, the whole cluster stopping: the worker also
+                                    serves the connections queued on the listeners */
     BW__MSG_ACK = 'a',           /* acknowledges DISCONNECTING */
     BW__MSG_QUARANTINE = 'q',    /* "ttl_ms METHOD /path" */
     /* both ways */

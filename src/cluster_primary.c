@@ -131,7 +131,7 @@ int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_m
         bw_cluster_options_init(&defaults);
         options = &defaults;
     }
-    if (options->workers < 1 || options->heartbeat_interval_ms == 0 ||
+    if (options->workers < 1 || options->heartbeat_interval_ms == 0 || options->kill_timeout_ms == 0 ||
         options->heartbeat_timeout_ms <= options->heartbeat_interval_ms || main == NULL)
         return -EINVAL;
     bw_cluster *c = bw_calloc(1, sizeof *c);
@@ -410,6 +410,8 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
 {
     if (out != NULL)
         *out = NULL;
+    if (c->shutting_down)
+        return BW_ECLOSING; /* never a new worker in the middle of a shutdown */
     if (!c->signals_on)
         start_signals(c); /* SIGCHLD must be watched before the first child */
     int sv[2];
@@ -435,12 +437,20 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
     if (fds != NULL)
         snapshot_fds(fds);
     flush_stdio();
+    /* Fork with every signal blocked (as libuv and nginx do): a signal that
+     * reached the child before it resets its handlers would run the
+     * primary's, which write into the primary's loop through the shared
+     * signal pipe. The child unblocks once its handlers are its own. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
         bw__worker_child_main(c, w, sv[1], env, fds); /* never returns */
     }
     int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     bw_free(fds);
     if (pid < 0) {
         int e = -fork_errno;
@@ -470,6 +480,8 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
     return 0;
 }
 
+static void call_done_cb(bw_cluster *c, bw_cluster_done_cb cb, void *data);
+
 static void on_deferred(uv_idle_t *idle)
 {
     bw_cluster *c = idle->data;
@@ -490,7 +502,7 @@ static void on_deferred(uv_idle_t *idle)
         bw_cluster_done_cb cb = c->disconnect_cb;
         c->disconnect_cb = NULL;
         if (cb != NULL)
-            cb(c, c->disconnect_data);
+            call_done_cb(c, cb, c->disconnect_data);
     }
 }
 
@@ -732,8 +744,17 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
     case BW__MSG_RETIRING: {
         if (w->retiring)
             return;
+        /* "kill_ms METHOD /path": the worker's own kill timer fires after
+         * kill_ms; the primary's deadline is that plus the margin, so the
+         * worker's failsafe, whatever its policy says, always comes first. */
+        unsigned long long kill_ms;
+        int skip = 0;
+        if (sscanf(payload, "%llu %n", &kill_ms, &skip) != 1 || skip == 0)
+            return; /* malformed: ignored (C-11) */
+        payload += skip;
+        plen -= (size_t)skip;
         w->retiring = true;
-        w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
+        w->kill_deadline_ms = now_ms(c) + kill_ms + BW__KILL_MARGIN_MS;
         bw_cluster_event ev = {.type = BW_EVENT_RETIRING, .worker = w, .data = payload,
                                .len = plen, .exit_code = -1};
         char extra[BW__REQUEST_TEXT + 32];
@@ -930,16 +951,37 @@ static void check_all_gone(bw_cluster *c)
     uv_idle_start(&c->deferred, on_deferred);
 }
 
+/* Every worker drains; each also serves the connections queued on the
+ * listeners before it closes them (BW__MSG_SHUTDOWN), so a client that
+ * connects during the shutdown is served or, once the last worker closed
+ * the listeners, refused at connect, never accepted and then reset. */
 static void begin_shutdown(bw_cluster *c)
 {
     c->shutting_down = true;
     c->supervising = false; /* no replacement after the shutdown either */
     c->rolling = false;
     c->shutdown_deadline_ms = now_ms(c) + c->opts.shutdown_timeout_ms;
-    for (bw_worker *w = c->workers; w != NULL; w = w->next)
-        if (!w->exited)
-            bw_worker_disconnect(w);
+    for (bw_worker *w = c->workers; w != NULL; w = w->next) {
+        if (w->exited || !w->connected || w->disconnect_sent)
+            continue;
+        w->disconnect_sent = true;
+        w->after_disconnect = BW_YES;
+        w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
+        bw__msg_send(w->fd, BW__MSG_SHUTDOWN, NULL, 0);
+    }
     check_all_gone(c);
+}
+
+/* The primary is going to exit: its copies of the listening sockets go
+ * first, so that the workers' are the last and the sockets close (new
+ * clients are refused) once every worker has served its queue. Sockets
+ * from systemd stay open in systemd, which queues clients for the next
+ * start. */
+static void close_listeners(bw_cluster *c)
+{
+    for (size_t i = 0; i < c->nlisten; i++)
+        close(c->listen_fds[i]);
+    c->nlisten = 0;
 }
 
 int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data)
@@ -1011,6 +1053,7 @@ static void on_term(uv_signal_t *h, int signum)
            signum == SIGINT ? "SIGINT" : "SIGTERM", bw_cluster_worker_count(c),
            (unsigned long long)c->opts.shutdown_timeout_ms);
     begin_shutdown(c);
+    close_listeners(c);
 }
 
 static void on_hup(uv_signal_t *h, int signum)
@@ -1044,13 +1087,34 @@ static void start_signals(bw_cluster *c)
 
 /* ---- Closing ----------------------------------------------------------- */
 
+/* The user's done callbacks run under a guard, as the event callbacks do:
+ * an error in one is routed like a throw there (to the domain active when
+ * it runs; with none, the process-level uncaught handling, C-20). */
+typedef struct done_call {
+    bw_cluster *c;
+    bw_cluster_done_cb cb;
+    void *data;
+} done_call;
+
+static void run_done_cb(void *arg)
+{
+    done_call *d = arg;
+    d->cb(d->c, d->data);
+}
+
+static void call_done_cb(bw_cluster *c, bw_cluster_done_cb cb, void *data)
+{
+    done_call d = {c, cb, data};
+    bw_invoke(NULL, run_done_cb, &d);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     bw_cluster *c = h->data;
     if (--c->handles_open > 0)
         return;
     if (c->close_cb != NULL)
-        c->close_cb(c, c->close_data);
+        call_done_cb(c, c->close_cb, c->close_data);
 }
 
 int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
@@ -1059,9 +1123,7 @@ int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
         return BW_EBUSY;
     c->close_cb = cb;
     c->close_data = data;
-    for (size_t i = 0; i < c->nlisten; i++)
-        close(c->listen_fds[i]);
-    c->nlisten = 0;
+    close_listeners(c);
     uv_close((uv_handle_t *)&c->tick, on_handle_closed);
     uv_close((uv_handle_t *)&c->deferred, on_handle_closed);
     if (c->signals_on) {

@@ -34,6 +34,8 @@ typedef struct served {
     bw_http_server *srv;
     bw_http_handler handler; /* the user's */
     void *data;
+    bw_http_request_error_cb error_hook; /* the user's own, or NULL (the server's default) */
+    void *error_data;
     bool open;
 } served;
 
@@ -57,7 +59,9 @@ struct bw_worker_ctx {
     size_t nservers;
     size_t nopen;
     bool draining;
-    bool primary_asked; /* the primary sent DISCONNECT */
+    bool primary_asked; /* the primary sent DISCONNECT or SHUTDOWN */
+    bool cluster_stopping; /* SHUTDOWN: serve what is queued on the listeners too */
+    bw_domain *callbacks_domain; /* guards the user's message and disconnect callbacks */
     bool retiring;
     bool waiting_ack;
     bw_crash_policy policy;
@@ -80,9 +84,33 @@ bool bw_cluster_is_worker(void)
 
 /* ---- After fork -------------------------------------------------------- */
 
-static void reset_signals(void)
+static pid_t primary_pid;
+
+/* SIGTERM and SIGINT reach workers when they are sent to the whole process
+ * group (Ctrl-C in a terminal, systemd's KillMode=control-group): the
+ * primary gets them too and drains every worker gracefully, so a worker
+ * ignores them: dying of them at once would lose its in-flight requests.
+ * Only the primary's own kill (bw_worker_kill) keeps its default action. */
+static void on_stop_signal(int sig, siginfo_t *info, void *uc)
 {
-    static const int defaults[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM};
+    (void)uc;
+    if (info->si_code != SI_USER || info->si_pid != primary_pid)
+        return;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    raise(sig); /* blocked until this handler returns, then the default action */
+}
+
+/* The primary forks with every signal blocked (cluster_primary.c), so
+ * nothing is acted on with the primary's handlers until these are set. */
+static void reset_signals(pid_t primary)
+{
+    static const int defaults[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM};
+    static const int stops[] = {SIGTERM, SIGINT};
+    primary_pid = primary;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
@@ -91,6 +119,11 @@ static void reset_signals(void)
         sigaction(defaults[i], &sa, NULL);
     sa.sa_handler = SIG_IGN; /* a write to a closed socket is an error, not a death */
     sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = NULL;
+    sa.sa_sigaction = on_stop_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++)
+        sigaction(stops[i], &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -149,18 +182,23 @@ static void stop_signal_watcher(uv_handle_t *h, void *arg)
 
 static void on_channel(uv_poll_t *p, int status, int events);
 static void on_heartbeat(uv_timer_t *t);
+static void on_callback_error(bw_domain *d, bw_error *err, void *arg);
 
 void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *const *env,
                            const bw__fd_snapshot *fds)
 {
-    reset_signals();
     /* libuv keeps the signal watchers of every loop in one process-wide
      * table: the primary's are still in this copy of it, and would swallow
      * the worker's own (a uv_spawn's SIGCHLD). Take them out; the primary's
-     * loop itself is never run here. */
+     * loop itself is never run here. Stopping the last watcher of a signal
+     * resets it to its default action: the worker's own dispositions are
+     * set after that, and the signals blocked for the fork stay blocked
+     * until then. */
     uv_walk(c->loop->uv, stop_signal_watcher, NULL);
-    /* Die with the primary (C-20), even if this process is busy. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    reset_signals(c->primary_pid);
+    /* Die with the primary (C-20), even if this process is busy (SIGTERM
+     * from anyone but the primary is ignored: see on_stop_signal). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != c->primary_pid)
         _exit(0);
     bw__thread_after_fork();
@@ -190,6 +228,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
     memcpy(ctx.listen_fds, c->listen_fds, c->nlisten * sizeof *ctx.listen_fds);
     ctx.policy.kill_timeout_ms = c->opts.kill_timeout_ms;
     ctx.policy.body = "Oops, there was a problem!\n";
+    ctx.policy.content_type = "text/plain";
     /* Routes the primary quarantined before this worker was born. */
     uint64_t now = bw__mono_ns();
     for (size_t i = 0; i < c->npoison && ctx.nquarantine < BW__MAX_QUARANTINE; i++) {
@@ -209,6 +248,12 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
     ctx.poll.data = &ctx;
     ctx.connected = true;
     uv_poll_start(&ctx.poll, UV_READABLE | UV_DISCONNECT, on_channel);
+    ctx.callbacks_domain = bw_domain_create();
+    if (ctx.callbacks_domain == NULL ||
+        bw_domain_on_error(ctx.callbacks_domain, on_callback_error, &ctx) != 0) {
+        bw_log(BW_LOG_FATAL, "worker %d: out of memory at start-up", ctx.id);
+        _exit(70);
+    }
     uv_timer_init(ctx.loop->uv, &ctx.heartbeat);
     ctx.heartbeat.data = &ctx;
     uint64_t every = c->opts.heartbeat_interval_ms;
@@ -223,6 +268,42 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
 }
 
 /* ---- The channel ------------------------------------------------------- */
+
+static void begin_drain(bw_worker_ctx *ctx);
+static void retire(bw_worker_ctx *ctx, const char *key, size_t n);
+
+static void call_disconnect_cb(void *arg)
+{
+    bw_worker_ctx *ctx = arg;
+    ctx->disconnect_cb(ctx, ctx->disconnect_data);
+}
+
+typedef struct message_call {
+    bw_worker_ctx *ctx;
+    const char *msg;
+    size_t len;
+} message_call;
+
+static void call_message_cb(void *arg)
+{
+    message_call *m = arg;
+    m->ctx->message_cb(m->ctx, m->msg, m->len, m->ctx->message_data);
+}
+
+/* An error in the user's message or disconnect callback costs only that
+ * callback: it is logged, and the worker, now in doubt, retires
+ * gracefully (its requests are served, a replacement is forked). */
+static void on_callback_error(bw_domain *d, bw_error *err, void *arg)
+{
+    (void)d;
+    bw_worker_ctx *ctx = arg;
+    char report[4096];
+    bw_error_format(err, report, sizeof report);
+    bw_log(BW_LOG_ERROR, "worker %d (pid %ld): error in a worker callback: %s", ctx->id,
+           (long)getpid(), report);
+    static const char key[] = "worker callback";
+    retire(ctx, key, sizeof key - 1);
+}
 
 static void on_heartbeat(uv_timer_t *t)
 {
@@ -249,10 +330,8 @@ static void close_channel(bw_worker_ctx *ctx)
         uv_close((uv_handle_t *)&ctx->heartbeat, NULL);
     }
     if (ctx->disconnect_cb != NULL)
-        ctx->disconnect_cb(ctx, ctx->disconnect_data);
+        bw_invoke(ctx->callbacks_domain, call_disconnect_cb, ctx);
 }
-
-static void begin_drain(bw_worker_ctx *ctx);
 
 static void add_quarantine(bw_worker_ctx *ctx, const char *payload)
 {
@@ -277,6 +356,9 @@ static void add_quarantine(bw_worker_ctx *ctx, const char *payload)
 static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
 {
     switch (msg[0]) {
+    case BW__MSG_SHUTDOWN:
+        ctx->cluster_stopping = true;
+        /* fall through */
     case BW__MSG_DISCONNECT:
         ctx->primary_asked = true;
         begin_drain(ctx);
@@ -289,8 +371,10 @@ static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
         add_quarantine(ctx, msg + 1);
         return;
     case BW__MSG_USER:
-        if (ctx->message_cb != NULL)
-            ctx->message_cb(ctx, msg + 1, len - 1, ctx->message_data);
+        if (ctx->message_cb != NULL) {
+            message_call m = {ctx, msg + 1, len - 1};
+            bw_invoke(ctx->callbacks_domain, call_message_cb, &m);
+        }
         return;
     default:
         return; /* unknown or malformed: ignored (C-11) */
@@ -366,6 +450,13 @@ static void begin_drain(bw_worker_ctx *ctx)
         served *s = &ctx->servers[i];
         if (!s->open)
             continue;
+        /* Retiring alone, the connections queued on the shared listeners
+         * are the siblings' to accept; when the whole cluster stops, this
+         * worker serves its share of them (bw_http_server_close accepts
+         * what is queued before it closes the listeners), so no client is
+         * accepted by the kernel and then reset. */
+        if (!ctx->cluster_stopping)
+            bw_http_server_stop_accepting(s->srv);
         /* A close already in progress is fine (the seed's comment thread). */
         int rc = bw_http_server_close(s->srv, on_server_closed, s);
         if (rc == BW_ENOTRUNNING) {
@@ -373,6 +464,12 @@ static void begin_drain(bw_worker_ctx *ctx)
             ctx->nopen--;
         }
     }
+    /* The inherited copies of the listening sockets go too: a copy left
+     * open keeps the socket listening, so the kernel would accept clients
+     * that nobody serves and reset them when this process exits. */
+    for (size_t i = 0; i < ctx->nlisten; i++)
+        close(ctx->listen_fds[i]);
+    ctx->nlisten = 0;
     if (ctx->nopen == 0)
         finish_disconnect(ctx);
 }
@@ -465,30 +562,52 @@ static void worker_handler(bw_http_request *req, bw_http_response *res, void *da
     s->handler(req, res, s->data);
 }
 
+/* Retire after an error: the failsafe first (a kernel timer, armed before
+ * anything that may take a lock the fault left held: the report's
+ * formatting, malloc, the user's log hook), then the primary is told at
+ * once (it forks a replacement; the message carries the effective kill
+ * deadline, so the primary's own deadline is never the shorter one), then
+ * the worker stops taking requests and lets the others finish. */
+static void retire(bw_worker_ctx *ctx, const char *key, size_t n)
+{
+    if (ctx->retiring)
+        return;
+    ctx->retiring = true;
+    arm_kill_timer(ctx);
+    char msg[BW__REQUEST_TEXT + 24];
+    int head = snprintf(msg, sizeof msg, "%llu ", (unsigned long long)ctx->policy.kill_timeout_ms);
+    if (n > sizeof msg - (size_t)head - 1)
+        n = sizeof msg - (size_t)head - 1;
+    memcpy(msg + head, key, n);
+    if (ctx->connected)
+        bw__msg_send(ctx->fd, BW__MSG_RETIRING, msg, (size_t)head + n);
+    begin_drain(ctx);
+}
+
 /* The seed's "Much better!" domain error handler, for every request. */
 static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *err, void *data)
 {
-    bw_worker_ctx *ctx = data;
+    served *s = data;
+    bw_worker_ctx *ctx = s->ctx;
+    char key[BW__REQUEST_TEXT];
+    size_t n = request_key(req, key, sizeof key, false);
+    retire(ctx, key, n);
     if (bw_log_get_level() <= BW_LOG_ERROR) {
         char report[8192];
         bw_error_format(err, report, sizeof report);
         bw_log(BW_LOG_ERROR, "worker %d (pid %ld): crash in request %s %s: %s", ctx->id,
                (long)getpid(), bw_http_request_method(req), bw_http_request_target(req), report);
     }
-    if (!ctx->retiring) {
-        ctx->retiring = true;
-        /* Make sure we close down within the kill timeout... */
-        arm_kill_timer(ctx);
-        /* ...let the primary know at once (it forks a replacement)... */
-        char key[BW__REQUEST_TEXT];
-        size_t n = request_key(req, key, sizeof key, false);
-        bw__msg_send(ctx->fd, BW__MSG_RETIRING, key, n);
-        /* ...and stop taking new requests; the others finish. */
-        begin_drain(ctx);
-    }
-    /* Try to send an error to the request that triggered the problem. */
     if (bw_http_response_finished(res))
         return;
+    if (s->error_hook != NULL) {
+        /* The user's own hook writes the error response (it runs, as this
+         * one does, as the request domain's error handler). */
+        s->error_hook(req, res, err, s->error_data);
+        if (bw_http_response_finished(res))
+            return;
+    }
+    /* Try to send an error to the request that triggered the problem. */
     if (bw_http_response_headers_sent(res)) {
         bw_http_response_reset(res); /* a truncated body must not look like a success */
         return;
@@ -496,7 +615,8 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
     /* No Connection: close of its own: the server is closing, and the last
      * response its connection carries says close (requests pipelined
      * behind this one are answered first). */
-    bw_http_response_send(res, 500, "text/plain", ctx->policy.body, strlen(ctx->policy.body));
+    bw_http_response_send(res, 500, ctx->policy.content_type, ctx->policy.body,
+                          strlen(ctx->policy.body));
 }
 
 static void announce_listening(bw_worker_ctx *ctx, int fd)
@@ -527,31 +647,35 @@ int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash
         return BW_ELIMIT;
     if (ctx->draining)
         return BW_ECLOSING;
+    if (bw_http_server_is_listening(srv))
+        return BW_EBUSY;
     if (policy != NULL) {
         if (policy->kill_timeout_ms != 0)
             ctx->policy.kill_timeout_ms = policy->kill_timeout_ms;
         if (policy->body != NULL)
             ctx->policy.body = policy->body;
+        if (policy->content_type != NULL)
+            ctx->policy.content_type = policy->content_type;
     }
     served *s = &ctx->servers[ctx->nservers];
     s->ctx = ctx;
     s->srv = srv;
-    s->handler = srv->handler;
-    s->data = srv->data;
-    srv->handler = worker_handler;
-    srv->data = s;
-    srv->opts.on_request_error = crash_policy;
-    srv->opts.request_error_data = ctx;
+    /* Compose with the user's handler and error hook through the server's
+     * public API: the policy wraps them, it does not replace them. */
+    bw_http_server_get_handler(srv, &s->handler, &s->data);
+    bw_http_server_get_request_error_hook(srv, &s->error_hook, &s->error_data);
+    if (s->error_hook == bw_http_default_request_error)
+        s->error_hook = NULL; /* the policy's own 500 replaces the default's */
+    bw_http_server_set_handler(srv, worker_handler, s);
+    bw_http_server_set_request_error_hook(srv, crash_policy, s);
     for (size_t i = 0; i < ctx->nlisten; i++) {
         /* The server owns (and closes) its copy; ours stays for later servers. */
         int fd = fcntl(ctx->listen_fds[i], F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
             return -errno;
         int rc = bw_http_server_listen_fd(srv, fd);
-        if (rc != 0) {
-            close(fd);
-            return rc;
-        }
+        if (rc != 0)
+            return rc; /* the server closed its copy */
     }
     s->open = true;
     ctx->nservers++;

@@ -63,7 +63,9 @@ typedef struct bw_worker_ctx bw_worker_ctx; /* the worker process's own view */
 typedef struct bw_cluster_options {
     int workers;                    /* how many to keep running. Default 2 */
     int backlog;                    /* listen backlog. Default 511 */
-    uint64_t kill_timeout_ms;       /* a draining worker's deadline. Default 30000 */
+    uint64_t kill_timeout_ms;       /* a draining worker's deadline: its own kernel timer ends
+                                       it then, and the primary kills it 1 s later. Must
+                                       not be 0 (bw_cluster_new: -EINVAL). Default 30000 */
     uint64_t heartbeat_interval_ms; /* worker -> primary. Default 1000 */
     uint64_t heartbeat_timeout_ms;  /* no heartbeat this long: hung. Default 10000 */
     uint64_t shutdown_timeout_ms;   /* SIGTERM/SIGINT deadline. Default 30000 */
@@ -227,13 +229,28 @@ BW_EXTERN bool bw_cluster_is_worker(void);
 BW_EXTERN bw_loop *bw_worker_loop(bw_worker_ctx *ctx);
 BW_EXTERN int bw_worker_ctx_id(const bw_worker_ctx *ctx);
 
-/* The listening sockets inherited from the primary. */
+/* The listening sockets inherited from the primary (none once the worker
+ * began to drain: it closes them, so that they stop listening once every
+ * process that served them is done). */
 BW_EXTERN size_t bw_worker_listen_fd_count(const bw_worker_ctx *ctx);
 BW_EXTERN int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i);
 
+/*
+ * The crash-safe policy of bw_worker_serve_http. On an error in a request's
+ * domain the worker, in this order: arms a kernel kill timer of
+ * kill_timeout_ms (it fires even if the loop or malloc is wedged), tells the
+ * primary (which forks a replacement at once and kills the worker itself
+ * kill_timeout_ms + 1 s later if it is still alive), stops accepting, logs
+ * the error, and answers the request. The answer: the server's own error
+ * hook if the user set one (options.on_request_error), which writes what it
+ * likes; if it leaves the response unfinished (or there is none), a 500 with
+ * this body and content type; a response whose headers went out already is
+ * reset. Every other request on the worker is served; then it exits.
+ */
 typedef struct bw_crash_policy {
-    uint64_t kill_timeout_ms; /* default: the cluster's kill_timeout_ms */
-    const char *body;         /* the 500's body; default "Oops, there was a problem!\n" */
+    uint64_t kill_timeout_ms; /* 0: the cluster's kill_timeout_ms (the default) */
+    const char *body;         /* the 500's body; NULL: "Oops, there was a problem!\n" */
+    const char *content_type; /* the 500's Content-Type; NULL: "text/plain" */
 } bw_crash_policy;
 
 /*
