@@ -36,7 +36,7 @@ struct bw_emitter {
 };
 
 static void emitter_member_dispose(bw_member *m);
-static const bw__member_ops emitter_member_ops = {"emitter", emitter_member_dispose};
+static const bw__member_ops emitter_member_ops = {"emitter", emitter_member_dispose, false};
 
 bw_emitter *bw_emitter_new(void)
 {

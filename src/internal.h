@@ -33,6 +33,9 @@ typedef struct bw__member_ops {
     /* The owner is being disposed: close what the member stands for. The
      * member has already been unlinked from the owner. May be NULL. */
     void (*dispose)(bw_member *m);
+    /* dispose calls user code (a resource's close function): the domain
+     * runs it under a guard of its own. */
+    bool user_code;
 } bw__member_ops;
 
 struct bw_member {
@@ -79,7 +82,6 @@ struct bw_domain {
     bw_member as_member; /* when this domain is a member of another */
     uint32_t holds;
     bool disposed;
-    bool disposing;
     uint32_t nhandlers;
     uint32_t caphandlers;
     bw__handler *handlers; /* points at inline_handlers until it grows */

@@ -50,18 +50,27 @@ typedef void (*bw_domain_error_cb)(bw_domain *d, bw_error *err, void *data);
 BW_EXTERN bw_domain *bw_domain_create(void);
 
 /* Reference counting. bw_domain_hold returns its argument. The last release
- * of a domain that was never disposed disposes it first. */
+ * of a domain that was never disposed runs its cleanups (each guarded, as in
+ * bw_domain_dispose) and frees its arena. */
 BW_EXTERN bw_domain *bw_domain_hold(bw_domain *d);
 BW_EXTERN void bw_domain_release(bw_domain *d);
 
 /*
- * Dispose: exit `d` if it is on the stack, detach it from its owner, close
+ * Dispose: in a first phase, with no user code running, mark the domain
+ * disposed, take it off the stack and detach it from its owner; then close
  * every member (timers are cleared, emitters lose their listeners and
  * swallow later errors, resources get their close function, member domains
- * are disposed), run the cleanups (last registered first), free the arena,
- * and mark the domain disposed. Afterwards enter/exit/add do nothing, run
- * and bound wrappers do not call their function, pending callbacks bound to
- * it never run, and errors reaching it are swallowed (D-83..D-87).
+ * are disposed), run the cleanups (last registered first) and free the
+ * arena. Afterwards enter/exit/add do nothing, run and bound wrappers do
+ * not call their function, pending callbacks bound to it never run, and
+ * errors reaching it are swallowed (D-83..D-87).
+ *
+ * Each close function and cleanup runs under a guard of its own, outside
+ * any domain: one that throws or faults costs only itself (the others
+ * still run, the arena is still freed). Its error goes to the first domain
+ * up the owner chain `d` had that has a handler (decorated as a throw that
+ * reached that domain), else it is logged (bw_log, BW_LOG_ERROR); never to
+ * `d`'s own handlers. dispose may be called from anywhere, guarded or not.
  * Returns 0, or BW_EDISPOSED if it was already disposed (and does nothing).
  */
 BW_EXTERN int bw_domain_dispose(bw_domain *d);
@@ -201,9 +210,10 @@ BW_EXTERN size_t bw_domain_arena_size(const bw_domain *d);
 
 /*
  * Register fn(arg) to run when the domain is disposed or freed; cleanups
- * run last registered first, outside any domain. 0, -ENOMEM, or
- * BW_EDISPOSED (fn is then NOT called: the caller still owns what arg
- * points to).
+ * run last registered first, outside any domain, each under its own guard
+ * (a throw or a fault in one is contained: see bw_domain_dispose).
+ * 0, -ENOMEM, or BW_EDISPOSED (fn is then NOT called: the caller still
+ * owns what arg points to).
  */
 BW_EXTERN int bw_domain_defer(bw_domain *d, bw_task_fn fn, void *arg);
 
