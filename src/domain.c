@@ -407,7 +407,27 @@ void bw__domain_call_handlers(bw_domain *d, bw_error *err)
     handler_call_end(d, copy);
 }
 
+bw_domain *bw__domain_pass_up(bw__thread *t, bw_domain *d, bw_error *err)
+{
+    while (d->nhandlers == 0) {
+        bw_domain *owner = d->as_member.owner;
+        if (owner == NULL || owner->disposed)
+            break;
+        bw__error_decorate_passed(err, owner, d);
+        bw__stack_pop_active(t);
+        d = owner;
+    }
+    return d;
+}
+
 /* ---- The stack --------------------------------------------------------- */
+
+void bw__stack_pop_active(bw__thread *t)
+{
+    bw_domain *active = t->depth > 0 ? t->stack[t->depth - 1] : NULL;
+    while (t->depth > 0 && t->stack[t->depth - 1] == active)
+        bw__stack_truncate(t, t->depth - 1);
+}
 
 int bw_domain_enter(bw_domain *d)
 {
