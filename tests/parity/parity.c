@@ -102,6 +102,30 @@ static void task_throw_boom(void *arg)
     throw_boom(arg);
 }
 
+/* From a timer: outer.run(() => inner.run(() => { throw boom })). */
+typedef struct nest {
+    bw_domain **outer;
+    bw_domain **inner;
+} nest;
+
+static void *run_inner_throwing(void *arg)
+{
+    return bw_domain_run(*((nest *)arg)->inner, throw_boom, NULL);
+}
+
+static void nested_throw(bw_timer *t, void *data)
+{
+    (void)t;
+    bw_domain_run(*((nest *)data)->outer, run_inner_throwing, data);
+}
+
+/* A handler that prints what it got, then throws `data` (a message). */
+static void print_then_throw(bw_domain *d, bw_error *err, void *data)
+{
+    out("%s handler: %s", name_of(d), bw_error_message(err));
+    bw_throwf(-EINVAL, "%s", (const char *)data);
+}
+
 static void after_timer(uint64_t ms, bw_timer_cb cb, void *data)
 {
     bw_timeout(loop, ms, cb, data);
@@ -161,19 +185,6 @@ static void s02_member_intercept_error(void *arg)
     out("after");
 }
 
-static void *s03_run_d2(void *arg)
-{
-    (void)arg;
-    return bw_domain_run(d2, throw_boom, NULL);
-}
-
-static void s03_first(bw_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    bw_domain_run(d3, s03_run_d2, NULL);
-}
-
 static void print_next(bw_timer *t, void *data)
 {
     (void)t;
@@ -190,29 +201,9 @@ static void s03_member_sync_throw(void *arg)
     report(d1);
     report(d3);
     bw_domain_add(d1, bw_domain_member(d2));
-    after_timer(1, s03_first, NULL);
+    static nest n = {&d3, &d2};
+    after_timer(1, nested_throw, &n);
     after_timer(5, print_next, NULL);
-}
-
-static void s04_handler(bw_domain *d, bw_error *err, void *data)
-{
-    (void)d;
-    (void)data;
-    out("d1 handler: %s", bw_error_message(err));
-    bw_throwf(-EINVAL, "from the handler");
-}
-
-static void *s04_run_d1(void *arg)
-{
-    (void)arg;
-    return bw_domain_run(d1, throw_boom, NULL);
-}
-
-static void s04_first(bw_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    bw_domain_run(d0, s04_run_d1, NULL);
 }
 
 static void s04_next(bw_timer *t, void *data)
@@ -227,9 +218,10 @@ static void s04_handler_throw_nothing_below(void *arg)
     (void)arg;
     d0 = named("d0");
     d1 = named("d1");
-    bw_domain_on_error(d1, s04_handler, NULL);
+    bw_domain_on_error(d1, print_then_throw, "from the handler");
     atexit(print_exit_event);
-    after_timer(1, s04_first, NULL);
+    static nest n = {&d0, &d1};
+    after_timer(1, nested_throw, &n);
     after_timer(5, s04_next, NULL);
 }
 
@@ -368,35 +360,15 @@ static void s11_member_throw_alone(void *arg)
     after_timer(1, s11_first, NULL);
 }
 
-static void s12_d1_handler(bw_domain *d, bw_error *err, void *data)
-{
-    (void)d;
-    (void)data;
-    out("d1 handler: %s", bw_error_message(err));
-    bw_throwf(-EINVAL, "from d1 handler");
-}
-
-static void *s12_run_d1(void *arg)
-{
-    (void)arg;
-    return bw_domain_run(d1, throw_boom, NULL);
-}
-
-static void s12_first(bw_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    bw_domain_run(d2, s12_run_d1, NULL);
-}
-
 static void s12_nested_handler_throw(void *arg)
 {
     (void)arg;
     d1 = named("d1");
     d2 = named("d2");
     report(d2);
-    bw_domain_on_error(d1, s12_d1_handler, NULL);
-    after_timer(1, s12_first, NULL);
+    bw_domain_on_error(d1, print_then_throw, "from d1 handler");
+    static nest n = {&d2, &d1};
+    after_timer(1, nested_throw, &n);
 }
 
 /* ---- main ---------------------------------------------------------------- */
