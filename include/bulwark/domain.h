@@ -11,7 +11,8 @@
  *
  * The domain stack is per thread. Routing of a thrown error or fault
  * follows the stack at the moment it happens, from the top down, to the
- * first domain with a handler; the handler runs with that domain popped
+ * first domain with a handler (a domain without one that is a member of
+ * another passes it to its owner); the handler runs with that domain popped
  * (its parent is active). With no handler anywhere, the process-level
  * uncaught handlers of guard.h run; with none of those, the process reports
  * the error and ends (a fault re-raises its signal, so the exit status and
@@ -145,7 +146,12 @@ BW_EXTERN bw_member *bw_domain_member_at(const bw_domain *d, size_t index);
 /* The domain that owns `m`, or NULL. Not a new reference. */
 BW_EXTERN bw_domain *bw_member_owner(const bw_member *m);
 
-/* A domain seen as a member of another domain. */
+/* A domain seen as a member of another domain. A member domain passes the
+ * errors it has no handler for to its owner, as Node does (thrown errors
+ * and faults whose innermost domain it is, its emitters' error events, its
+ * intercept wrappers' errors): the owner's handler gets them with
+ * domain = the owner, domain_thrown = no and bw_error_domain_member() =
+ * the member (docs/DOMAINS.md, "Domains as members"). */
 BW_EXTERN bw_member *bw_domain_member(bw_domain *d);
 
 /* ---- bind and intercept ------------------------------------------------ */
