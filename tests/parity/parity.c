@@ -78,12 +78,21 @@ static const char *emitter_of(const bw_error *err)
     return "none";
 }
 
+/* The routing fields of an error, as common.js's fields() prints them. */
+static const char *fields(const bw_error *err)
+{
+    static char buf[256];
+    snprintf(buf, sizeof buf, "domain=%s thrown=%s emitter=%s bound=%s",
+             name_of(bw_error_domain(err)), thrown_of(err), emitter_of(err),
+             bw_error_domain_bound(err) != NULL ? "yes" : "no");
+    return buf;
+}
+
 static void on_report(bw_domain *d, bw_error *err, void *data)
 {
     (void)data;
-    out("%s handler: %s; domain=%s thrown=%s emitter=%s bound=%s; active=%s depth=%zu",
-        name_of(d), bw_error_message(err), name_of(bw_error_domain(err)), thrown_of(err),
-        emitter_of(err), bw_error_domain_bound(err) != NULL ? "yes" : "no", active(), depth());
+    out("%s handler: %s; %s; active=%s depth=%zu", name_of(d), bw_error_message(err), fields(err),
+        active(), depth());
 }
 
 static void report(bw_domain *d)
@@ -102,21 +111,23 @@ static void task_throw_boom(void *arg)
     throw_boom(arg);
 }
 
-/* From a timer: outer.run(() => inner.run(() => { throw boom })). */
+/* From a timer: outer.run(() => inner.run(body)). */
 typedef struct nest {
     bw_domain **outer;
     bw_domain **inner;
+    void *(*body)(void *arg);
 } nest;
 
-static void *run_inner_throwing(void *arg)
+static void *run_inner(void *arg)
 {
-    return bw_domain_run(*((nest *)arg)->inner, throw_boom, NULL);
+    nest *n = arg;
+    return bw_domain_run(*n->inner, n->body, NULL);
 }
 
-static void nested_throw(bw_timer *t, void *data)
+static void nested_run(bw_timer *t, void *data)
 {
     (void)t;
-    bw_domain_run(*((nest *)data)->outer, run_inner_throwing, data);
+    bw_domain_run(*((nest *)data)->outer, run_inner, data);
 }
 
 /* A handler that prints what it got, then throws `data` (a message). */
@@ -138,7 +149,7 @@ static void print_exit_event(void)
 
 /* ---- The scenarios ------------------------------------------------------- */
 
-static bw_domain *d0, *d1, *d2, *d3;
+static bw_domain *d0, *d1, *d2, *d3, *d4, *d5, *d6;
 
 static void *s01_emit(void *arg)
 {
@@ -201,8 +212,8 @@ static void s03_member_sync_throw(void *arg)
     report(d1);
     report(d3);
     bw_domain_add(d1, bw_domain_member(d2));
-    static nest n = {&d3, &d2};
-    after_timer(1, nested_throw, &n);
+    static nest n = {&d3, &d2, throw_boom};
+    after_timer(1, nested_run, &n);
     after_timer(5, print_next, NULL);
 }
 
@@ -220,8 +231,8 @@ static void s04_handler_throw_nothing_below(void *arg)
     d1 = named("d1");
     bw_domain_on_error(d1, print_then_throw, "from the handler");
     atexit(print_exit_event);
-    static nest n = {&d0, &d1};
-    after_timer(1, nested_throw, &n);
+    static nest n = {&d0, &d1, throw_boom};
+    after_timer(1, nested_run, &n);
     after_timer(5, s04_next, NULL);
 }
 
@@ -244,6 +255,12 @@ static void s06_uncaught(bw_error *err, void *data)
 {
     (void)data;
     out("uncaught: %s; active=%s", bw_error_message(err), active());
+}
+
+static void s06_uncaught_plain(bw_error *err, void *data)
+{
+    (void)data;
+    out("uncaught: %s", bw_error_message(err));
 }
 
 static void s06_callback(bw_timer *t, void *data)
@@ -367,8 +384,145 @@ static void s12_nested_handler_throw(void *arg)
     d2 = named("d2");
     report(d2);
     bw_domain_on_error(d1, print_then_throw, "from d1 handler");
-    static nest n = {&d2, &d1};
-    after_timer(1, nested_throw, &n);
+    static nest n = {&d2, &d1, throw_boom};
+    after_timer(1, nested_run, &n);
+}
+
+static void on_report_stack(bw_domain *d, bw_error *err, void *data)
+{
+    (void)err;
+    (void)data;
+    out("%s handler: active=%s depth=%zu", name_of(d), active(), depth());
+}
+
+/* domains[0].run(() => domains[1].run(... emit an error ...)) */
+typedef struct emit_in {
+    bw_domain **domains;
+    size_t n;
+} emit_in;
+
+static void *s13_emit_in(void *arg)
+{
+    emit_in *c = arg;
+    if (c->n > 1) {
+        emit_in rest = {c->domains + 1, c->n - 1};
+        return bw_domain_run(rest.domains[0], s13_emit_in, &rest);
+    }
+    bw_emitter *e = bw_emitter_new();
+    bw_emitter_emit_error(e, bw_error_new(-EIO, "boom"));
+    out("after emit: active=%s depth=%zu", active(), depth());
+    bw_emitter_free(e);
+    return NULL;
+}
+
+static void s13_emit_handler_stack(void *arg)
+{
+    (void)arg;
+    d1 = named("d1");
+    d2 = named("d2");
+    d3 = named("d3");
+    bw_domain *all[3] = {d1, d2, d3};
+    for (int i = 0; i < 3; i++)
+        bw_domain_on_error(all[i], on_report_stack, NULL);
+    bw_domain *rows[5][4] = {{d1}, {d1, d1}, {d1, d2}, {d1, d2, d2}, {d3, d1, d3, d3}};
+    size_t lens[5] = {1, 2, 2, 3, 4};
+    for (int i = 0; i < 5; i++) {
+        emit_in c = {rows[i], lens[i]};
+        bw_domain_run(rows[i][0], s13_emit_in, &c);
+    }
+}
+
+static void *s14_throw_sync(void *arg)
+{
+    (void)arg;
+    bw_throwf(-EINVAL, "sync");
+}
+
+static void s14_throw_async(bw_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    bw_throwf(-EINVAL, "async");
+}
+
+static void *s14_schedule(void *arg)
+{
+    (void)arg;
+    bw_timeout(loop, 1, s14_throw_async, NULL);
+    return NULL;
+}
+
+static void s14_outer_catches_only_on_the_stack(void *arg)
+{
+    (void)arg;
+    d3 = named("d3");
+    d4 = named("d4");
+    d5 = named("d5");
+    d6 = named("d6");
+    report(d3);
+    report(d5);
+    bw_on_uncaught(s06_uncaught_plain, NULL);
+    static nest sync = {&d3, &d4, s14_throw_sync};
+    static nest async = {&d5, &d6, s14_schedule};
+    after_timer(1, nested_run, &sync);
+    after_timer(5, nested_run, &async);
+}
+
+static void s15_d2_handler(bw_domain *d, bw_error *err, void *data)
+{
+    (void)d;
+    (void)data;
+    out("d2 handler: %s; %s", bw_error_message(err), fields(err));
+    bw_throwf(-EINVAL, "from d2 handler");
+}
+
+static void *s15_emit(void *arg)
+{
+    (void)arg;
+    bw_emitter *e = bw_emitter_new();
+    bw_emitter_set_data(e, "e");
+    bw_emitter_emit_error(e, bw_error_new(-EIO, "boom"));
+    out("not reached");
+    return NULL;
+}
+
+static void s15_emit_handler_throws(void *arg)
+{
+    (void)arg;
+    d1 = named("d1");
+    d2 = named("d2");
+    report(d1);
+    bw_domain_on_error(d2, s15_d2_handler, NULL);
+    static nest n = {&d1, &d2, s15_emit};
+    after_timer(1, nested_run, &n);
+}
+
+static void s16_fn(void *ctx, void *result)
+{
+    (void)ctx;
+    out("fn: %s; active=%s", (const char *)result, active());
+}
+
+static void *s16_body(void *arg)
+{
+    bw_bound *w = arg;
+    bw_bound_callback(NULL, "data", w);
+    out("after: active=%s", active());
+    bw_error *err = bw_error_new(-EIO, "boom");
+    bw_bound_callback(err, NULL, w);
+    bw_error_release(err);
+    out("after error: active=%s", active());
+    return NULL;
+}
+
+static void s16_intercept(void *arg)
+{
+    (void)arg;
+    bw_domain *a = named("a");
+    bw_domain *d = named("d");
+    report(d);
+    bw_bound *w = bw_domain_intercept(d, s16_fn, NULL);
+    bw_domain_run(a, s16_body, w);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -392,6 +546,10 @@ static const scenario scenarios[] = {
     {"10_try_restores_stack", s10_try_restores_stack, false},
     {"11_member_throw_alone", s11_member_throw_alone, false},
     {"12_nested_handler_throw", s12_nested_handler_throw, false},
+    {"13_emit_handler_stack", s13_emit_handler_stack, false},
+    {"14_outer_catches_only_on_the_stack", s14_outer_catches_only_on_the_stack, false},
+    {"15_emit_handler_throws", s15_emit_handler_throws, false},
+    {"16_intercept", s16_intercept, false},
 };
 
 int main(int argc, char **argv)
