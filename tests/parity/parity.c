@@ -525,6 +525,24 @@ static void s16_intercept(void *arg)
     bw_domain_run(a, s16_body, w);
 }
 
+static void *s17_body(void *arg)
+{
+    bw_domain *d = arg;
+    bw_timer *t = bw_timeout(loop, 1, s06_callback, NULL);
+    bw_domain_remove(d, bw_timer_member(t));
+    return NULL;
+}
+
+static void s17_remove_timer(void *arg)
+{
+    (void)arg;
+    bw_domain *d = named("d");
+    report(d);
+    bw_on_uncaught(s06_uncaught, NULL);
+    bw_domain_run(d, s17_body, d);
+    out("members=%zu", bw_domain_member_count(d));
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 typedef struct scenario {
@@ -550,6 +568,7 @@ static const scenario scenarios[] = {
     {"14_outer_catches_only_on_the_stack", s14_outer_catches_only_on_the_stack, false},
     {"15_emit_handler_throws", s15_emit_handler_throws, false},
     {"16_intercept", s16_intercept, false},
+    {"17_remove_timer", s17_remove_timer, false},
 };
 
 int main(int argc, char **argv)
