@@ -328,6 +328,37 @@ BW_TEST(X_26, cleanup_that_throws_during_dispose_by_a_handler)
     finish();
 }
 
+/* ---- The callback limit ------------------------------------------------------
+ *
+ * A cleanup that keeps its thread busy is interrupted past the callback
+ * limit (guard.h) like any other guarded callback, even when the dispose
+ * runs outside every guard: its own guard is the outermost. */
+static volatile unsigned long spins;
+
+void cleanup_spins(void *arg)
+{
+    note((int)(intptr_t)arg);
+    for (;;)
+        spins++;
+}
+
+BW_TEST(X_29, cleanup_past_the_callback_limit_is_interrupted_and_contained)
+{
+    bw_count_install();
+    start();
+    bw_loop *loop = bw_test_loop();
+    bw_guard_set_callback_limit(100);
+    bw_resource *rs[2];
+    bw_domain *d = doomed(cleanup_spins, NULL, rs);
+    dispose_and_check(d, rs);
+    BW_CHECK_INT_EQ(s.errors_logged, 1);
+    BW_CHECK_CONTAINS(s.log, "a cleanup (bw_domain_defer) failed");
+    BW_CHECK_CONTAINS(s.log, "callback limit");
+    BW_CHECK_CONTAINS(s.log, "origin: timeout");
+    finish();
+    BW_CHECK_INT_EQ(bw_loop_close(loop), 0);
+}
+
 /* ---- Faults (plain build only) --------------------------------------------- */
 
 /* A fault in the cleanup or close function `doomed` was given: contained
