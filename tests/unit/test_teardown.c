@@ -157,6 +157,27 @@ static void dispose_and_check(bw_domain *d, bw_resource **rs)
     bw_domain_release(d);
 }
 
+/* Dispose a `doomed` domain whose cleanup `fail` or close function
+ * `bad_close` fails: everything else ran, one failure was logged, and its
+ * report contains `what`. The log stays in `s` for further checks. */
+static void check_contained(bw_task_fn fail, bw_resource_close_fn bad_close, const char *what)
+{
+    start();
+    bw_resource *rs[2];
+    bw_domain *d = doomed(fail, bad_close, rs);
+    dispose_and_check(d, rs);
+    BW_CHECK_INT_EQ(s.errors_logged, 1);
+    BW_CHECK_CONTAINS(s.log, what);
+    finish();
+}
+
+static void check_fault_contained(bw_task_fn fail, bw_resource_close_fn bad_close, const char *what)
+{
+    check_contained(fail, bad_close, what);
+    BW_CHECK_CONTAINS(s.log, "SIGSEGV");
+    BW_CHECK_CONTAINS(s.log, "the process is in doubt");
+}
+
 BW_TEST(X_26, cleanup_that_throws_costs_only_itself)
 {
     bw_count_install();
@@ -180,13 +201,8 @@ BW_TEST(X_27, close_function_that_throws_costs_only_itself)
     bw_count_install();
     start();
     long base = bw_count_live;
-    bw_resource *rs[2];
-    bw_domain *d = doomed(NULL, close_throws, rs);
-    dispose_and_check(d, rs);
-    BW_CHECK_INT_EQ(s.errors_logged, 1);
-    BW_CHECK_CONTAINS(s.log, "a resource's close function failed");
+    check_contained(NULL, close_throws, "a resource's close function failed");
     BW_CHECK_CONTAINS(s.log, "close 10 threw");
-    finish();
     BW_CHECK_INT_EQ(bw_count_live, base);
 }
 
@@ -345,36 +361,15 @@ void cleanup_spins(void *arg)
 BW_TEST(X_29, cleanup_past_the_callback_limit_is_interrupted_and_contained)
 {
     bw_count_install();
-    start();
     bw_loop *loop = bw_test_loop();
     bw_guard_set_callback_limit(100);
-    bw_resource *rs[2];
-    bw_domain *d = doomed(cleanup_spins, NULL, rs);
-    dispose_and_check(d, rs);
-    BW_CHECK_INT_EQ(s.errors_logged, 1);
-    BW_CHECK_CONTAINS(s.log, "a cleanup (bw_domain_defer) failed");
+    check_contained(cleanup_spins, NULL, "a cleanup (bw_domain_defer) failed");
     BW_CHECK_CONTAINS(s.log, "callback limit");
     BW_CHECK_CONTAINS(s.log, "origin: timeout");
-    finish();
     BW_CHECK_INT_EQ(bw_loop_close(loop), 0);
 }
 
 /* ---- Faults (plain build only) --------------------------------------------- */
-
-/* A fault in the cleanup or close function `doomed` was given: contained
- * and logged with its signal. */
-static void check_fault_contained(bw_task_fn fail, bw_resource_close_fn bad_close, const char *what)
-{
-    start();
-    bw_resource *rs[2];
-    bw_domain *d = doomed(fail, bad_close, rs);
-    dispose_and_check(d, rs);
-    BW_CHECK_INT_EQ(s.errors_logged, 1);
-    BW_CHECK_CONTAINS(s.log, what);
-    BW_CHECK_CONTAINS(s.log, "SIGSEGV");
-    BW_CHECK_CONTAINS(s.log, "the process is in doubt");
-    finish();
-}
 
 BW_FAULT_TEST(F_17, cleanup_that_faults_costs_only_itself)
 {
