@@ -155,12 +155,18 @@ void bw_bound_callback(bw_error *err, void *result, void *bound)
         bw_throw(err);
     }
     /* Intercept: the error goes to the domain's handler, decorated as bound
-     * (D-39, D-70); with no handler it is thrown (Node's domain.emit('error')
-     * with no listener throws). */
+     * (D-39, D-70); with no handler, to d's owner if d is a member of another
+     * domain, else it is thrown (Node's domain.emit('error') with no
+     * listener throws). */
     bw__error_default_origin(err, BW_ORIGIN_CALLBACK);
     bw__error_decorate_bound(err, d, (bw_fnptr)b->ifn);
-    if (d->nhandlers == 0)
-        bw_throw(err);
+    if (d->nhandlers == 0) {
+        /* Node: d.emit('error'), which passes it to d's owner, if any, and
+         * throws it from here otherwise. */
+        bw__domain_emit_error(t, d, err, false);
+        call_finish(t, b, unwind);
+        return;
+    }
     /* The error is released by an unwind record if a handler throws. */
     bool err_unwind = bw__unwind_push(t, release_error, err, NULL);
     bw__domain_call_handlers(d, err);

@@ -10,7 +10,7 @@
 
 static void domain_member_dispose(bw_member *m);
 
-static const bw__member_ops domain_member_ops = {"domain", domain_member_dispose};
+static const bw__member_ops domain_member_ops = {"domain", domain_member_dispose, false};
 
 /* ---- Life cycle -------------------------------------------------------- */
 
@@ -46,33 +46,135 @@ bw_domain *bw_domain_hold(bw_domain *d)
     return d;
 }
 
-/* Cleanups run outside any domain (domain.h): what they create must not be
+/* ---- User code that dispose and the last release call ------------------
+ *
+ * The close functions of members and the cleanups are user code, and a
+ * dispose often runs from library teardown (the end of a response, a libuv
+ * close callback) with no guard around it. Each one runs under its own
+ * guard (bw_try), so a failing one costs only itself: the others still
+ * run, the arena is still freed, and the process carries on.
+ *
+ * They run outside any domain (domain.h): what they create must not be
  * bound to whichever domain happens to be active at the dispose or the last
- * release. The stack is set aside while they run, then put back. */
-static void run_cleanups(bw_domain *d)
+ * release. The stack is set aside before the first of them runs, emptied
+ * again after each (an enter a callback leaked does not outlive it), and
+ * put back at the end.
+ *
+ * Where a failure goes (docs/DOMAINS.md, "When a cleanup fails"): to the
+ * first domain up the owner chain the disposed domain had (its owner, its
+ * owner's owner...) that has a handler and is not disposed, decorated as a
+ * throw that reached that owner; with none, it is logged through bw_log.
+ * Never back into the disposed domain's own handlers (it has none left),
+ * never to the process level (by default that would end the process, which
+ * is what this containment is for).
+ */
+typedef struct teardown {
+    bw_domain *owner; /* held: the owner the domain had, for failures */
+    bw__stack_snapshot saved;
+    bool aside;
+} teardown;
+
+static void teardown_begin(teardown *td, bw_domain *d)
 {
-    if (d->cleanups == NULL)
+    bw_domain *owner = d->as_member.owner;
+    td->owner = owner != NULL ? bw_domain_hold(owner) : NULL;
+    td->saved = (bw__stack_snapshot){NULL, 0};
+    td->aside = false;
+}
+
+typedef struct handler_call {
+    bw_domain *d;
+    bw_error *err;
+} handler_call;
+
+static void call_handlers_task(void *arg)
+{
+    handler_call *c = arg;
+    bw__domain_call_handlers(c->d, c->err);
+}
+
+static void log_failure(const bw_error *err, const char *what, const char *how)
+{
+    char report[4096];
+    bw_error_format(err, report, sizeof report);
+    bw_log(BW_LOG_ERROR, "%s failed during a domain's teardown (%s)%s: %s", what, how,
+           err->origin == BW_ORIGIN_FAULT ? "; after a fault the process is in doubt" : "", report);
+}
+
+/* A close function or cleanup threw or faulted: route `err` (consumed). */
+static void teardown_failed(teardown *td, bw_error *err, const char *what)
+{
+    bw_domain *p = td->owner;
+    while (p != NULL && (p->disposed || p->nhandlers == 0))
+        p = p->as_member.owner;
+    if (p == NULL) {
+        log_failure(err, what, "no owner with a handler took it");
+        bw_error_release(err);
         return;
-    bw__thread *t = bw__tls;
-    bw__stack_snapshot saved = {NULL, 0};
-    bool aside = t != NULL && t->depth > 0 && bw__stack_save(t, &saved) == 0;
-    if (aside)
-        bw__stack_truncate(t, 0);
-    while (d->cleanups != NULL) {
-        bw__cleanup *c = d->cleanups;
-        d->cleanups = c->next;
-        c->fn(c->arg);
     }
-    if (aside)
-        bw__stack_restore(t, &saved);
+    if (!err->is_value) {
+        bw__error_set_domain(err, p);
+        err->thrown = BW_YES;
+    }
+    handler_call c = {p, err};
+    bw_error *err2 = bw_try(call_handlers_task, &c);
+    if (err2 != NULL) {
+        log_failure(err2, "the owner's error handler", "it threw while handling a failed cleanup");
+        bw_error_release(err2);
+    }
+    bw_error_release(err);
+}
+
+/* Call fn(arg), user code, under its own guard and outside any domain. */
+static void teardown_call(teardown *td, bw_task_fn fn, void *arg, const char *what)
+{
+    bw__thread *t = bw__thread_get();
+    if (!td->aside && t->depth > 0 && bw__stack_save(t, &td->saved) == 0) {
+        td->aside = true;
+        bw__stack_truncate(t, 0);
+    }
+    size_t base = t->depth;
+    bw_error *err = bw_try(fn, arg);
+    bw__stack_truncate(t, base);
+    if (err != NULL) {
+        teardown_failed(td, err, what);
+        bw__stack_truncate(t, base);
+    }
+}
+
+static void teardown_end(teardown *td)
+{
+    if (td->aside) {
+        bw__stack_restore(bw__tls, &td->saved);
+        td->aside = false;
+    }
+    if (td->owner != NULL)
+        bw_domain_release(td->owner);
+}
+
+/* Run the cleanups, last registered first, each under its own guard. The
+ * list is taken off the domain first: a cleanup that disposes or releases
+ * it finds nothing left to run. */
+static void run_cleanups(teardown *td, bw_domain *d)
+{
+    bw__cleanup *c = d->cleanups;
+    d->cleanups = NULL;
+    while (c != NULL) {
+        bw__cleanup *next = c->next; /* in the arena: freed only after all ran */
+        teardown_call(td, c->fn, c->arg, "a cleanup (bw_domain_defer)");
+        c = next;
+    }
 }
 
 static void domain_free(bw_domain *d)
 {
+    teardown td;
+    teardown_begin(&td, d);
     /* A member's link to its owner is weak: a domain that goes while it is
      * a member of another must leave its owner's list (found by fuzzing). */
     bw__member_unbind(&d->as_member);
-    run_cleanups(d);
+    run_cleanups(&td, d);
+    teardown_end(&td);
     bw__arena_free_all(&d->arena);
     if (d->handlers != d->inline_handlers)
         bw_free(d->handlers);
@@ -131,28 +233,47 @@ static void stack_remove_all(bw__thread *t, bw_domain *d)
         bw_domain_release(d);
 }
 
+static void member_dispose_task(void *m)
+{
+    bw_member *member = m;
+    member->ops->dispose(member);
+}
+
+/*
+ * Two phases. First, with no user code running, the domain is marked
+ * disposed (nothing can enter it, be added to it or reach its handlers any
+ * more), taken off the stack and detached from its owner. Then what it
+ * holds is closed: each member is unlinked and closed, a user's close
+ * function under its own guard; each cleanup runs under its own guard; the
+ * arena is freed. A failing close function or cleanup costs only itself.
+ */
 int bw_domain_dispose(bw_domain *d)
 {
-    if (d->disposed || d->disposing)
+    if (d->disposed)
         return BW_EDISPOSED;
-    d->disposing = true;
     bw_domain_hold(d); /* members and the stack may hold the last references */
-    bw__thread *t = bw__thread_get();
-    stack_remove_all(t, d);
+    d->disposed = true;
+    d->nhandlers = 0;
+    teardown td;
+    teardown_begin(&td, d);
+    stack_remove_all(bw__thread_get(), d);
     bw__member_unbind(&d->as_member);
-    /* Close the members. Each is unlinked before its dispose runs, and a
-     * member's dispose may free other members, so always take the first. */
+    /* Members stay linked until their turn, so that one whose close frees
+     * another member (which then unlinks itself) leaves a consistent list:
+     * always take the first. Nothing new can join a disposed domain. */
     while (d->first != NULL) {
         bw_member *m = d->first;
         const bw__member_ops *ops = m->ops;
         bw__member_unbind(m);
-        if (ops->dispose != NULL)
+        if (ops->dispose == NULL)
+            continue;
+        if (ops->user_code)
+            teardown_call(&td, member_dispose_task, m, "a resource's close function");
+        else
             ops->dispose(m);
     }
-    d->disposed = true;
-    d->disposing = false;
-    d->nhandlers = 0;
-    run_cleanups(d);
+    run_cleanups(&td, d);
+    teardown_end(&td);
     bw__arena_free_all(&d->arena);
     bw_domain_release(d);
     return 0;
@@ -286,7 +407,27 @@ void bw__domain_call_handlers(bw_domain *d, bw_error *err)
     handler_call_end(d, copy);
 }
 
+bw_domain *bw__domain_pass_up(bw__thread *t, bw_domain *d, bw_error *err)
+{
+    while (d->nhandlers == 0) {
+        bw_domain *owner = d->as_member.owner;
+        if (owner == NULL || owner->disposed)
+            break;
+        bw__error_decorate_passed(err, owner, d);
+        bw__stack_pop_active(t);
+        d = owner;
+    }
+    return d;
+}
+
 /* ---- The stack --------------------------------------------------------- */
+
+void bw__stack_pop_active(bw__thread *t)
+{
+    bw_domain *active = t->depth > 0 ? t->stack[t->depth - 1] : NULL;
+    while (t->depth > 0 && t->stack[t->depth - 1] == active)
+        bw__stack_truncate(t, t->depth - 1);
+}
 
 int bw_domain_enter(bw_domain *d)
 {

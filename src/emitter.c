@@ -36,7 +36,7 @@ struct bw_emitter {
 };
 
 static void emitter_member_dispose(bw_member *m);
-static const bw__member_ops emitter_member_ops = {"emitter", emitter_member_dispose};
+static const bw__member_ops emitter_member_ops = {"emitter", emitter_member_dispose, false};
 
 bw_emitter *bw_emitter_new(void)
 {
@@ -274,6 +274,11 @@ bool bw_emitter_emit_error(bw_emitter *e, bw_error *err)
     /* 2. The domain's handler, with the adjacent copies of the active domain
      * popped while it runs (D-48), then the stack restored. */
     bw__error_decorate_emitted(err, d, e);
+    return bw__domain_emit_error(t, d, err, true);
+}
+
+bool bw__domain_emit_error(bw__thread *t, bw_domain *d, bw_error *err, bool pop_active)
+{
     size_t depth = t->depth;
     uintptr_t *saved = NULL;
     if (depth > 0) {
@@ -286,9 +291,11 @@ bool bw_emitter_emit_error(bw_emitter *e, bw_error *err)
         for (size_t i = 0; i < depth; i++)
             saved[i + 1] = (uintptr_t)bw_domain_hold(t->stack[i]);
     }
-    bw_domain *active = depth > 0 ? t->stack[depth - 1] : NULL;
-    while (t->depth > 0 && t->stack[t->depth - 1] == active)
-        bw__stack_truncate(t, t->depth - 1);
+    if (pop_active)
+        bw__stack_pop_active(t);
+    /* A member domain with no handler passes it to its owner (Node: the
+     * domain is an emitter whose own domain is its owner). */
+    d = bw__domain_pass_up(t, d, err);
     if (d->nhandlers == 0) {
         /* Node: domain.emit('error') with no listener throws, from here,
          * with the stack as it now is. */

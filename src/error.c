@@ -157,10 +157,15 @@ void bw_error_release(bw_error *err)
         err->thrown = BW_UNSET;
         err->emitter = NULL;
         err->bound = NULL;
+        if (err->member != NULL)
+            bw_domain_release(err->member);
+        err->member = NULL;
         return;
     }
     if (err->domain != NULL)
         bw_domain_release(err->domain);
+    if (err->member != NULL)
+        bw_domain_release(err->member);
     bw_free(err->path);
     bw_free(err->syscall);
     bw_free(err);
@@ -269,6 +274,11 @@ bw_fnptr bw_error_domain_bound(const bw_error *err)
     return err->bound;
 }
 
+bw_domain *bw_error_domain_member(const bw_error *err)
+{
+    return err->member;
+}
+
 bool bw_error_is_value(const bw_error *err)
 {
     return err->is_value;
@@ -307,6 +317,20 @@ void bw__error_decorate_bound(bw_error *err, bw_domain *d, bw_fnptr fn)
         return;
     bw__error_set_domain(err, d);
     err->bound = fn;
+    err->thrown = BW_NO;
+}
+
+void bw__error_decorate_passed(bw_error *err, bw_domain *owner, bw_domain *member)
+{
+    if (err->is_value)
+        return;
+    bw__error_set_domain(err, owner);
+    if (err->member != member) {
+        bw_domain_hold(member);
+        if (err->member != NULL)
+            bw_domain_release(err->member);
+        err->member = member;
+    }
     err->thrown = BW_NO;
 }
 

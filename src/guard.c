@@ -324,8 +324,12 @@ void bw__route(bw__thread *t, bw_error *err, size_t base)
     if (base > t->depth)
         base = t->depth;
     bw__stack_snapshot outer = {NULL, 0};
-    if (base > 0) {
-        /* A nested boundary: keep the enclosing callback's domains. */
+    if (base > 0 && t->guard != NULL) {
+        /* A nested boundary (a guard encloses it): keep the domains of the
+         * enclosing callback, which goes on running in them. At the
+         * outermost boundary the whole stack is cleared, whatever code
+         * outside any guard had entered: "no domains should be left on the
+         * stack between ticks" (Node's lib/domain.js; D-56). */
         size_t depth = t->depth;
         t->depth = base;
         if (bw__stack_save(t, &outer) != 0)
@@ -351,12 +355,22 @@ void bw__route(bw__thread *t, bw_error *err, size_t base)
         }
         while (t->depth > 0 && t->stack[t->depth - 1] == d)
             bw__stack_truncate(t, t->depth - 1);
-        if (d->disposed || d->nhandlers == 0) {
-            bool swallowed = d->disposed;
+        if (d->disposed) {
             bw_domain_release(d);
-            if (swallowed)
-                break;
-            continue;
+            break;
+        }
+        if (d->nhandlers == 0) {
+            /* A member domain passes it to its owner, as Node's emit does
+             * (the owner's handler runs with the next domain down popped
+             * too); with no owner that has a handler, the same error goes
+             * to the next domain down (D-64, D-73). */
+            bw_domain *owner = bw_domain_hold(bw__domain_pass_up(t, d, err));
+            bw_domain_release(d);
+            d = owner;
+            if (d->nhandlers == 0) {
+                bw_domain_release(d);
+                continue;
+            }
         }
         int kind = t->depth == 0 ? BW__GUARD_FATAL : BW__GUARD_HANDLER;
         bw_error *err2 = call_handlers_guarded(t, d, err, kind);

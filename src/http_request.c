@@ -13,7 +13,7 @@
 #include "http_internal.h"
 
 static void request_member_dispose(bw_member *m);
-static const bw__member_ops request_member_ops = {"http-request", request_member_dispose};
+static const bw__member_ops request_member_ops = {"http-request", request_member_dispose, false};
 
 void bw__request_init(bw_http_request *r, bw__conn *c)
 {

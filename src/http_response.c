@@ -13,7 +13,7 @@
 #include "http_internal.h"
 
 static void response_member_dispose(bw_member *m);
-static const bw__member_ops response_member_ops = {"http-response", response_member_dispose};
+static const bw__member_ops response_member_ops = {"http-response", response_member_dispose, false};
 
 void bw__response_init(bw_http_response *res, bw_http_request *r)
 {

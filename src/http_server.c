@@ -18,7 +18,7 @@
 
 #define BW__FREE_REQUESTS_MAX 64
 
-static const bw__member_ops server_member_ops = {"http-server", NULL};
+static const bw__member_ops server_member_ops = {"http-server", NULL, false};
 
 void bw_http_options_init(bw_http_options *o)
 {

@@ -34,6 +34,9 @@ typedef struct bw__member_ops {
     /* The owner is being disposed: close what the member stands for. The
      * member has already been unlinked from the owner. May be NULL. */
     void (*dispose)(bw_member *m);
+    /* dispose calls user code (a resource's close function): the domain
+     * runs it under a guard of its own. */
+    bool user_code;
 } bw__member_ops;
 
 struct bw_member {
@@ -80,7 +83,6 @@ struct bw_domain {
     bw_member as_member; /* when this domain is a member of another */
     uint32_t holds;
     bool disposed;
-    bool disposing;
     uint32_t nhandlers;
     uint32_t caphandlers;
     bw__handler *handlers; /* points at inline_handlers until it grows */
@@ -95,10 +97,17 @@ struct bw_domain {
 };
 
 /* Whether an error that reaches `d` is handled there: it has a handler, or
- * it is disposed (errors reaching a disposed domain are swallowed, D-85). */
+ * one of its owners up the chain has (a member domain passes what it has no
+ * handler for to its owner), or it is disposed (errors reaching a disposed
+ * domain are swallowed, D-85). Plain reads: the fault handler calls it. */
 static inline bool bw__domain_catches(const bw_domain *d)
 {
-    return d->nhandlers > 0 || d->disposed;
+    if (d->disposed)
+        return true;
+    for (; d != NULL; d = d->as_member.owner)
+        if (d->nhandlers > 0)
+            return true;
+    return false;
 }
 
 /* Call d's handlers in order with `err` (once-handlers are removed first).
@@ -124,6 +133,7 @@ struct bw_error {
     bw_domain *domain; /* held */
     bw_tristate thrown;
     bw_emitter *emitter; /* weak */
+    bw_domain *member;   /* held: the member domain that passed it on */
     bw_fnptr bound;
     int nframes;
     void *frames[BW_BACKTRACE_MAX];
@@ -137,6 +147,7 @@ BW__HIDDEN void bw__error_default_origin(bw_error *err, bw_error_origin origin);
 BW__HIDDEN void bw__error_set_domain(bw_error *err, bw_domain *d);
 BW__HIDDEN void bw__error_decorate_emitted(bw_error *err, bw_domain *d, bw_emitter *e);
 BW__HIDDEN void bw__error_decorate_bound(bw_error *err, bw_domain *d, bw_fnptr fn);
+BW__HIDDEN void bw__error_decorate_passed(bw_error *err, bw_domain *owner, bw_domain *member);
 /* bw_error_newv with the backtrace starting at `caller`, a return address
  * into the code that asked for the error (__builtin_return_address(0) of
  * the public entry point). */
@@ -344,6 +355,24 @@ BW__HIDDEN void bw__unwind_run_to(bw__thread *t, size_t mark);
 BW__HIDDEN void bw__boundary(bw__thread *t, bw_domain *d, bw_task_fn fn, void *arg);
 /* Drain the next-tick queue if no guard is armed (outermost boundary). */
 BW__HIDDEN void bw__drain_ticks(bw__thread *t);
+
+/* `d` has no handler: pass `err` up its owner chain as Node's emit does for
+ * a domain that is a member of another (Domain is an EventEmitter), one
+ * level at a time: decorate it for the owner (domain = owner, member = the
+ * domain passing it on, thrown = false), and pop the adjacent copies of the
+ * active domain, so that the owner's handler does not run inside it (D-48).
+ * Stops at the first domain with a handler, or where the chain ends.
+ * Returns that domain (`d` itself when it has no owner). */
+BW__HIDDEN bw_domain *bw__domain_pass_up(bw__thread *t, bw_domain *d, bw_error *err);
+/* Node's `d.emit('error', err)` for a domain: its handlers get `err`
+ * (consumed, already decorated) with the stack changed as D-48 says (the
+ * active domain popped first if `pop_active`, then once per owner passed
+ * up to), and the stack is restored when they return; with no handler up
+ * the owner chain, `err` is thrown from here with the stack as it then is
+ * (D-47, D-62). Returns false (Node's emit result). */
+BW__HIDDEN bool bw__domain_emit_error(bw__thread *t, bw_domain *d, bw_error *err, bool pop_active);
+/* Pop the active domain and its adjacent copies from the top of the stack. */
+BW__HIDDEN void bw__stack_pop_active(bw__thread *t);
 
 /* Route an error that landed at a boundary whose stack base is `base`. */
 BW__HIDDEN void bw__route(bw__thread *t, bw_error *err, size_t base);

@@ -11,7 +11,7 @@ struct bw_resource {
 };
 
 static void resource_member_dispose(bw_member *m);
-static const bw__member_ops resource_member_ops = {"resource", resource_member_dispose};
+static const bw__member_ops resource_member_ops = {"resource", resource_member_dispose, true};
 
 bw_resource *bw_resource_new(void *ptr, bw_resource_close_fn close)
 {

@@ -19,7 +19,7 @@ struct bw_timer {
 };
 
 static void timer_member_dispose(bw_member *m);
-static const bw__member_ops timer_member_ops = {"timer", timer_member_dispose};
+static const bw__member_ops timer_member_ops = {"timer", timer_member_dispose, false};
 
 static void timer_release_one(bw_timer *t)
 {

@@ -11,7 +11,8 @@
  *
  * The domain stack is per thread. Routing of a thrown error or fault
  * follows the stack at the moment it happens, from the top down, to the
- * first domain with a handler; the handler runs with that domain popped
+ * first domain with a handler (a domain without one that is a member of
+ * another passes it to its owner); the handler runs with that domain popped
  * (its parent is active). With no handler anywhere, the process-level
  * uncaught handlers of guard.h run; with none of those, the process reports
  * the error and ends (a fault re-raises its signal, so the exit status and
@@ -50,18 +51,27 @@ typedef void (*bw_domain_error_cb)(bw_domain *d, bw_error *err, void *data);
 BW_EXTERN bw_domain *bw_domain_create(void);
 
 /* Reference counting. bw_domain_hold returns its argument. The last release
- * of a domain that was never disposed disposes it first. */
+ * of a domain that was never disposed runs its cleanups (each guarded, as in
+ * bw_domain_dispose) and frees its arena. */
 BW_EXTERN bw_domain *bw_domain_hold(bw_domain *d);
 BW_EXTERN void bw_domain_release(bw_domain *d);
 
 /*
- * Dispose: exit `d` if it is on the stack, detach it from its owner, close
+ * Dispose: in a first phase, with no user code running, mark the domain
+ * disposed, take it off the stack and detach it from its owner; then close
  * every member (timers are cleared, emitters lose their listeners and
  * swallow later errors, resources get their close function, member domains
- * are disposed), run the cleanups (last registered first), free the arena,
- * and mark the domain disposed. Afterwards enter/exit/add do nothing, run
- * and bound wrappers do not call their function, pending callbacks bound to
- * it never run, and errors reaching it are swallowed (D-83..D-87).
+ * are disposed), run the cleanups (last registered first) and free the
+ * arena. Afterwards enter/exit/add do nothing, run and bound wrappers do
+ * not call their function, pending callbacks bound to it never run, and
+ * errors reaching it are swallowed (D-83..D-87).
+ *
+ * Each close function and cleanup runs under a guard of its own, outside
+ * any domain: one that throws or faults costs only itself (the others
+ * still run, the arena is still freed). Its error goes to the first domain
+ * up the owner chain `d` had that has a handler (decorated as a throw that
+ * reached that domain), else it is logged (bw_log, BW_LOG_ERROR); never to
+ * `d`'s own handlers. dispose may be called from anywhere, guarded or not.
  * Returns 0, or BW_EDISPOSED if it was already disposed (and does nothing).
  */
 BW_EXTERN int bw_domain_dispose(bw_domain *d);
@@ -136,7 +146,12 @@ BW_EXTERN bw_member *bw_domain_member_at(const bw_domain *d, size_t index);
 /* The domain that owns `m`, or NULL. Not a new reference. */
 BW_EXTERN bw_domain *bw_member_owner(const bw_member *m);
 
-/* A domain seen as a member of another domain. */
+/* A domain seen as a member of another domain. A member domain passes the
+ * errors it has no handler for to its owner, as Node does (thrown errors
+ * and faults whose innermost domain it is, its emitters' error events, its
+ * intercept wrappers' errors): the owner's handler gets them with
+ * domain = the owner, domain_thrown = no and bw_error_domain_member() =
+ * the member (docs/DOMAINS.md, "Domains as members"). */
 BW_EXTERN bw_member *bw_domain_member(bw_domain *d);
 
 /* ---- bind and intercept ------------------------------------------------ */
@@ -201,9 +216,10 @@ BW_EXTERN size_t bw_domain_arena_size(const bw_domain *d);
 
 /*
  * Register fn(arg) to run when the domain is disposed or freed; cleanups
- * run last registered first, outside any domain. 0, -ENOMEM, or
- * BW_EDISPOSED (fn is then NOT called: the caller still owns what arg
- * points to).
+ * run last registered first, outside any domain, each under its own guard
+ * (a throw or a fault in one is contained: see bw_domain_dispose).
+ * 0, -ENOMEM, or BW_EDISPOSED (fn is then NOT called: the caller still
+ * owns what arg points to).
  */
 BW_EXTERN int bw_domain_defer(bw_domain *d, bw_task_fn fn, void *arg);
 

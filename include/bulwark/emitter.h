@@ -9,7 +9,8 @@
  *   1. if the emitter has `error` listeners, they get the error, untouched;
  *   2. else, if it has a domain, the domain's handler gets it, decorated
  *      (domain, domain_emitter = the emitter, domain_thrown = no), and the
- *      emit reports "not handled by a listener";
+ *      emit reports "not handled by a listener"; a domain with no handler
+ *      that is a member of another passes it to its owner (domain.h);
  *   3. else the error is thrown.
  */
 #ifndef BULWARK_EMITTER_H

@@ -101,6 +101,14 @@ BW_EXTERN bw_domain *bw_error_domain(const bw_error *err);
 BW_EXTERN bw_tristate bw_error_domain_thrown(const bw_error *err);
 BW_EXTERN bw_emitter *bw_error_domain_emitter(const bw_error *err);
 BW_EXTERN bw_fnptr bw_error_domain_bound(const bw_error *err);
+/*
+ * The member domain that passed the error on to its owner because it had
+ * no handler (after bw_domain_add(d1, bw_domain_member(d2)), an unhandled
+ * error of d2's reaches d1 with this set to d2), or NULL. Node puts that
+ * domain in err.domainEmitter; in C a domain is not a bw_emitter, so the
+ * emitter field keeps the emitter the error came from. Held by the error.
+ */
+BW_EXTERN bw_domain *bw_error_domain_member(const bw_error *err);
 
 /*
  * Thrown values that are not errors (Node lets you `throw 42`). bw_throw_value

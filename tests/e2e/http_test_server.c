@@ -171,6 +171,31 @@ static void manual_hold(bw_http_request *req, bw_http_response *res)
     /* ...and, like /hold, never answers. */
 }
 
+/* Cleanups of the request's domain that fail once the response went out
+ * (issue 12, item 7: they run under guards of their own). */
+static void cleanup_throws(void *arg)
+{
+    (void)arg;
+    bw_throwf(-5, "thrown by a cleanup after the response");
+}
+
+static void cleanup_faults(void *arg)
+{
+    (void)arg;
+    *nowhere = 3; /* SIGSEGV in a cleanup, outside every callback's guard */
+}
+
+static void answer_then_fail_in_cleanup(bw_http_request *req, bw_http_response *res,
+                                        bw_task_fn cleanup)
+{
+    bw_domain *d = bw_http_request_domain(req);
+    if (d == NULL || bw_domain_defer(d, cleanup, NULL) != 0) {
+        bw_http_response_send(res, 503, "text/plain", "no domain\n", 10);
+        return;
+    }
+    bw_http_response_end(res, "ok", 2);
+}
+
 static void handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     (void)data;
@@ -186,6 +211,10 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
         bw_throwf(-22, "thrown by the handler");
     } else if (strcmp(path, "/segv") == 0) {
         *nowhere = 1;
+    } else if (strcmp(path, "/cleanup-throw") == 0) {
+        answer_then_fail_in_cleanup(req, res, cleanup_throws);
+    } else if (strcmp(path, "/cleanup-segv") == 0) {
+        answer_then_fail_in_cleanup(req, res, cleanup_faults);
     } else if (strcmp(path, "/headers-then-fault") == 0) {
         bw_http_response_set_header(res, "Content-Length", "100");
         bw_http_response_write(res, "partial", 7);

@@ -569,3 +569,35 @@ BW_FAULT_TEST(F_16, fault_in_handlerless_domain_reaches_outer_handler)
     bw_domain_release(s.outer);
     bw_domain_release(s.inner);
 }
+
+/* A fault in a handler-less member domain reaches its owner's handler: the
+ * fault handler counts the owner chain when it decides the fault is
+ * routable (D-33; issue 12, item 10). */
+static void *member_fault_body(void *arg)
+{
+    (void)arg;
+    fault_null_deref();
+    return NULL;
+}
+
+static void member_fault_main(void *arg)
+{
+    bw_domain_run(arg, member_fault_body, NULL);
+}
+
+BW_FAULT_TEST(F_19, fault_in_handlerless_member_domain_reaches_its_owner)
+{
+    bw_rec r = {0};
+    bw_domain *owner = bw_rec_domain(&r);
+    bw_domain *member = bw_domain_create();
+    bw_domain_add(owner, bw_domain_member(member));
+    bw_test_main(member_fault_main, member);
+    BW_CHECK_INT_EQ(r.calls, 1);
+    BW_CHECK_INT_EQ(bw_error_signal(r.err[0]), SIGSEGV);
+    BW_CHECK_PTR_EQ(bw_error_domain(r.err[0]), owner);
+    BW_CHECK_PTR_EQ(bw_error_domain_member(r.err[0]), member);
+    bw_rec_clear(&r);
+    bw_domain_remove(owner, bw_domain_member(member));
+    bw_domain_release(member);
+    bw_domain_release(owner);
+}

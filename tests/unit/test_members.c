@@ -426,3 +426,175 @@ BW_TEST(D_35, timers_can_be_added_explicitly)
     bw_rec_clear(&r);
     bw_domain_release(d);
 }
+
+/* ---- D-33: a member domain passes what it has no handler for to its owner --
+ *
+ * Node: a Domain is an EventEmitter, so after add(d1, d2) an error that d2
+ * has no handler for is emitted on d2, whose own domain is d1: d1's handler
+ * gets it with domain = d1, domainEmitter = d2 (here
+ * bw_error_domain_member), domainThrown = false, and with the active domain
+ * popped once more (tests/parity/01..03 check the same against Node 20).
+ */
+typedef struct pass {
+    bw_domain *d1;
+    bw_domain *d2;
+    bw_domain *d3;
+    bw_emitter *e;
+    bw_bound *icpt;
+    bw_rec r1;
+    bw_rec r3;
+    bool emit_result;
+    int fn_calls;
+    int after;
+} pass;
+
+static void pass_setup(pass *s)
+{
+    memset(s, 0, sizeof *s);
+    s->d1 = bw_rec_domain(&s->r1);
+    s->d2 = bw_domain_create(); /* no handler */
+    s->d3 = bw_rec_domain(&s->r3);
+    BW_CHECK_INT_EQ(bw_domain_add(s->d1, bw_domain_member(s->d2)), 0);
+}
+
+static void pass_teardown(pass *s)
+{
+    bw_rec_clear(&s->r1);
+    bw_rec_clear(&s->r3);
+    bw_domain_remove(s->d1, bw_domain_member(s->d2));
+    bw_domain_release(s->d1);
+    bw_domain_release(s->d2);
+    bw_domain_release(s->d3);
+}
+
+static void *pass_emit(void *arg)
+{
+    pass *s = arg;
+    s->emit_result = bw_emitter_emit_error(s->e, bw_error_new(-EIO, "boom"));
+    BW_CHECK_PTR_EQ(bw_domain_active(), s->d3); /* restored after the handler */
+    s->after++;
+    return NULL;
+}
+
+static void pass_emit_main(void *arg)
+{
+    pass *s = arg;
+    bw_domain_run(s->d3, pass_emit, s);
+}
+
+BW_TEST(D_33, member_domain_passes_unhandled_emitter_error_to_its_owner)
+{
+    pass s;
+    pass_setup(&s);
+    s.e = bw_emitter_new();
+    bw_domain_add(s.d2, bw_emitter_member(s.e));
+    bw_test_main(pass_emit_main, &s);
+    BW_CHECK_INT_EQ(s.after, 1); /* the process, and the emit's caller, carried on */
+    BW_CHECK(!s.emit_result);
+    BW_CHECK_INT_EQ(s.r3.calls, 0);
+    BW_CHECK_INT_EQ(s.r1.calls, 1);
+    BW_CHECK_ROUTING(s.r1.err[0], s.d1, BW_NO, s.e, NULL);
+    BW_CHECK_PTR_EQ(bw_error_domain_member(s.r1.err[0]), s.d2);
+    BW_CHECK(s.r1.active[0] == NULL); /* d3 popped, as Node does */
+    BW_CHECK_INT_EQ(s.r1.depth[0], 0);
+    bw_emitter_free(s.e);
+    pass_teardown(&s);
+}
+
+static void pass_fn(void *ctx, void *result)
+{
+    (void)result;
+    ((pass *)ctx)->fn_calls++;
+}
+
+static void pass_intercept_main(void *arg)
+{
+    pass *s = arg;
+    bw_error *err = bw_error_new(-EIO, "boom");
+    bw_bound_callback(err, NULL, s->icpt);
+    bw_error_release(err);
+    s->after++;
+}
+
+BW_TEST(D_33, member_domain_passes_unhandled_intercepted_error_to_its_owner)
+{
+    pass s;
+    pass_setup(&s);
+    s.icpt = bw_domain_intercept(s.d2, pass_fn, &s);
+    bw_test_main(pass_intercept_main, &s);
+    BW_CHECK_INT_EQ(s.after, 1);
+    BW_CHECK_INT_EQ(s.fn_calls, 0);
+    BW_CHECK_INT_EQ(s.r1.calls, 1);
+    BW_CHECK_ROUTING(s.r1.err[0], s.d1, BW_NO, NULL, pass_fn);
+    BW_CHECK_PTR_EQ(bw_error_domain_member(s.r1.err[0]), s.d2);
+    bw_bound_release(s.icpt);
+    pass_teardown(&s);
+}
+
+static void *pass_throw(void *arg)
+{
+    (void)arg;
+    bw_throwf(-EIO, "boom");
+}
+
+static void *pass_run_d2(void *arg)
+{
+    pass *s = arg;
+    return bw_domain_run(s->d2, pass_throw, s);
+}
+
+static void pass_throw_main(void *arg)
+{
+    pass *s = arg;
+    bw_domain_run(s->d3, pass_run_d2, s);
+}
+
+BW_TEST(D_33, member_domain_passes_unhandled_throw_to_its_owner_not_the_stack)
+{
+    pass s;
+    pass_setup(&s);
+    bw_test_main(pass_throw_main, &s);
+    BW_CHECK_INT_EQ(s.r3.calls, 0); /* d3, below on the stack, is not asked */
+    BW_CHECK_INT_EQ(s.r1.calls, 1);
+    BW_CHECK_ROUTING(s.r1.err[0], s.d1, BW_NO, NULL, NULL);
+    BW_CHECK_PTR_EQ(bw_error_domain_member(s.r1.err[0]), s.d2);
+    BW_CHECK(s.r1.active[0] == NULL);
+    BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
+    pass_teardown(&s);
+}
+
+/* Through a chain of handler-less owners; and alone on the stack (Node
+ * would not ask the owner there: docs/DOMAINS.md). */
+static void pass_alone_main(void *arg)
+{
+    bw_domain_run(arg, pass_throw, NULL);
+}
+
+BW_TEST(D_33, owner_chain_passes_through_domains_without_handlers)
+{
+    bw_rec r = {0}, u = {0};
+    bw_domain *top = bw_rec_domain(&r);
+    bw_domain *mid = bw_domain_create();
+    bw_domain *leaf = bw_domain_create();
+    bw_domain_add(top, bw_domain_member(mid));
+    bw_domain_add(mid, bw_domain_member(leaf));
+    bw_on_uncaught(bw_rec_uncaught, &u);
+    bw_test_main(pass_alone_main, leaf);
+    BW_CHECK_INT_EQ(u.calls, 0);
+    BW_CHECK_INT_EQ(r.calls, 1);
+    BW_CHECK_ROUTING(r.err[0], top, BW_NO, NULL, NULL);
+    BW_CHECK_PTR_EQ(bw_error_domain_member(r.err[0]), mid); /* the last to pass it on */
+    /* A member whose owners have no handler at all: uncaught, as before. */
+    bw_domain_off_error(top, bw_rec_handler, &r);
+    bw_test_main(pass_alone_main, leaf);
+    BW_CHECK_INT_EQ(u.calls, 1);
+    BW_CHECK_INT_EQ(r.calls, 1);
+    bw_off_uncaught(bw_rec_uncaught, &u);
+    bw_rec_clear(&u);
+    bw_rec_clear(&r);
+    bw_domain_remove(mid, bw_domain_member(leaf));
+    bw_domain_remove(top, bw_domain_member(mid));
+    bw_domain_release(leaf);
+    bw_domain_release(mid);
+    bw_domain_release(top);
+}

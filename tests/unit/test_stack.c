@@ -452,3 +452,59 @@ BW_TEST(D_12, domains_work_when_first_used_in_a_callback)
     BW_CHECK_PTR_EQ(s.seen, s.d);
     bw_domain_release(s.d);
 }
+
+/* ---- D-56 at the outermost boundary --------------------------------------
+ *
+ * Code outside any guard entered a domain, then called a boundary whose
+ * callback threw and was handled: once handled, the stack is empty, as in
+ * Node ("no domains should be left on the stack between ticks";
+ * tests/parity/08). A nested boundary keeps its enclosing callback's
+ * domains instead: that callback goes on running in them. */
+static void *d56_throw(void *arg)
+{
+    (void)arg;
+    bw_throwf(-EINVAL, "boom");
+}
+
+static void d56_run(void *arg)
+{
+    bw_domain_run(arg, d56_throw, NULL);
+}
+
+typedef struct d56_nested {
+    bw_domain *outer;
+    bw_domain *inner;
+    size_t depth_after;
+    bw_domain *active_after;
+} d56_nested;
+
+static void d56_outer_cb(void *arg)
+{
+    d56_nested *s = arg;
+    bw_invoke(NULL, d56_run, s->inner);
+    s->depth_after = bw_domain_stack_depth();
+    s->active_after = bw_domain_active();
+}
+
+BW_TEST(D_56, outermost_boundary_clears_what_code_outside_any_guard_entered)
+{
+    bw_rec r = {0};
+    bw_domain *top = bw_domain_create();
+    bw_domain *d = bw_rec_domain(&r);
+    BW_CHECK(!bw_in_guard());
+    bw_domain_enter(top);
+    bw_invoke(NULL, d56_run, d);
+    BW_CHECK_INT_EQ(r.calls, 1);
+    BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
+    BW_CHECK(bw_domain_active() == NULL);
+    /* Nested: the enclosing callback's domain is kept. */
+    d56_nested s = {top, d, 99, NULL};
+    bw_invoke(top, d56_outer_cb, &s);
+    BW_CHECK_INT_EQ(r.calls, 2);
+    BW_CHECK_INT_EQ(s.depth_after, 1);
+    BW_CHECK_PTR_EQ(s.active_after, top);
+    BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
+    bw_rec_clear(&r);
+    bw_domain_release(d);
+    bw_domain_release(top);
+}
