@@ -105,6 +105,12 @@ class Process:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def signal_group(self, sig):
+        """`sig` to the whole process group (the process was started in a
+        session of its own, so the group is it and its children): a
+        terminal's Ctrl-C, systemd's KillMode=control-group."""
+        os.killpg(self.proc.pid, sig)
+
     def wait(self, timeout=20.0):
         """Wait for exit; return the exit code (negative: killed by that signal)."""
         try:
@@ -359,6 +365,14 @@ def start_cluster(tmp_path, workers=2, env=None, name="bulwark-server"):
     p = Process([example_binary(name)], env=full, ready_pattern=None)
     p.port = listening_port(log, workers)
     return p, p.port, log
+
+
+def stop_cluster(p, timeout=20):
+    """SIGTERM to the primary; require exit status 0."""
+    if p.proc.poll() is None:
+        p.signal(signal.SIGTERM)
+    code = p.wait(timeout)
+    assert code == 0, f"primary exit status {code}:\n{p.output()}"
 
 
 def listening_port(log, workers):
