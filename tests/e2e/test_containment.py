@@ -72,6 +72,30 @@ def test_I_01_fresh_connections_survive_drain(cluster):
     stop_cluster(p)
 
 
+@no_asan
+def test_I_01_unused_connection_is_not_idle_in_a_drain(cluster):
+    """Issue 12 item 1, step by step: a connection accepted before a fault
+    but whose request comes 150 ms after it (past the 100 ms close grace
+    of an idle connection) is answered, while a /slow request keeps the
+    drain open. A connection that never carried a request is not idle."""
+    p, port, log = cluster(workers=1)
+    unused = connect(port)
+    # Accepted in order from one queue by the only worker: once a later
+    # connection is answered, `unused` is accepted too.
+    assert request(port).status == 200
+    slow = pipeline(port, [build("/slow?ms=800")])
+    assert request(port, "/segv").status == 500
+    time.sleep(0.15)  # the request comes after the idle grace: the scenario
+    try:
+        unused.sendall(build("/?late"))
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # read_responses says what the server did
+    responses, end = read_responses(unused)
+    assert [(r.status, r.body) for r in responses] == [(200, b"ok")], describe(responses, end)
+    responses, end = read_responses(slow)
+    assert [(r.status, r.body) for r in responses] == [(200, SLOW_OK)], describe(responses, end)
+
+
 # ---- Item 2: pipelined responses when the server starts closing ----------
 
 PIPELINE = [build("/slow?ms=300"), build("/?b"), build("/?c")]
