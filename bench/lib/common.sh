@@ -44,6 +44,7 @@ need() {
 build_tools() {
   local dir=$1
   cc -O2 -Wall -Wextra -Werror -o "$dir/chaos" "$BENCH_DIR/chaos/chaos.c" "$BENCH_DIR/chaos/common.c"
+  cc -O2 -Wall -Wextra -Werror -o "$dir/harsh" "$BENCH_DIR/chaos/harsh.c" "$BENCH_DIR/chaos/common.c"
   cc -O2 -Wall -Wextra -Werror -o "$dir/idle_conns" "$BENCH_DIR/idle/idle_conns.c"
 }
 
