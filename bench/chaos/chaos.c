@@ -44,9 +44,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,12 +131,7 @@ struct client {
 
 static void conn_close(struct client *cl, struct conn *c)
 {
-    if (c->fd >= 0) {
-        epoll_ctl(cl->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-    }
-    c->fd = -1;
-    c->events = 0;
+    sock_close(cl->epfd, &c->fd, &c->events);
     c->state = S_DOWN;
     c->reused = false;
 }
@@ -147,12 +139,7 @@ static void conn_close(struct client *cl, struct conn *c)
 /* Watch fd for `events`; a system call only when that changes. */
 static void watch(struct client *cl, struct conn *c, uint32_t events)
 {
-    if (c->events == events)
-        return;
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    int op = c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(cl->epfd, op, c->fd, &ev) == 0)
-        c->events = events;
+    sock_watch(cl->epfd, c->fd, c, &c->events, events);
 }
 
 static void record_outcome(struct client *cl, struct conn *c, bool ok, enum failure why)
@@ -232,22 +219,15 @@ static void conn_start(struct client *cl, struct conn *c)
         c->state = S_DOWN;
         return;
     }
-    int fd = socket(cl->target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        connect_failed(cl, c, errno);
+    int rc = sock_connect(&cl->target, &c->fd);
+    if (rc != 0 && rc != -EINPROGRESS) {
+        connect_failed(cl, c, -rc);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
     c->reused = false;
     c->reconnect_at_ns = 0;
-    if (connect(fd, (struct sockaddr *)&cl->target.addr, cl->target.addrlen) == 0) {
+    if (rc == 0) {
         conn_send_next(cl, c);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        connect_failed(cl, c, errno);
         return;
     }
     c->state = S_CONNECTING;
@@ -257,22 +237,16 @@ static void conn_start(struct client *cl, struct conn *c)
 
 static void conn_write(struct client *cl, struct conn *c)
 {
-    while (c->req_off < c->req_len) {
-        ssize_t n = send(c->fd, c->req + c->req_off, c->req_len - c->req_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->req_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->state = S_WRITING;
-            watch(cl, c, EPOLLOUT | EPOLLIN);
-            return;
-        }
-        /* EPIPE or ECONNRESET: the server closed the connection. */
+    switch (sock_send(c->fd, c->req, c->req_len, &c->req_off)) {
+    case SEND_AGAIN:
+        c->state = S_WRITING;
+        watch(cl, c, EPOLLOUT | EPOLLIN);
+        return;
+    case SEND_FAILED: /* EPIPE or ECONNRESET: the server closed the connection. */
         conn_fail(cl, c, F_RESET);
         return;
+    case SEND_DONE:
+        break;
     }
     c->state = S_READING;
     watch(cl, c, EPOLLIN);
@@ -328,13 +302,11 @@ static void conn_readable(struct client *cl, struct conn *c)
 {
     char buf[16384];
     for (;;) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = sock_recv(c->fd, buf, sizeof buf);
+        if (n == RECV_AGAIN)
             return;
-        if (n == 0 || n < 0) {
-            bool reset = n < 0;
+        if (n <= 0) {
+            bool reset = n == RECV_RESET;
             if (c->state == S_PARKED) {
                 conn_close(cl, c); /* idle, nothing lost */
                 conn_start(cl, c);
@@ -370,11 +342,9 @@ static void conn_readable(struct client *cl, struct conn *c)
 static void conn_event(struct client *cl, struct conn *c, uint32_t events)
 {
     if (c->state == S_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
-            connect_failed(cl, c, err ? err : ECONNRESET);
+        int err = sock_connect_result(c->fd, events);
+        if (err != 0) {
+            connect_failed(cl, c, err);
             return;
         }
         conn_send_next(cl, c);
@@ -610,13 +580,11 @@ int main(int argc, char **argv)
     static struct client cl; /* large (stats); zeroed */
     if (parse_options(argc, argv, &cl.o) < 0)
         return 2;
-    if (target_resolve(&cl.target, cl.o.host, cl.o.port) < 0)
+    cl.epfd = client_init("chaos", &cl.target, cl.o.host, cl.o.port, cl.o.seed);
+    if (cl.epfd < 0)
         return 2;
-    signal(SIGPIPE, SIG_IGN);
-    rng_seed(cl.o.seed);
-    cl.epfd = epoll_create1(EPOLL_CLOEXEC);
     cl.conns = calloc((size_t)cl.o.connections, sizeof *cl.conns);
-    if (cl.epfd < 0 || !cl.conns) {
+    if (!cl.conns) {
         perror("chaos");
         return 2;
     }
@@ -657,14 +625,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < cl.o.connections; i++)
         conn_close(&cl, &cl.conns[i]);
 
-    FILE *out = stdout;
-    if (cl.o.json && !(out = fopen(cl.o.json, "w"))) {
-        perror(cl.o.json);
-        out = stdout;
-    }
+    FILE *out = output_open(cl.o.json);
     write_json(out, &cl, elapsed_ms);
-    if (out != stdout)
-        fclose(out);
+    output_close(out);
     write_summary(&cl, elapsed_ms);
     free(cl.conns);
     close(cl.epfd);

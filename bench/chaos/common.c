@@ -8,11 +8,16 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- time and randomness ------------------------------------------------ */
 
@@ -174,6 +179,26 @@ static int collect_line(struct parser *p, const char *buf, size_t len, size_t *u
     return 0;
 }
 
+/* A framing line from buf[*off..len), advancing *off: 1 complete, 0 more
+ * to come, -1 too long. */
+static int take_line(struct parser *p, const char *buf, size_t len, size_t *off)
+{
+    size_t n;
+    bool complete;
+    if (collect_line(p, buf + *off, len - *off, &n, &complete) < 0)
+        return -1;
+    *off += n;
+    return complete;
+}
+
+/* Up to `avail` bytes of a body whose p->remaining bytes are to come. */
+static size_t take_body(struct parser *p, size_t avail)
+{
+    size_t n = avail < p->remaining ? avail : (size_t)p->remaining;
+    p->remaining -= n;
+    return n;
+}
+
 /* Feed bytes (common.h). */
 enum parse_result parser_feed(struct parser *p, const char *buf, size_t len, size_t *used)
 {
@@ -208,23 +233,16 @@ enum parse_result parser_feed(struct parser *p, const char *buf, size_t len, siz
             }
             break;
         }
-        case P_BODY_LEN: {
-            size_t n = len - off;
-            if (n > p->remaining)
-                n = (size_t)p->remaining;
-            p->remaining -= n;
-            off += n;
+        case P_BODY_LEN:
+            off += take_body(p, len - off);
             if (p->remaining == 0)
                 p->phase = P_DONE;
             break;
-        }
         case P_CHUNK_SIZE: {
-            size_t n;
-            bool complete;
-            if (collect_line(p, buf + off, len - off, &n, &complete) < 0)
+            int got = take_line(p, buf, len, &off);
+            if (got < 0)
                 return PR_ERROR;
-            off += n;
-            if (!complete)
+            if (got == 0)
                 break;
             char *endp;
             errno = 0;
@@ -236,26 +254,19 @@ enum parse_result parser_feed(struct parser *p, const char *buf, size_t len, siz
             p->phase = size ? P_CHUNK_DATA : P_TRAILER;
             break;
         }
-        case P_CHUNK_DATA: {
-            size_t n = len - off;
-            if (n > p->remaining)
-                n = (size_t)p->remaining;
-            p->remaining -= n;
-            off += n;
+        case P_CHUNK_DATA:
+            off += take_body(p, len - off);
             if (p->remaining == 0) {
                 p->phase = P_CHUNK_CRLF;
                 p->line_len = 0;
             }
             break;
-        }
         case P_CHUNK_CRLF:
         case P_TRAILER: {
-            size_t n;
-            bool complete;
-            if (collect_line(p, buf + off, len - off, &n, &complete) < 0)
+            int got = take_line(p, buf, len, &off);
+            if (got < 0)
                 return PR_ERROR;
-            off += n;
-            if (!complete)
+            if (got == 0)
                 break;
             bool empty = p->line_len == 0;
             p->line_len = 0;
@@ -314,4 +325,107 @@ int target_resolve(struct target *t, const char *host, int port)
     snprintf(t->host_header, sizeof t->host_header, v6 && strchr(host, ':') ? "[%s]:%d" : "%s:%d",
              host, port);
     return 0;
+}
+
+int client_init(const char *who, struct target *t, const char *host, int port, uint64_t seed)
+{
+    if (target_resolve(t, host, port) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    rng_seed(seed);
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        perror(who);
+    return epfd;
+}
+
+/* ---- sockets watched by epoll ------------------------------------------- */
+
+void sock_watch(int epfd, int fd, void *ptr, uint32_t *watched, uint32_t events)
+{
+    if (*watched == events)
+        return;
+    struct epoll_event ev = {.events = events, .data.ptr = ptr};
+    int op = *watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(epfd, op, fd, &ev) == 0)
+        *watched = events;
+}
+
+void sock_close(int epfd, int *fd, uint32_t *watched)
+{
+    if (*fd >= 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, *fd, NULL);
+        close(*fd);
+    }
+    *fd = -1;
+    *watched = 0;
+}
+
+int sock_connect(const struct target *t, int *fd)
+{
+    *fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(*fd, (const struct sockaddr *)&t->addr, t->addrlen) == 0)
+        return 0;
+    int err = errno;
+    if (err != EINPROGRESS) {
+        close(*fd);
+        *fd = -1;
+    }
+    return -err;
+}
+
+int sock_connect_result(int fd, uint32_t events)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
+        err = ECONNRESET;
+    return err;
+}
+
+enum send_result sock_send(int fd, const char *buf, size_t len, size_t *off)
+{
+    while (*off < len) {
+        ssize_t n = send(fd, buf + *off, len - *off, MSG_NOSIGNAL);
+        if (n > 0)
+            *off += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return SEND_AGAIN;
+        else
+            return SEND_FAILED;
+    }
+    return SEND_DONE;
+}
+
+ssize_t sock_recv(int fd, char *buf, size_t size)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, size, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? RECV_AGAIN : RECV_RESET;
+    }
+}
+
+FILE *output_open(const char *path)
+{
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (path && !f)
+        perror(path);
+    return f ? f : stdout;
+}
+
+void output_close(FILE *f)
+{
+    if (f != stdout)
+        fclose(f);
 }

@@ -10,7 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #define MAX_HEAD 16384 /* status line + headers we accept */
 
@@ -70,5 +72,44 @@ struct target {
 
 /* Resolve host:port into t; -1 (and a message on stderr) if it cannot. */
 int target_resolve(struct target *t, const char *host, int port);
+
+/*
+ * What every client does first: resolve the target, ignore SIGPIPE, seed
+ * the random sequence. Returns an epoll descriptor, or -1 (with a message
+ * on stderr naming `who`).
+ */
+int client_init(const char *who, struct target *t, const char *host, int port, uint64_t seed);
+
+/* ---- sockets watched by epoll ------------------------------------------- */
+
+/* Watch fd for `events` (data.ptr = ptr); a system call only when that
+ * changes *watched, which remembers what epoll watches for. */
+void sock_watch(int epfd, int fd, void *ptr, uint32_t *watched, uint32_t events);
+
+/* Stop watching *fd, close it, set it to -1 (nothing if it is -1 already). */
+void sock_close(int epfd, int *fd, uint32_t *watched);
+
+/* A non-blocking TCP_NODELAY socket connecting to t, in *fd: 0 connected,
+ * -EINPROGRESS under way, or another -errno (and no socket). */
+int sock_connect(const struct target *t, int *fd);
+
+/* How a connect under way ended, once epoll reports fd: 0 or an errno. */
+int sock_connect_result(int fd, uint32_t events);
+
+enum send_result { SEND_DONE, SEND_AGAIN, SEND_FAILED };
+
+/* Send buf[*off..len), advancing *off: all sent, the socket is full, or
+ * the server closed the connection (EPIPE, ECONNRESET). */
+enum send_result sock_send(int fd, const char *buf, size_t len, size_t *off);
+
+#define RECV_AGAIN (-2) /* nothing to read now */
+#define RECV_RESET (-1)
+
+/* recv: the byte count, 0 at EOF, RECV_RESET or RECV_AGAIN. */
+ssize_t sock_recv(int fd, char *buf, size_t size);
+
+/* --json FILE, or stdout if there is none or it cannot be opened. */
+FILE *output_open(const char *path);
+void output_close(FILE *f);
 
 #endif

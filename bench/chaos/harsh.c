@@ -40,8 +40,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -165,22 +163,12 @@ static void lat_add(struct latencies *l, uint64_t ns)
 
 static void watch(struct client *cl, struct conn *c, uint32_t events)
 {
-    if (c->events == events)
-        return;
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    int op = c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(cl->epfd, op, c->fd, &ev) == 0)
-        c->events = events;
+    sock_watch(cl->epfd, c->fd, c, &c->events, events);
 }
 
 static void conn_close(struct client *cl, struct conn *c)
 {
-    if (c->fd >= 0) {
-        epoll_ctl(cl->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-    }
-    c->fd = -1;
-    c->events = 0;
+    sock_close(cl->epfd, &c->fd, &c->events);
     c->state = C_DOWN;
     c->depth = c->answered = 0;
 }
@@ -264,20 +252,15 @@ static void batch_build(struct client *cl, struct conn *c)
 
 static void conn_flush(struct client *cl, struct conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            watch(cl, c, EPOLLOUT | EPOLLIN);
-            return;
-        }
-        conn_lost(cl, c, L_RESET); /* EPIPE or ECONNRESET */
+    switch (sock_send(c->fd, c->out, c->out_len, &c->out_off)) {
+    case SEND_AGAIN:
+        watch(cl, c, EPOLLOUT | EPOLLIN);
         return;
+    case SEND_FAILED: /* EPIPE or ECONNRESET */
+        conn_lost(cl, c, L_RESET);
+        return;
+    case SEND_DONE:
+        break;
     }
     if (c->kind == K_HALFCLOSED)
         shutdown(c->fd, SHUT_WR);
@@ -323,27 +306,22 @@ static void conn_open(struct client *cl, struct conn *c)
     c->reconnect_at_ns = 0;
     if (!cl->issuing)
         return;
-    int fd = socket(cl->target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    int rc = sock_connect(&cl->target, &c->fd);
+    if (rc != 0 && rc != -EINPROGRESS) {
         connect_failed(cl, c);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
     c->kind = pick_kind(&cl->o);
     c->batches_left = batches_for(c->kind);
     c->reused = false;
     c->sent_ns = now_ns(); /* the connect's own timeout */
-    c->state = C_OPEN;
-    if (connect(fd, (struct sockaddr *)&cl->target.addr, cl->target.addrlen) == 0) {
+    if (rc == 0) {
+        c->state = C_OPEN;
         batch_send(cl, c);
-    } else if (errno == EINPROGRESS) {
-        c->state = C_CONNECTING;
-        watch(cl, c, EPOLLOUT);
-    } else {
-        connect_failed(cl, c);
+        return;
     }
+    c->state = C_CONNECTING;
+    watch(cl, c, EPOLLOUT);
 }
 
 /* ---- receiving ----------------------------------------------------------- */
@@ -425,13 +403,11 @@ static void conn_readable(struct client *cl, struct conn *c)
 {
     char buf[16384];
     while (c->state == C_OPEN) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = sock_recv(c->fd, buf, sizeof buf);
+        if (n == RECV_AGAIN)
             return;
         if (n <= 0) {
-            conn_ended(cl, c, n < 0);
+            conn_ended(cl, c, n == RECV_RESET);
             return;
         }
         conn_feed(cl, c, buf, (size_t)n);
@@ -441,10 +417,7 @@ static void conn_readable(struct client *cl, struct conn *c)
 static void conn_event(struct client *cl, struct conn *c, uint32_t events)
 {
     if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
+        if (sock_connect_result(c->fd, events) != 0) {
             connect_failed(cl, c);
             return;
         }
@@ -710,13 +683,11 @@ int main(int argc, char **argv)
     static struct client cl; /* zeroed */
     if (parse_options(argc, argv, &cl.o) < 0)
         return 2;
-    if (target_resolve(&cl.target, cl.o.host, cl.o.port) < 0)
+    cl.epfd = client_init("harsh", &cl.target, cl.o.host, cl.o.port, cl.o.seed);
+    if (cl.epfd < 0)
         return 2;
-    signal(SIGPIPE, SIG_IGN);
-    rng_seed(cl.o.seed);
-    cl.epfd = epoll_create1(EPOLL_CLOEXEC);
     cl.conns = calloc((size_t)cl.o.connections, sizeof *cl.conns);
-    if (cl.epfd < 0 || !cl.conns) {
+    if (!cl.conns) {
         perror("harsh");
         return 2;
     }
@@ -726,14 +697,9 @@ int main(int argc, char **argv)
     run(&cl);
     double elapsed_ms = (double)(now_ns() - start) / 1e6;
     qsort(cl.lat.us, cl.lat.len, sizeof *cl.lat.us, cmp_u32);
-    FILE *out = stdout;
-    if (cl.o.json && !(out = fopen(cl.o.json, "w"))) {
-        perror(cl.o.json);
-        out = stdout;
-    }
+    FILE *out = output_open(cl.o.json);
     write_json(out, &cl, elapsed_ms);
-    if (out != stdout)
-        fclose(out);
+    output_close(out);
     write_summary(&cl, elapsed_ms);
     free(cl.lat.us);
     free(cl.conns);
