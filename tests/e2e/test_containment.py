@@ -98,16 +98,23 @@ def test_I_01_unused_connection_is_not_idle_in_a_drain(cluster):
 
 # ---- Item 2: pipelined responses when the server starts closing ----------
 
-def closing_by_fault(p, port):
+# Each makes the only worker start closing and returns when (the event
+# log's clock) it was told to: the time the scenario depends on.
+def closing_by_fault(p, port, log):
     assert request(port, "/segv").status == 500
+    return log.wait_count("retiring", 1)[0]["mono_ns"]
 
 
-def closing_by_sighup(p, port):
+def closing_by_sighup(p, port, log):
     p.signal(signal.SIGHUP)
+    # The old worker is told to go once its replacement listens.
+    return log.wait_count("listening", 2)[1]["mono_ns"]
 
 
-def closing_by_sigterm(p, port):
+def closing_by_sigterm(p, port, log):
+    told = time.monotonic_ns()
     p.signal(signal.SIGTERM)
+    return told
 
 
 @no_asan
@@ -124,11 +131,10 @@ def test_I_02_pipeline_answered_when_server_starts_closing(cluster, cause, slow_
     t_sent = time.monotonic_ns()
     s = pipeline(port, [build(f"/slow?ms={slow_ms}"), build("/?b"), build("/?c")])
     time.sleep(0.05)  # the stimulus comes while /slow is in flight: the scenario
-    cause(p, port)
+    told_to_go = cause(p, port, log)
+    assert told_to_go < t_sent + slow_ms * 1_000_000, "the worker began closing too late to test"
     responses, end = read_responses(s)
     assert_pipeline_answered(responses, end, [SLOW_OK, b"ok", b"ok"])
-    told_to_go = log.wait_count("disconnect", 1)[0]["mono_ns"]
-    assert told_to_go < t_sent + slow_ms * 1_000_000, "the worker began closing too late to test"
     assert responses[-1].header("connection") == "close", describe(responses, end)
     assert end == "eof", describe(responses, end)
 
