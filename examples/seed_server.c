@@ -20,7 +20,10 @@
  *   /stack-overflow   unbounded recursion
  *   /emit-error       an emitter's `error` event with no listener
  *   /callback-error   an error handed to an intercepted callback (ENOENT)
- *   /hang             a busy loop (the primary's hang detection ends it)
+ *   /hang             a busy loop: the callback limit interrupts it (a 500, and
+ *                     the worker retires like after a fault); with the limit
+ *                     off, the primary's hang detection kills the worker
+ *   /pid              the worker's process id (which worker serves a connection)
  *   /slow?ms=N        answers after N ms
  *
  * Other settings: HOST, ERROR_DELAY_MS (the /error timer, default 10),
@@ -34,6 +37,8 @@
  * MAX_FORKS_PER_SECOND (the ceiling on forks, whatever their cause),
  * RESPONSE_TIMEOUT_MS (a request unanswered this long is an error in its
  * domain, handled like a fault; default 0: off),
+ * CALLBACK_LIMIT_MS (a callback busy this long, in CPU time, is interrupted
+ * and is an error in its domain, handled like a fault; default 1000; 0: off),
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
  */
 #undef NDEBUG /* /assert needs a live assert() */
@@ -137,6 +142,10 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
     } else if (strcmp(path, "/hang") == 0) {
         for (volatile unsigned long i = 0;; i++) {
         }
+    } else if (strcmp(path, "/pid") == 0) {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        bw_http_response_send(res, 200, "text/plain", pid, (size_t)n);
     } else if (strcmp(path, "/slow") == 0) {
         bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res);
     } else {
@@ -185,6 +194,9 @@ int main(void)
     o.restart_period_ms = env_u64("RESTART_PERIOD_MS", o.restart_period_ms);
     o.max_forks_per_second = (int)env_u64("MAX_FORKS_PER_SECOND", (uint64_t)o.max_forks_per_second);
     error_delay_ms = env_u64("ERROR_DELAY_MS", error_delay_ms);
+    /* Process-wide, inherited by the workers. */
+    if (getenv("CALLBACK_LIMIT_MS") != NULL)
+        bw_guard_set_callback_limit(env_u64("CALLBACK_LIMIT_MS", 0));
     const char *host = getenv("HOST");
     return bw_cluster_run(&o, host != NULL ? host : "127.0.0.1", (int)env_u64("PORT", 1337),
                           worker_main, NULL);

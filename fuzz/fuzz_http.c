@@ -99,8 +99,16 @@ static void mem_peer(bw__conn *c, char *buf, size_t size)
     snprintf(buf, size, "memory:0");
 }
 
+/* Every input byte is handed over as it is fed: nothing waits unread. */
+static bool mem_input_pending(bw__conn *c)
+{
+    (void)c;
+    return false;
+}
+
 static const bw__transport mem_transport = {
     mem_read_start, mem_read_stop, mem_try_write, mem_write, mem_shutdown, mem_close, mem_peer,
+    mem_input_pending,
 };
 
 /* Complete what the transport promised, as a socket would, later. */

@@ -808,7 +808,7 @@ static void quarantine_check(bw_cluster *c, bw_worker *w, const char *key)
         p->until_ms = now + c->opts.quarantine_ms;
         p->until_mono_ns = bw__mono_ns() + c->opts.quarantine_ms * 1000000u;
         bw_log(BW_LOG_WARN,
-               "cluster: quarantined \"%s\" for %llu ms: it crashed %zu workers within %llu ms "
+               "cluster: quarantined \"%s\" for %llu ms: it crashed or hung %zu workers within %llu ms "
                "(the last, worker %d); workers answer it 503 meanwhile",
                p->key, (unsigned long long)c->opts.quarantine_ms, p->ntimes,
                (unsigned long long)c->opts.poison_window_ms, w->id);
@@ -821,15 +821,16 @@ static void quarantine_check(bw_cluster *c, bw_worker *w, const char *key)
 
 /* ---- The periodic tick: deadlines -------------------------------------- */
 
+/* A hung worker: the last resort, for a loop the callback limit could not
+ * interrupt (or with the limit off). Its last request counts towards the
+ * quarantine like a crash, the replacement is forked first (capacity comes
+ * back before the kill, and it starts with any quarantine this decided),
+ * then the hung one is killed. */
 static void report_hang(bw_cluster *c, bw_worker *w, uint64_t silent_ms)
 {
     char last[BW__REQUEST_TEXT];
     memcpy(last, w->shm->last_request, sizeof last);
     last[sizeof last - 1] = '\0';
-    bw_log(BW_LOG_ERROR,
-           "cluster: worker %d (pid %ld) hung: no heartbeat for %llu ms; last request "
-           "dispatched: %s; killing it (SIGKILL) and forking a replacement",
-           w->id, (long)w->pid, (unsigned long long)silent_ms, last[0] ? last : "(none)");
     bw_cluster_event ev = {.type = BW_EVENT_HANG, .worker = w, .data = last, .len = strlen(last),
                            .exit_code = -1};
     char extra[BW__REQUEST_TEXT + 32];
@@ -840,6 +841,21 @@ static void report_hang(bw_cluster *c, bw_worker *w, uint64_t silent_ms)
     emit(c, &ev, extra);
     w->hang_reported = true;
     w->retiring = true;
+    /* The quarantine key is "METHOD /path": the report keeps the query. */
+    char key[BW__REQUEST_TEXT];
+    snprintf(key, sizeof key, "%.*s", (int)strcspn(last, "?"), last);
+    quarantine_check(c, w, key);
+    bw_worker *newest = c->workers;
+    maintain(c);
+    char replaced[64] = "no replacement yet (fork backoff or ceiling)";
+    if (c->workers != newest)
+        snprintf(replaced, sizeof replaced, "replacement worker %d (pid %ld) forked",
+                 c->workers->id, (long)c->workers->pid);
+    bw_log(BW_LOG_ERROR,
+           "cluster: worker %d (pid %ld) hung: no heartbeat for %llu ms; last request "
+           "dispatched: %s; %s; killing it (SIGKILL)",
+           w->id, (long)w->pid, (unsigned long long)silent_ms, last[0] ? last : "(none)",
+           replaced);
     kill(w->pid, SIGKILL);
 }
 

@@ -493,7 +493,9 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
         bw_http_response_reset(res); /* a truncated body must not look like a success */
         return;
     }
-    bw_http_response_close_connection(res);
+    /* No Connection: close of its own: the server is closing, and the last
+     * response its connection carries says close (requests pipelined
+     * behind this one are answered first). */
     bw_http_response_send(res, 500, "text/plain", ctx->policy.body, strlen(ctx->policy.body));
 }
 

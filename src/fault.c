@@ -9,6 +9,9 @@
  * guard. Everything else (building the error, routing, logging) happens
  * after the jump, on the normal stack.
  *
+ * The callback limit's handler (watchdog.c) records a timeout into the same
+ * record and jumps the same way; bw__fault_take_error builds either error.
+ *
  * A fault that nobody would take (no guard, a second fault while the first
  * is recorded, a fault inside the outermost error handler, or no domain and
  * no uncaught handler to receive it) is not caught: the previous action of
@@ -59,7 +62,7 @@ static void pass_on(int signo, const siginfo_t *si)
         raise(signo);
 }
 
-static void *fault_pc(void *uctx)
+void *bw__context_pc(void *uctx)
 {
     ucontext_t *uc = uctx;
 #if defined(__x86_64__)
@@ -80,7 +83,7 @@ static bool is_stack_overflow(const bw__thread *t, int signo, uintptr_t addr)
     return addr < t->stack_lo + 64 * 1024 && addr + 1024 * 1024 >= t->stack_lo;
 }
 
-static bool routable(const bw__thread *t, const bw__guard *g)
+bool bw__fault_routable(const bw__thread *t, const bw__guard *g)
 {
     if (g->kind == BW__GUARD_TRY)
         return true; /* the caller of bw_try takes everything */
@@ -94,7 +97,7 @@ static void on_fault(int signo, siginfo_t *si, void *uctx)
     int saved_errno = errno;
     bw__thread *t = bw__tls;
     bw__guard *g = t != NULL ? t->guard : NULL;
-    if (g == NULL || t->fault.pending || !routable(t, g)) {
+    if (g == NULL || t->fault.pending || !bw__fault_routable(t, g)) {
         pass_on(signo, si);
         errno = saved_errno;
         return;
@@ -104,7 +107,8 @@ static void on_fault(int signo, siginfo_t *si, void *uctx)
     f->signo = signo;
     f->si_code = si->si_code;
     f->addr = si->si_addr;
-    f->pc = fault_pc(uctx);
+    f->pc = bw__context_pc(uctx);
+    f->timeout = false;
     f->stack_overflow = is_stack_overflow(t, signo, (uintptr_t)si->si_addr);
     f->nframes = backtrace(f->frames, BW_BACKTRACE_MAX);
     errno = saved_errno;
@@ -121,6 +125,9 @@ static void install_handlers(void)
     sigemptyset(&fault_set);
     for (size_t i = 0; i < NFAULT_SIGNALS; i++)
         sigaddset(&fault_set, fault_signals[i]);
+    /* The callback limit's handler jumps like this one: its signal joins
+     * the set, blocked while either handler runs, unblocked after a jump. */
+    bw__watchdog_install(&fault_set);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -198,16 +205,25 @@ bw_error *bw__fault_take_error(bw__thread *t)
         f->pending = 0;
         return err;
     }
-    err->origin = BW_ORIGIN_FAULT;
     err->origin_set = true;
-    err->signo = f->signo;
-    err->si_code = f->si_code;
-    err->addr = f->addr;
-    err->stack_overflow = f->stack_overflow;
-    err->code = f->stack_overflow ? BW_ESTACKOVERFLOW : BW_EFAULTSIG;
-    snprintf(err->message, err->message_cap, "SIG%s: %s at address %p%s", sigabbrev_np(f->signo),
-             fault_description(f->signo, f->si_code), f->addr,
-             f->stack_overflow ? " (stack overflow)" : "");
+    if (f->timeout) {
+        err->origin = BW_ORIGIN_TIMEOUT;
+        err->code = BW_ETIMEOUT;
+        snprintf(err->message, err->message_cap,
+                 "callback limit: a callback ran for more than %llu ms of CPU time without "
+                 "returning (the limit is %llu ms); interrupted",
+                 (unsigned long long)f->ran_ms, (unsigned long long)f->limit_ms);
+    } else {
+        err->origin = BW_ORIGIN_FAULT;
+        err->signo = f->signo;
+        err->si_code = f->si_code;
+        err->addr = f->addr;
+        err->stack_overflow = f->stack_overflow;
+        err->code = f->stack_overflow ? BW_ESTACKOVERFLOW : BW_EFAULTSIG;
+        snprintf(err->message, err->message_cap, "SIG%s: %s at address %p%s",
+                 sigabbrev_np(f->signo), fault_description(f->signo, f->si_code), f->addr,
+                 f->stack_overflow ? " (stack overflow)" : "");
+    }
     /* Start the backtrace at the faulting instruction, dropping the
      * handler's own frames and the signal trampoline. */
     int start = 0;

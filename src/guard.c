@@ -23,6 +23,9 @@ atomic_bool bw__abort_mode;
 static inline void guard_arm(bw__thread *t, bw__guard *g, int kind)
 {
     g->prev = t->guard;
+    /* A new outermost callback, for the callback limit (watchdog.c): the
+     * guard's only cost for it. */
+    t->watch_gen += g->prev == NULL;
     g->kind = kind;
     g->thrown = NULL;
     g->unwind_mark = t->unwind_depth;

@@ -7,11 +7,23 @@
  * The life of a connection:
  *   OPEN    reading and parsing requests; responses go out in order.
  *   GRACE   the server is closing and this connection was idle: a request
- *           that still arrives is served (with Connection: close).
+ *           that still arrives is served (with Connection: close). A
+ *           connection that never carried a request is not idle: it keeps
+ *           its headers timeout, and its request is served.
  *   LINGER  our side is shut down (FIN sent after the last byte); we read
  *           and discard until the client closes, so that unread input never
  *           turns our close into a reset that would destroy the response.
  *   CLOSED  the transport is closing; memory goes when it says it closed.
+ *
+ * Who closes: every request whose handler ran gets its response, in order,
+ * and the decision to close belongs to the last response the connection
+ * really carries. A response's Connection header comes from its own request
+ * and from whether it is the last: while the server closes (or after the
+ * client half-closed), every request already read is parsed and served,
+ * and only the response after which nothing more was read says close
+ * (settle_last). A response written during a read, before the rest of
+ * that read is parsed, says keep-alive and is rewritten to close if it
+ * turns out to be the last while it is still in the output buffer.
  *
  * The bytes come and go through a transport (http_transport.c: TCP with
  * libuv), so the same state machine can be driven from memory (fuzz/).
@@ -213,10 +225,19 @@ static void begin_lingering_close(bw__conn *c)
     bw__conn_start_reading(c);
 }
 
+static bool has_pending_in(const bw__conn *c)
+{
+    return c->spill != NULL && c->spill->pending_in.len > 0;
+}
+
+/* Idle: it carried a request, answered everything, and nothing of another
+ * has arrived. A connection that never carried a request is not idle: its
+ * client connected to send one (RFC 9112 9.3 lets a server close an idle
+ * connection, and a client retry on it, only after a response). */
 static bool conn_idle(const bw__conn *c)
 {
-    return c->state == BW__CONN_OPEN && c->parsing == NULL && c->inflight == 0 &&
-           c->out.len == 0 && !c->write_pending;
+    return c->state == BW__CONN_OPEN && c->requests_begun > 0 && c->parsing == NULL &&
+           c->inflight == 0 && c->out.len == 0 && !c->write_pending && !has_pending_in(c);
 }
 
 void bw__conn_close_idle(bw__conn *c)
@@ -224,12 +245,89 @@ void bw__conn_close_idle(bw__conn *c)
     if (!conn_idle(c))
         return;
     uint64_t grace = c->srv->opts.close_grace_ms;
-    if (grace == 0) {
+    if (grace == 0 && !c->tr->input_pending(c)) {
         begin_lingering_close(c);
         return;
     }
     c->state = BW__CONN_GRACE;
-    c->deadline = now_ms(c) + grace;
+    c->deadline = now_ms(c) + (grace ? grace : 1);
+}
+
+/* Nothing more will be read for this connection: no partial request, no
+ * request kept unparsed, no byte waiting in the socket. */
+static bool no_more_input(bw__conn *c)
+{
+    return c->parsing == NULL && !has_pending_in(c) && !c->tr->input_pending(c);
+}
+
+/* Rewrite the keep-alive line that begins at at - 1 in b into a close line. */
+static void say_close(bw__buf *b, uint32_t at)
+{
+    static const char ka[] = "Connection: keep-alive\r\n";
+    static const char close_line[] = "Connection: close\r\n";
+    size_t off = at - 1, from = off + sizeof ka - 1, to = off + sizeof close_line - 1;
+    if (from > b->len || memcmp(b->base + off, ka, sizeof ka - 1) != 0)
+        return; /* cannot happen; never corrupt the output over it */
+    memmove(b->base + to, b->base + from, b->len - from);
+    memcpy(b->base + off, close_line, sizeof close_line - 1);
+    b->len -= from - to;
+}
+
+/* This connection carries no request after those dispatched. The last
+ * response says Connection: close: it will if its head is not written yet,
+ * and it is rewritten if it is still in a buffer. Otherwise it went out
+ * saying keep-alive and the connection gets a grace read when it is done
+ * (maybe_close_when_done). */
+static void settle_last(bw__conn *c)
+{
+    c->close_after = true;
+    bw_http_request *r = c->qtail;
+    if (r != NULL) {
+        if (r->res.ka_at != 0) {
+            say_close(r == c->qhead ? &c->out : &r->res.pending, r->res.ka_at);
+            r->res.ka_at = 0;
+            r->res.close_after = true;
+        }
+        return;
+    }
+    if (c->tail_ka_at != 0) {
+        say_close(&c->out, c->tail_ka_at);
+        c->tail_ka_at = 0;
+        c->last_said_close = true;
+    }
+}
+
+void bw__conn_stop_after_dispatched(bw__conn *c)
+{
+    if (!c->close_after)
+        settle_last(c);
+}
+
+bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r)
+{
+    if (r != c->qtail)
+        return false; /* later requests were dispatched: their responses follow */
+    if (c->close_after)
+        return true;
+    if (!c->srv->closing && !c->eof && !c->wind_down)
+        return false;
+    /* Winding down: last only if nothing more was read. During a read, the
+     * rest of it may hold more requests: decided at its end (execute). */
+    if (c->in_feed || !no_more_input(c))
+        return false;
+    c->close_after = true;
+    return true;
+}
+
+void bw__conn_server_closing(bw__conn *c)
+{
+    if (conn_idle(c)) {
+        bw__conn_close_idle(c);
+        return;
+    }
+    if (c->state == BW__CONN_OPEN && !c->in_feed && !c->close_after && c->inflight > 0 &&
+        no_more_input(c))
+        settle_last(c);
 }
 
 /* Output written, nothing in flight: close if we decided to. */
@@ -237,10 +335,21 @@ static void maybe_close_when_done(bw__conn *c)
 {
     if (c->state != BW__CONN_OPEN || c->inflight > 0 || c->out.len > 0 || c->write_pending)
         return;
-    if (c->parsing != NULL && !(c->parsing->flags & BW__REQ_FINISHED))
+    if (c->parsing != NULL && !(c->parsing->flags & BW__REQ_FINISHED)) {
+        if (c->eof)
+            bw__conn_destroy(c, false); /* a request the client will never finish */
         return;
-    if (c->close_after || c->eof || c->srv->closing)
+    }
+    if (has_pending_in(c) && !c->close_after)
+        return; /* requests read and not parsed yet: resuming serves them */
+    if (c->eof || (c->close_after && c->last_said_close)) {
         begin_lingering_close(c);
+        return;
+    }
+    /* The last response said keep-alive: the client may be sending the
+     * next request right now. It gets the grace read, as an idle one. */
+    if (c->close_after || c->wind_down || c->srv->closing)
+        bw__conn_close_idle(c);
 }
 
 /* ---- Writing ----------------------------------------------------------- */
@@ -279,8 +388,12 @@ void bw__conn_flush(bw__conn *c)
     if (c->write_pending)
         return;
     if (c->out.len > 0) {
+        /* What goes to the transport can no longer be rewritten. */
+        c->tail_ka_at = 0;
+        if (c->qhead != NULL)
+            c->qhead->res.ka_at = 0;
         int n = c->tr->try_write(c, c->out.base, c->out.len);
-        if (n == (int)c->out.len) {
+        if (n >= 0 && (size_t)n == c->out.len) {
             c->out.len = 0;
         } else if (n >= 0 || n == UV_EAGAIN) {
             if (n > 0)
@@ -360,16 +473,25 @@ static void advance_queue(bw__conn *c)
         r->next = NULL;
         c->inflight--;
         r->flags |= BW__REQ_FINISHED;
-        if (r->res.close_after)
-            c->close_after = true;
+        c->last_said_close = r->res.close_after;
+        if (c->qhead == NULL)
+            c->tail_ka_at = r->res.ka_at; /* offsets into `out` once at the head */
+        r->res.ka_at = 0;
         if (r->flags & BW__REQ_MSG_DONE)
             bw__server_finalize_later(srv, r);
-        if (c->close_after) {
-            abort_queue(c); /* nothing may follow a Connection: close */
+        if (r->res.close_after) {
+            /* It said Connection: close (or its framing broke): nothing may
+             * follow it on the wire. Normally it is the last dispatched. */
+            c->close_after = true;
+            abort_queue(c);
             break;
         }
         bw_http_request *next = c->qhead;
         if (next != NULL && next->res.pending.len > 0) {
+            if (next->res.ka_at != 0)
+                next->res.ka_at = c->out.len < UINT32_MAX - next->res.ka_at
+                                      ? next->res.ka_at + (uint32_t)c->out.len
+                                      : 0;
             if (bw__buf_append(&c->out, next->res.pending.base, next->res.pending.len) != 0) {
                 bw__conn_destroy(c, true);
                 return;
@@ -450,26 +572,48 @@ static void execute(bw__conn *c, const char *data, size_t len)
     bw__buf *pending = c->spill != NULL ? &c->spill->pending_in : NULL;
     bool from_pending = pending != NULL && pending->len > 0 && data == pending->base;
     const char *end = data + len;
+    const char *pos = data;
+    bool boundary = false;
+    llhttp_errno_t e;
     c->srv->exec_base = data;
-    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    for (;;) {
+        e = llhttp_execute(&c->parser, pos, (size_t)(end - pos));
+        if (e == HPE_PAUSED_UPGRADE) {
+            /* bulwark does not switch protocols: the Upgrade header is
+             * ignored (RFC 9110 lets a server do so) and parsing goes on. */
+            pos = llhttp_get_error_pos(&c->parser);
+            llhttp_resume_after_upgrade(&c->parser);
+            continue;
+        }
+        if (e != HPE_PAUSED || !c->boundary_pause)
+            break;
+        /* Winding down, at the end of a message: go on with what follows
+         * it in this input, if anything (on_message_complete). */
+        c->boundary_pause = false;
+        pos = llhttp_get_error_pos(&c->parser);
+        boundary = pos == end;
+        if (boundary || c->state == BW__CONN_CLOSED || c->inflight >= c->srv->opts.max_pipelined)
+            break;
+        llhttp_resume(&c->parser);
+    }
     if (len > 0)
         c->prev_input_lf = end[-1] == '\n';
-    while (e == HPE_PAUSED_UPGRADE) {
-        /* bulwark does not switch protocols: the Upgrade header is ignored
-         * (RFC 9110 lets a server do so) and parsing goes on. */
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        llhttp_resume_after_upgrade(&c->parser);
-        e = llhttp_execute(&c->parser, pos, (size_t)(end - pos));
-    }
     if (c->state == BW__CONN_CLOSED)
         return;
-    if (e == HPE_OK) {
+    if (e == HPE_OK || boundary) {
         if (from_pending)
             pending->len = 0;
+        if (boundary) {
+            /* Every request of this input is dispatched: if nothing else has
+             * arrived, the last of them is the connection's last. */
+            llhttp_resume(&c->parser);
+            if (!c->close_after && no_more_input(c))
+                settle_last(c);
+        }
         return;
     }
     if (e == HPE_PAUSED) {
-        const char *pos = llhttp_get_error_pos(&c->parser);
+        pos = llhttp_get_error_pos(&c->parser);
         size_t rest = (size_t)(end - pos);
         c->paused = true;
         if (!from_pending && rest > 0) {
@@ -516,6 +660,10 @@ static void feed(bw__conn *c, const char *data, size_t len)
         c->in_feed = false;
         return;
     }
+    if (c->close_after && c->parsing == NULL) {
+        c->in_feed = false;
+        return; /* the last response is decided: nothing after it is read */
+    }
     execute(c, data, len);
     c->in_feed = false;
     if (c->state == BW__CONN_CLOSED)
@@ -536,19 +684,30 @@ static void on_eof(bw__conn *c)
         return;
     }
     bw_http_request *r = c->parsing;
-    if (r != NULL && !(r->flags & BW__REQ_FINISHED)) {
-        /* The client left in the middle of a request. */
-        if (r->flags & BW__REQ_HEAD_DONE)
-            r->flags |= BW__REQ_ABORTED;
+    if (r != NULL && (r->flags & BW__REQ_HEAD_DONE) && !(r->flags & BW__REQ_FINISHED)) {
+        /* The client left in the middle of a request body. */
+        r->flags |= BW__REQ_ABORTED;
         bw__conn_destroy(c, false);
         return;
     }
-    if (c->inflight == 0) {
-        bw__conn_destroy(c, false);
-        return;
+    if (r != NULL) {
+        c->parsing = NULL;
+        if (r->flags & BW__REQ_FINISHED) {
+            /* Answered, the rest of its body never comes: nobody waits. */
+            r->flags |= BW__REQ_MSG_DONE;
+            bw__server_finalize_later(c->srv, r);
+        } else {
+            /* A head that will never be complete: no user code knows it. */
+            r->conn = NULL;
+            bw__request_release(r);
+        }
     }
-    /* Half-closed with requests in flight: answer them, then close. */
-    c->close_after = true;
+    /* Half-closed (nc -N, HTTP/1.0 tools, some proxies): every request it
+     * sent is answered, in order, and the last answer says close. Requests
+     * kept unparsed (pipelining bound) are parsed first. */
+    if (!has_pending_in(c))
+        settle_last(c);
+    maybe_close_when_done(c);
 }
 
 void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
@@ -557,10 +716,12 @@ void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
         if (c->state == BW__CONN_LINGER)
             return; /* discarded: we only wait for the client to close */
         if (c->state == BW__CONN_GRACE) {
-            /* The request that arrived just as we closed: serve it, then
-             * close (it answers Connection: close). */
+            /* Requests that arrived just as we closed: serve them; the
+             * last of this input answers Connection: close. */
             c->state = BW__CONN_OPEN;
-            c->close_after = true;
+            c->close_after = false;
+            c->wind_down = true;
+            reset_deadline(c);
         }
         feed(c, data, (size_t)nread);
         return;
@@ -608,6 +769,12 @@ void bw__conn_sweep(bw__conn *c, uint64_t now)
     c->deadline = 0;
     switch (c->state) {
     case BW__CONN_GRACE:
+        if (c->tr->input_pending(c)) {
+            /* A request arrived but was not read yet (this sweep may run
+             * before the poll phase that reads it): read it first. */
+            c->deadline = now + (c->srv->opts.close_grace_ms ? c->srv->opts.close_grace_ms : 1);
+            return;
+        }
         begin_lingering_close(c);
         return;
     case BW__CONN_LINGER:
@@ -987,8 +1154,6 @@ static void dispatch(bw__conn *c, bw_http_request *r)
     bw_http_server *srv = c->srv;
     r->flags |= BW__REQ_HEAD_DONE;
     queue_request(c, r);
-    if (srv->closing || c->close_after)
-        r->res.close_after = true;
     if (srv->opts.domain_per_request) {
         bw_domain *d = bw_domain_create();
         if (d == NULL || bw_domain_on_error(d, on_request_domain_error, r) != 0) {
@@ -1065,9 +1230,13 @@ static int on_message_complete(llhttp_t *p)
     if (r->flags & BW__REQ_FINISHED)
         bw__server_finalize_later(srv, r);
     c->deadline = c->inflight == 0 ? now_ms(c) + srv->opts.keepalive_timeout_ms : 0;
-    if (!keep_alive || srv->closing || c->close_after) {
+    if (!keep_alive || c->close_after) {
         c->close_after = true;
         return HPE_PAUSED; /* no request after this one is read */
+    }
+    if (srv->closing || c->eof || c->wind_down) {
+        c->boundary_pause = true; /* execute looks at what follows */
+        return HPE_PAUSED;
     }
     if (c->inflight >= srv->opts.max_pipelined)
         return HPE_PAUSED;

@@ -34,6 +34,9 @@ typedef struct bw__transport {
     void (*close)(bw__conn *c, bool reset);
     /* The peer's address as text. */
     void (*peer)(bw__conn *c, char *buf, size_t size);
+    /* Whether bytes have arrived that were not read yet (asked only when
+     * the connection is about to close: a request in them is served). */
+    bool (*input_pending)(bw__conn *c);
 } bw__transport;
 
 /* A header as offsets into the request's head buffer (which may move while
@@ -65,6 +68,13 @@ struct bw_http_response {
     bool chunked;
     bool close_after; /* Connection: close */
     bool head_only;   /* a response to HEAD: no body on the wire */
+    /* 1 + the offset of this response's "Connection: keep-alive" line in the
+     * buffer that holds its head (the connection's output if it is the head
+     * of the queue, `pending` otherwise), while it is the last dispatched
+     * response and not yet handed to the transport: the line can still
+     * become "Connection: close" if the connection turns out to end after
+     * it (http_conn.c, settle_last). 0: none. */
+    uint32_t ka_at;
 };
 
 enum bw__req_flag {
@@ -149,13 +159,17 @@ struct bw__conn {
     uint64_t write_started; /* when the pending write began (send timeout) */
     uint32_t inflight;
     uint32_t requests_begun;
+    uint32_t tail_ka_at;  /* ka_at of the last response handed to `out`, the queue empty */
     int16_t error_status; /* status to answer for a parse error (400, 413, 431) */
     uint8_t state;        /* enum bw__conn_state */
     bool in_feed;         /* inside the read callback: writes are batched */
     bool reading;
     bool paused;          /* parser paused (pipelining bound, close decided) */
     bool eof;             /* the client shut down its side */
-    bool close_after;     /* close once the output is written */
+    bool close_after;     /* no request after those dispatched: close once they are answered */
+    bool wind_down;       /* close at the natural end of the input (as when the server closes) */
+    bool boundary_pause;  /* the parser paused at a message's end to see what follows */
+    bool last_said_close; /* the last response handed to the output said Connection: close */
     bool write_pending;
     bool resume_queued;
     bool prev_input_lf;   /* the previous input chunk ended with '\n' */
@@ -221,6 +235,16 @@ BW__HIDDEN void bw__conn_sweep(bw__conn *c, uint64_t now);
  * has not ended in time. May close c. */
 BW__HIDDEN void bw__conn_sweep_responses(bw__conn *c, uint64_t now);
 BW__HIDDEN void bw__conn_close_idle(bw__conn *c);
+/* The server began to close: an idle connection gets its grace read; a busy
+ * one closes after its last response (which says so if it still can). */
+BW__HIDDEN void bw__conn_server_closing(bw__conn *c);
+/* Whether the response to r, whose head is being written, is the last the
+ * connection carries (it says Connection: close). May decide it: nothing
+ * is read after a yes. */
+BW__HIDDEN bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r);
+/* No request after those dispatched is read; the last one's response says
+ * Connection: close if its head can still be changed. */
+BW__HIDDEN void bw__conn_stop_after_dispatched(bw__conn *c);
 BW__HIDDEN void bw__conn_destroy(bw__conn *c, bool reset);
 BW__HIDDEN void bw__conn_flush(bw__conn *c);
 BW__HIDDEN void bw__conn_response_ended(bw__conn *c, bw_http_request *r);

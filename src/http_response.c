@@ -277,12 +277,14 @@ static int send_head(bw_http_response *res, int64_t known_len)
     if (c == NULL)
         return -EPIPE;
     res->head_only = r->method == HTTP_HEAD;
-    if (!r->keep_alive || c->close_after || c->eof || r->srv->closing)
-        res->close_after = true;
-    /* A request body the client may still be holding back (100-continue
-     * not sent): do not reuse the connection. */
-    if ((r->flags & BW__REQ_CONTINUE) && !(r->flags & BW__REQ_MSG_DONE))
-        res->close_after = true;
+    /* Its own request's wish to close (or the handler's, or a request body
+     * the client may still be holding back, 100-continue not sent): no
+     * request after those dispatched is read. Whether this response says
+     * close is decided by whether it is the last (http_conn.c). */
+    if (!r->keep_alive || res->close_after ||
+        ((r->flags & BW__REQ_CONTINUE) && !(r->flags & BW__REQ_MSG_DONE)))
+        bw__conn_stop_after_dispatched(c);
+    res->close_after = bw__conn_is_last_response(c, r);
 
     const char *reason = bw_http_status_reason(res->status);
     size_t reason_len = strlen(reason);
@@ -331,12 +333,16 @@ static int send_head(bw_http_response *res, int64_t known_len)
             p = PUT_LITERAL(p, "Transfer-Encoding: chunked\r\n");
         } else {
             res->close_after = true; /* HTTP/1.0: the body ends with the connection */
+            bw__conn_stop_after_dispatched(c);
         }
     }
-    if (res->close_after)
+    if (res->close_after) {
         p = PUT_LITERAL(p, "Connection: close\r\n\r\n");
-    else
+    } else {
+        if (r == c->qtail) /* the last so far: it may still become close */
+            res->ka_at = (uint32_t)(p - out->base) + 1;
         p = PUT_LITERAL(p, "Connection: keep-alive\r\n\r\n");
+    }
     out->len = (size_t)(p - out->base);
     res->headers_sent = true;
     bw__conn_output_added(c);
@@ -516,7 +522,9 @@ void bw__response_send_error(bw_http_response *res, int status)
     bw__response_reset(res);
     res->status = status;
     res->content_length = -1;
-    res->close_after = true;
+    /* No Connection: close of its own: after a parse error the connection
+     * reads nothing more anyway (protocol_error), and after a handler's
+     * error the requests pipelined behind this one are still answered. */
     char body[64];
     int n = snprintf(body, sizeof body, "%s\n", bw_http_status_reason(status));
     bw_http_response_set_header(res, "Content-Type", "text/plain");
@@ -546,8 +554,13 @@ void bw__response_default_error(bw_http_request *req, bw_http_response *res, bw_
     }
     if (res->ended)
         return; /* it was answered before the error: nothing to undo */
-    if (!res->headers_sent)
+    if (!res->headers_sent) {
+        /* The connection closes after it (requests pipelined behind it and
+         * already dispatched are answered first): in a process that goes
+         * on serving, a client that hit an error starts afresh. */
+        res->close_after = true;
         bw__response_send_error(res, 500);
-    else
+    } else {
         bw_http_response_reset(res);
+    }
 }

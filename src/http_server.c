@@ -456,7 +456,15 @@ int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
     s->close_cb = cb;
     s->close_data = data;
     bw_http_server_stop_accepting(s);
-    bw_http_server_close_idle_connections(s);
+    /* The grace of idle connections counts from now, not from the start of
+     * this loop iteration: the caller may have run long (a fault's report). */
+    uv_update_time(s->loop->uv);
+    bw__conn *c = s->conns;
+    while (c != NULL) {
+        bw__conn *next = c->next;
+        bw__conn_server_closing(c);
+        c = next;
+    }
     /* Busy connections close when their last response is out (they answer
      * Connection: close from now on). The completion is always deferred,
      * so cb never runs inside this call. */
@@ -466,6 +474,11 @@ int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
 
 void bw_http_server_close_idle_connections(bw_http_server *s)
 {
+    /* The grace period starts now, not when this loop iteration began: a
+     * close from a callback that ran long (one the callback limit
+     * interrupted) would otherwise find the grace already over at the next
+     * timer check, before the poll reads the requests that came meanwhile. */
+    uv_update_time(s->loop->uv);
     bw__conn *c = s->conns;
     while (c != NULL) {
         bw__conn *next = c->next;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 
 #include "http_internal.h"
 
@@ -49,9 +50,13 @@ static tcp_reqs *reqs_of(bw__conn *c)
     return c->tr_data;
 }
 
+/* libuv counts a buffer's length in an unsigned int and a write's result
+ * in an int: larger output goes in pieces of this size. */
+#define BW__WRITE_PIECE ((size_t)1 << 30)
+
 static int tcp_try_write(bw__conn *c, const char *data, size_t len)
 {
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)(len < BW__WRITE_PIECE ? len : BW__WRITE_PIECE));
     return uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 }
 
@@ -65,9 +70,24 @@ static int tcp_write(bw__conn *c, const char *data, size_t len)
     tcp_reqs *r = reqs_of(c);
     if (r == NULL)
         return UV_ENOMEM;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    /* uv_write copies the array of buffers: it may live on this stack. */
+    uv_buf_t small[4], *bufs = small;
+    size_t n = (len + BW__WRITE_PIECE - 1) / BW__WRITE_PIECE;
+    if (n > sizeof small / sizeof small[0]) {
+        bufs = bw_malloc(n * sizeof *bufs);
+        if (bufs == NULL)
+            return UV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i * BW__WRITE_PIECE;
+        size_t piece = len - off < BW__WRITE_PIECE ? len - off : BW__WRITE_PIECE;
+        bufs[i] = uv_buf_init((char *)data + off, (unsigned)piece);
+    }
     r->wreq.data = c;
-    return uv_write(&r->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    int rc = uv_write(&r->wreq, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
+    if (bufs != small)
+        bw_free(bufs);
+    return rc;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -118,6 +138,15 @@ static void tcp_peer(bw__conn *c, char *out, size_t size)
     snprintf(out, size, "%s:%d", ip, port);
 }
 
+static bool tcp_input_pending(bw__conn *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, FIONREAD, &n) != 0)
+        return false;
+    return n > 0;
+}
+
 const bw__transport bw__tcp_transport = {
     .read_start = tcp_read_start,
     .read_stop = tcp_read_stop,
@@ -126,6 +155,7 @@ const bw__transport bw__tcp_transport = {
     .shutdown = tcp_shutdown,
     .close = tcp_close,
     .peer = tcp_peer,
+    .input_pending = tcp_input_pending,
 };
 
 /* ---- Refusing ---------------------------------------------------------- */

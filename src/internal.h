@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "bulwark.h"
 
@@ -177,6 +178,9 @@ typedef struct bw__guard {
 /* What the signal handler records; written only inside the handler. */
 typedef struct bw__fault_record {
     volatile sig_atomic_t pending;
+    bool timeout;         /* the callback limit, not a fault signal */
+    uint64_t limit_ms;    /* timeout: the limit in force */
+    uint64_t ran_ms;      /* timeout: CPU time the callback had run, at least */
     int signo;
     int si_code;
     void *addr;
@@ -199,8 +203,24 @@ typedef struct bw__unwind {
 
 typedef struct bw__tick bw__tick;
 
+/* The callback limit's per-thread state (watchdog.c). Written by the
+ * watchdog's signal handler, which runs on this thread only, and by
+ * bw__watchdog_apply with that signal blocked. */
+typedef struct bw__watchdog {
+    timer_t timer;          /* on this thread's CPU clock */
+    bool has_timer;
+    uint64_t limit_ms;      /* the limit the timer is armed for (0: off) */
+    unsigned forks;         /* bw__watchdog_forks when armed (timers do not survive fork) */
+    unsigned long seen_gen; /* the outermost callback seen at the last tick */
+    unsigned ticks;         /* ticks it has been seen running */
+    uint64_t seen_cpu_ns;   /* this thread's CPU clock when it was first seen */
+} bw__watchdog;
+
 typedef struct bw__thread {
     bw__guard *guard; /* innermost armed guard; read by the fault handler */
+    /* Outermost guards armed so far: the watchdog sees the same value at
+     * two ticks only if one callback ran across both. */
+    unsigned long watch_gen;
     bw__fault_record fault;
     bw_domain **stack;
     size_t depth;
@@ -220,6 +240,7 @@ typedef struct bw__thread {
     uintptr_t stack_hi;
     void *altstack;
     size_t altstack_size;
+    bw__watchdog watch;
 } bw__thread;
 
 /* The calling thread's state, read by the fault handler: initial-exec so
@@ -239,8 +260,37 @@ static inline bw__thread *bw__thread_get(void)
 /* Install the process's fault handlers (once) and this thread's alternate
  * signal stack. 0 or -errno. */
 BW__HIDDEN int bw__fault_install(bw__thread *t);
-/* Unblock the fault signals after a jump out of the handler. */
+/* Unblock the fault signals (and the watchdog's) after a jump out of a
+ * handler. */
 BW__HIDDEN void bw__fault_unmask(void);
+/* Whether an error raised now under guard g would be taken by someone (the
+ * fault handler's test; plain memory reads only). */
+BW__HIDDEN bool bw__fault_routable(const bw__thread *t, const bw__guard *g);
+/* The interrupted program counter in a signal handler's ucontext. */
+BW__HIDDEN void *bw__context_pc(void *uctx);
+
+/* ---- The callback limit (watchdog.c) ----------------------------------- */
+
+/* The limit in ms (0: off); lock-free, read by the signal handler. */
+extern _Atomic uint64_t bw__callback_limit_ms;
+/* Forks seen so far (a pthread_atfork child handler counts them). */
+extern atomic_uint bw__watchdog_forks;
+/* Once per process, from the fault handlers' installation: record the
+ * text ranges of the system's code and bulwark's, install the handler. */
+BW__HIDDEN void bw__watchdog_install(sigset_t *fault_set);
+/* Arm (or disarm) this thread's timer for the current limit. */
+BW__HIDDEN void bw__watchdog_apply(bw__thread *t);
+/* Delete this thread's timer (thread exit). */
+BW__HIDDEN void bw__watchdog_thread_free(bw__thread *t);
+/* Re-arm if the limit changed or the process forked since it was armed. */
+static inline void bw__watchdog_sync(bw__thread *t)
+{
+    if (BW__UNLIKELY(t->watch.limit_ms != atomic_load_explicit(&bw__callback_limit_ms,
+                                                               memory_order_relaxed) ||
+                     t->watch.forks != atomic_load_explicit(&bw__watchdog_forks,
+                                                            memory_order_relaxed)))
+        bw__watchdog_apply(t);
+}
 /* Build the error of the recorded fault (no allocation when a spare exists). */
 BW__HIDDEN bw_error *bw__fault_take_error(bw__thread *t);
 /* Install a plain handler (or SIG_DFL) for signo and unblock it. */

@@ -85,6 +85,7 @@ uv_loop_t *bw_loop_uv(bw_loop *loop)
 int bw_loop_run(bw_loop *loop, uv_run_mode mode)
 {
     bw__thread *t = bw__thread_get();
+    bw__watchdog_sync(t);
     bw_loop *previous = t->loop;
     t->loop = loop;
     if (t->guard == NULL && t->tick_head != NULL)

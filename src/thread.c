@@ -27,6 +27,7 @@ static void thread_free(void *arg)
     /* Stop using the alternate stack before freeing it. */
     stack_t ss = {.ss_flags = SS_DISABLE};
     sigaltstack(&ss, NULL);
+    bw__watchdog_thread_free(t);
     bw__stack_truncate(t, 0);
     bw__release_caches();
     bw_free(t->stack);
@@ -90,6 +91,7 @@ bw__thread *bw__thread_init(void)
     pthread_setspecific(thread_key, t);
     if (bw__fault_install(t) != 0)
         bw_log(BW_LOG_WARN, "fault handlers could not be installed on this thread");
+    bw__watchdog_apply(t);
     return t;
 fail:
     /* A thread that cannot get a few hundred bytes at start-up cannot run
@@ -112,6 +114,7 @@ void bw__thread_after_fork(void)
     t->draining = false;
     t->loop = NULL;
     t->fault.pending = 0;
+    bw__watchdog_sync(t); /* the parent's timer did not come along */
 }
 
 /* ---- The domain stack -------------------------------------------------- */

@@ -16,12 +16,18 @@
  * Workers that die before they listen are restarted with exponential
  * backoff; past the restart intensity (`restart_intensity` such failures in
  * `restart_period_ms`) the primary stops, says why and exits non-zero.
- * A worker whose loop stops turning (no heartbeat for
- * `heartbeat_timeout_ms`) is killed and replaced, and the primary logs the
- * last request it dispatched. A draining worker still alive after
- * `kill_timeout_ms` is killed. A request that crashes `poison_threshold`
- * workers within `poison_window_ms` (same method and path) is quarantined:
- * workers answer it 503 for `quarantine_ms` instead of crashing again.
+ * A callback that runs past the callback limit (guard.h,
+ * bw_guard_set_callback_limit, default 1 s) is interrupted in the worker and
+ * becomes an error in its request, like a fault. A worker whose loop stops
+ * turning all the same (no heartbeat for `heartbeat_timeout_ms`: a loop the
+ * limit could not interrupt, or the limit off) is the last resort: the
+ * primary logs the last request it dispatched, forks its replacement at
+ * once, then kills it. A draining worker still alive after
+ * `kill_timeout_ms` is killed. A request that crashes or hangs
+ * `poison_threshold` workers within `poison_window_ms` (same method and
+ * path; a hang counts against the hung worker's last request) is
+ * quarantined: workers answer it 503 for `quarantine_ms` instead of
+ * crashing again.
  * SIGTERM/SIGINT: graceful shutdown of every worker within
  * `shutdown_timeout_ms`, then exit 0. SIGHUP: rolling restart, one worker at
  * a time, the new one listening before the old one drains.

@@ -72,6 +72,50 @@ BW_EXTERN void bw_invoke(bw_domain *d, bw_task_fn fn, void *arg);
 /* True while a guard is armed on this thread (inside a guarded callback). */
 BW_EXTERN bool bw_in_guard(void);
 
+/* ---- The callback limit ------------------------------------------------ */
+
+/*
+ * A guarded callback that keeps its thread busy longer than the callback
+ * limit (CPU time of that thread, from the moment bulwark called it until
+ * it returns) is interrupted: an error of code BW_ETIMEOUT and origin
+ * BW_ORIGIN_TIMEOUT ("callback limit: a callback ran for more than N ms of
+ * CPU time ...") jumps to the innermost guard and is routed exactly like a
+ * fault in that callback (so under the cluster's crash-safe policy its
+ * request gets its 500 and the worker retires while its other requests are
+ * served). The time counted is that of the outermost guarded callback (the
+ * one the loop called); nested guards (bw_try, bw_invoke inside a callback)
+ * do not restart it. A domain error handler is a new callback with a limit
+ * of its own. After an interruption caught by a nested guard (bw_try), the
+ * callback that goes on running gets a fresh limit.
+ *
+ * It is interrupted only where that is safe and useful: never while it runs
+ * code of the C library, the dynamic loader, libuv, libgcc's unwinder, a
+ * sanitizer runtime, an interposed malloc, or bulwark itself (nor while
+ * such code is on the stack above it: a libc function that called back into
+ * user code may hold a lock); the watchdog then looks again a few
+ * milliseconds later. It is not interrupted when nothing would take the
+ * error (no domain with a handler on the stack, no uncaught handler, no
+ * bw_try), nor in the outermost domain error handler or an uncaught
+ * handler. A callback blocked in a system call uses no CPU time and is not
+ * counted; the cluster's heartbeat is the last resort for it (and for any
+ * loop that cannot be interrupted). docs/SECURITY.md says what the
+ * interruption can and cannot clean up: what a throw skips, it skips.
+ *
+ * The cost: one timer per thread on that thread's CPU clock (no signal while
+ * the thread sleeps), ticking every limit/4 of CPU time; the guard itself
+ * only bumps a counter. The signal is SIGRTMIN+4, which the program must
+ * leave to bulwark.
+ *
+ * Process-wide; 0 turns it off. Default 1000 ms, or the environment variable
+ * BW_CALLBACK_LIMIT_MS (read when bulwark starts on the process's first
+ * thread; a call to this function takes precedence). The calling thread's
+ * timer follows at once; other threads follow at their next tick (a new
+ * period, or off) or their next bw_loop_run (turning it on).
+ */
+BW_EXTERN void bw_guard_set_callback_limit(uint64_t ms);
+/* The callback limit in ms (0: off). */
+BW_EXTERN uint64_t bw_guard_callback_limit(void);
+
 /* ---- The process level ------------------------------------------------- */
 
 /*

@@ -23,9 +23,13 @@
  * Graceful close: stop accepting; idle keep-alive connections are closed
  * after a short grace read (a request that arrives meanwhile is served with
  * `Connection: close`) and a lingering close (write side shut down first,
- * then reading until the client closes), so no request is reset; in-flight
- * requests finish and answer `Connection: close`; a callback fires when the
- * last connection is gone.
+ * then reading until the client closes), so no request is reset. A
+ * connection that never carried a request is not idle: it keeps its
+ * headers timeout, and the request it sends is served. On a busy
+ * connection every request already read is served, in order, and the last
+ * response says `Connection: close` (a client that half-closed its side is
+ * answered the same way). A callback fires when the last connection is
+ * gone.
  *
  * Limits (each answered with its status, a log line through bw_log, and the
  * connection closed): head size 431, body size 413, headers timeout and
@@ -138,7 +142,8 @@ BW_EXTERN int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void 
 BW_EXTERN void bw_http_server_stop_accepting(bw_http_server *s);
 
 /* Close the idle keep-alive connections (never one with a request in
- * progress), with the same grace and lingering as close. */
+ * progress, nor one that has not carried a request yet), with the same
+ * grace and lingering as close. */
 BW_EXTERN void bw_http_server_close_idle_connections(bw_http_server *s);
 
 /* Close every connection at once, idle or not (responses in progress are
@@ -251,8 +256,11 @@ BW_EXTERN int bw_http_response_end(bw_http_response *res, const void *data, size
 BW_EXTERN int bw_http_response_send(bw_http_response *res, int status, const char *content_type,
                                     const void *body, size_t len);
 
-/* Ask for the connection to close after this response (sends
- * Connection: close if the headers are not out yet). */
+/* Ask for the connection to close: no request after those already
+ * dispatched on it is read. Requests pipelined behind this one whose
+ * handlers already ran are still answered, in order; the last response
+ * the connection carries says Connection: close (this one, if it is the
+ * last and its headers are not out yet). */
 BW_EXTERN void bw_http_response_close_connection(bw_http_response *res);
 
 /* Abort: reset the connection now (for errors after the headers went out;
