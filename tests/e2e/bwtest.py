@@ -7,8 +7,11 @@ The server binary comes from BW_BUILD_DIR (set by CTest); BW_VARIANT=asan
 selects the ASan+UBSan build.
 """
 import errno
+import itertools
 import os
+import random
 import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -433,6 +436,7 @@ class _StormConn:
         self.connected = False
         err = self.sock.connect_ex(("127.0.0.1", port))
         if err not in (0, errno.EINPROGRESS):
+            self.sock.close()
             raise OSError(err, os.strerror(err))
 
     def status(self):
@@ -459,12 +463,10 @@ def fresh_storm(port, connections, duration, fault_routes, fault_share, seed=1, 
     request within `timeout`). Returns a tally: per kind ("innocent",
     "fault") the statuses seen and the losses by cause ("eof", "reset",
     "timeout": no complete response), plus connect failures."""
-    import random
-    import selectors
     rng = random.Random(seed)
     sel = selectors.DefaultSelector()
     tally = {"innocent": {}, "fault": {}, "connect_failures": 0, "sent": 0}
-    routes = iter(fault_routes * (1 << 20))
+    routes = itertools.cycle(fault_routes)
     stop_at = time.monotonic() + duration
 
     def record(c, outcome):
@@ -496,7 +498,7 @@ def fresh_storm(port, connections, duration, fault_routes, fault_share, seed=1, 
             c.connected = True
             try:
                 c.sock.send(c.out)  # a few dozen bytes: one send on a fresh socket
-            except (ConnectionResetError, BrokenPipeError):
+            except OSError:
                 record(c, "reset")
                 return False
             tally["sent"] += 1
@@ -504,7 +506,7 @@ def fresh_storm(port, connections, duration, fault_routes, fault_share, seed=1, 
             return True
         try:
             data = c.sock.recv(65536)
-        except ConnectionResetError:
+        except OSError:  # a reset, mostly
             record(c, "reset")
             return False
         if data:
