@@ -42,7 +42,7 @@ struct parser {
     enum parse_phase phase;
     int status;
     int minor;
-    bool close;     /* the connection ends after this response */
+    bool close; /* the connection ends after this response */
     uint64_t remaining;
     size_t head_len;
     char head[MAX_HEAD];
@@ -64,10 +64,12 @@ enum parse_result parser_feed(struct parser *p, const char *buf, size_t len, siz
 /* A decimal in [min, max], the whole string; false otherwise. */
 bool parse_long(const char *s, long min, long max, long *out);
 
+#define HOST_HEADER_MAX 300 /* "host:port", or "[v6 address]:port" */
+
 struct target {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char host_header[300];
+    char host_header[HOST_HEADER_MAX];
 };
 
 /* Resolve host:port into t; -1 (and a message on stderr) if it cannot. */

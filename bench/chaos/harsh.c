@@ -53,20 +53,22 @@
 
 #include "common.h"
 
-#define MAX_DEPTH 3                      /* requests in one batch */
+#define MAX_DEPTH 3 /* requests in one batch */
 #define MAX_ROUTES 16
+/* One request: a route of at most 200 bytes (parse_routes), the Host
+ * header (struct target), Connection: close and the fixed words. */
+#define MAX_REQUEST (200 + HOST_HEADER_MAX + 64)
 #define RECONNECT_BACKOFF_NS 10000000ull /* 10 ms after a failed connect */
 #define MS 1000000ull                    /* nanoseconds */
 
-static const char *const default_routes[] = {"/segv", "/error", "/abort", "/assert",
-                                             "/fpe", "/throw", "/stack-overflow",
-                                             "/emit-error", "/callback-error"};
+static const char *const default_routes[] = {"/segv",           "/error",      "/abort",
+                                             "/assert",         "/fpe",        "/throw",
+                                             "/stack-overflow", "/emit-error", "/callback-error"};
 
 /* ---- options ------------------------------------------------------------ */
 
 enum kind { K_FRESH, K_KEEPALIVE, K_PIPELINED, K_HALFCLOSED, K_COUNT };
-static const char *const kind_names[K_COUNT] = {"fresh", "keepalive", "pipelined",
-                                                "halfclosed"};
+static const char *const kind_names[K_COUNT] = {"fresh", "keepalive", "pipelined", "halfclosed"};
 
 struct options {
     const char *host;
@@ -114,17 +116,17 @@ struct conn {
     int fd;
     enum conn_state state;
     enum kind kind;
-    int batches_left;     /* batches still to send after the current one */
-    int depth;            /* requests in the current batch */
-    int answered;         /* ...with their response complete */
+    int batches_left; /* batches still to send after the current one */
+    int depth;        /* requests in the current batch */
+    int answered;     /* ...with their response complete */
     bool fault[MAX_DEPTH];
-    bool reused;          /* an earlier batch on this connection was answered */
-    size_t resp_bytes;    /* bytes received for the current batch */
-    uint64_t sent_ns;     /* when the current batch (or the connect) started */
+    bool reused;       /* an earlier batch on this connection was answered */
+    size_t resp_bytes; /* bytes received for the current batch */
+    uint64_t sent_ns;  /* when the current batch (or the connect) started */
     uint64_t reconnect_at_ns;
-    uint32_t events;      /* what epoll watches for on fd */
+    uint32_t events; /* what epoll watches for on fd */
     size_t out_len, out_off;
-    char out[MAX_DEPTH * 384];
+    char out[MAX_DEPTH * MAX_REQUEST];
     struct parser p;
 };
 
@@ -222,9 +224,12 @@ static void connect_failed(struct client *cl, struct conn *c)
 static int batch_depth(enum kind k)
 {
     switch (k) {
-    case K_PIPELINED: return 2 + (int)rng_below(2);
-    case K_HALFCLOSED: return 1 + (int)rng_below(MAX_DEPTH);
-    default: return 1;
+    case K_PIPELINED:
+        return 2 + (int)rng_below(2);
+    case K_HALFCLOSED:
+        return 1 + (int)rng_below(MAX_DEPTH);
+    default:
+        return 1;
     }
 }
 
@@ -242,9 +247,9 @@ static void batch_build(struct client *cl, struct conn *c)
     const char *extra = c->kind == K_FRESH ? "Connection: close\r\n" : "";
     for (int i = 0; i < c->depth; i++) {
         const char *path = pick_path(cl, &c->fault[i]);
-        int n = snprintf(c->out + c->out_len, sizeof c->out - c->out_len,
-                         "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path,
-                         cl->target.host_header, extra);
+        int n =
+            snprintf(c->out + c->out_len, sizeof c->out - c->out_len,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, cl->target.host_header, extra);
         c->out_len += (size_t)n;
         tally_of(cl, c, i)->sent++;
     }
@@ -295,9 +300,12 @@ static enum kind pick_kind(const struct options *o)
 static int batches_for(enum kind k)
 {
     switch (k) {
-    case K_KEEPALIVE: return 1 + (int)rng_below(15);
-    case K_PIPELINED: return (int)rng_below(4);
-    default: return 0;
+    case K_KEEPALIVE:
+        return 1 + (int)rng_below(15);
+    case K_PIPELINED:
+        return (int)rng_below(4);
+    default:
+        return 0;
     }
 }
 
@@ -356,8 +364,7 @@ static bool response_done(struct client *cl, struct conn *c)
     }
     if (c->answered < c->depth)
         return true;
-    if (c->batches_left == 0 || !cl->issuing || c->kind == K_FRESH ||
-        c->kind == K_HALFCLOSED) {
+    if (c->batches_left == 0 || !cl->issuing || c->kind == K_FRESH || c->kind == K_HALFCLOSED) {
         conn_replace(cl, c);
         return false;
     }
@@ -539,28 +546,33 @@ static void write_json(FILE *f, const struct client *cl, double elapsed_ms)
     const struct tally *in = &cl->innocent, *ft = &cl->fault;
     fprintf(f, "{\n  \"host\": \"%s\", \"port\": %d, \"connections\": %d,\n", o->host, o->port,
             o->connections);
-    fprintf(f, "  \"duration_ms\": %ld, \"elapsed_ms\": %.1f, \"timeout_ms\": %ld, \"seed\": %" PRIu64
-               ",\n",
+    fprintf(f,
+            "  \"duration_ms\": %ld, \"elapsed_ms\": %.1f, \"timeout_ms\": %ld, \"seed\": %" PRIu64
+            ",\n",
             o->duration_ms, elapsed_ms, o->timeout_ms, o->seed);
-    fprintf(f, "  \"fault_permille\": %d, \"hang\": %s, \"sighup_every_ms\": %ld, "
-               "\"sighups_sent\": %" PRIu64 ",\n",
+    fprintf(f,
+            "  \"fault_permille\": %d, \"hang\": %s, \"sighup_every_ms\": %ld, "
+            "\"sighups_sent\": %" PRIu64 ",\n",
             o->fault_permille, o->hang ? "true" : "false",
             o->sighup_pid > 0 ? o->sighup_every_ms : 0, cl->sighups);
     fprintf(f, "  \"connections_by_kind\": {");
     for (int k = 0; k < K_COUNT; k++)
         fprintf(f, "%s\"%s\": %" PRIu64, k ? ", " : "", kind_names[k], cl->by_kind[k]);
     fprintf(f, "},\n");
-    fprintf(f, "  \"innocent\": {\"sent\": %" PRIu64 ", \"answered\": %" PRIu64
-               ", \"wrong_status\": %" PRIu64 ", ",
+    fprintf(f,
+            "  \"innocent\": {\"sent\": %" PRIu64 ", \"answered\": %" PRIu64
+            ", \"wrong_status\": %" PRIu64 ", ",
             in->sent, in->expected, in->status_503 + in->other_status);
     write_losses(f, in);
-    fprintf(f, ",\n  \"faults\": {\"sent\": %" PRIu64 ", \"answered_500\": %" PRIu64
-               ", \"answered_503\": %" PRIu64 ", \"other_status\": %" PRIu64 ", ",
+    fprintf(f,
+            ",\n  \"faults\": {\"sent\": %" PRIu64 ", \"answered_500\": %" PRIu64
+            ", \"answered_503\": %" PRIu64 ", \"other_status\": %" PRIu64 ", ",
             ft->sent, ft->expected, ft->status_503, ft->other_status);
     write_losses(f, ft);
     fprintf(f, ",\n  \"connect_failures\": %" PRIu64 ",\n", cl->connect_failures);
-    fprintf(f, "  \"innocent_latency_ms\": {\"samples\": %zu, \"p50\": %.3f, \"p99\": %.3f, "
-               "\"max\": %.3f}\n}\n",
+    fprintf(f,
+            "  \"innocent_latency_ms\": {\"samples\": %zu, \"p50\": %.3f, \"p99\": %.3f, "
+            "\"max\": %.3f}\n}\n",
             cl->lat.len, quantile_ms(&cl->lat, 0.5), quantile_ms(&cl->lat, 0.99),
             quantile_ms(&cl->lat, 1.0));
 }
@@ -583,11 +595,10 @@ static void write_summary(const struct client *cl, double elapsed_ms)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: harsh [--host H] --port N [--connections C] [--duration-ms D]\n"
-            "             [--fault-permille P] [--fault-routes /a,/b,...] [--hang]\n"
-            "             [--mix FRESH,KEEPALIVE,PIPELINED,HALFCLOSED] [--timeout-ms T]\n"
-            "             [--sighup-pid PID [--sighup-every-ms N]] [--seed S] [--json FILE]\n");
+    fprintf(f, "usage: harsh [--host H] --port N [--connections C] [--duration-ms D]\n"
+               "             [--fault-permille P] [--fault-routes /a,/b,...] [--hang]\n"
+               "             [--mix FRESH,KEEPALIVE,PIPELINED,HALFCLOSED] [--timeout-ms T]\n"
+               "             [--sighup-pid PID [--sighup-every-ms N]] [--seed S] [--json FILE]\n");
 }
 
 /* A comma-separated list of routes into o->routes (the string is kept). */
@@ -616,9 +627,14 @@ static bool parse_mix(char *s, struct options *o)
 
 static void default_options(struct options *o)
 {
-    *o = (struct options){.host = "127.0.0.1", .connections = 256, .duration_ms = 10000,
-                          .fault_permille = 300, .timeout_ms = 5000, .seed = 1,
-                          .sighup_every_ms = 1000, .mix = {1, 1, 1, 1}};
+    *o = (struct options){.host = "127.0.0.1",
+                          .connections = 256,
+                          .duration_ms = 10000,
+                          .fault_permille = 300,
+                          .timeout_ms = 5000,
+                          .seed = 1,
+                          .sighup_every_ms = 1000,
+                          .mix = {1, 1, 1, 1}};
     for (size_t i = 0; i < sizeof default_routes / sizeof *default_routes; i++)
         o->routes[o->nroutes++] = default_routes[i];
 }
@@ -627,33 +643,69 @@ static bool parse_option(int ch, struct options *o)
 {
     long v;
     switch (ch) {
-    case 'h': o->host = optarg; return true;
-    case 'p': if (!parse_long(optarg, 1, 65535, &v)) return false; o->port = (int)v; return true;
-    case 'c': if (!parse_long(optarg, 1, 100000, &v)) return false; o->connections = (int)v; return true;
-    case 'd': return parse_long(optarg, 1, 86400000, &o->duration_ms);
-    case 'P': if (!parse_long(optarg, 0, 1000, &v)) return false; o->fault_permille = (int)v; return true;
-    case 'r': return parse_routes(optarg, o);
-    case 'g': o->hang = true; return true;
-    case 'm': return parse_mix(optarg, o);
-    case 't': return parse_long(optarg, 1, 3600000, &o->timeout_ms);
-    case 'u': return parse_long(optarg, 1, INT_MAX, &o->sighup_pid);
-    case 'e': return parse_long(optarg, 1, 3600000, &o->sighup_every_ms);
-    case 's': if (!parse_long(optarg, 0, LONG_MAX, &v)) return false; o->seed = (uint64_t)v; return true;
-    case 'j': o->json = optarg; return true;
-    default: return false;
+    case 'h':
+        o->host = optarg;
+        return true;
+    case 'p':
+        if (!parse_long(optarg, 1, 65535, &v))
+            return false;
+        o->port = (int)v;
+        return true;
+    case 'c':
+        if (!parse_long(optarg, 1, 100000, &v))
+            return false;
+        o->connections = (int)v;
+        return true;
+    case 'd':
+        return parse_long(optarg, 1, 86400000, &o->duration_ms);
+    case 'P':
+        if (!parse_long(optarg, 0, 1000, &v))
+            return false;
+        o->fault_permille = (int)v;
+        return true;
+    case 'r':
+        return parse_routes(optarg, o);
+    case 'g':
+        o->hang = true;
+        return true;
+    case 'm':
+        return parse_mix(optarg, o);
+    case 't':
+        return parse_long(optarg, 1, 3600000, &o->timeout_ms);
+    case 'u':
+        return parse_long(optarg, 1, INT_MAX, &o->sighup_pid);
+    case 'e':
+        return parse_long(optarg, 1, 3600000, &o->sighup_every_ms);
+    case 's':
+        if (!parse_long(optarg, 0, LONG_MAX, &v))
+            return false;
+        o->seed = (uint64_t)v;
+        return true;
+    case 'j':
+        o->json = optarg;
+        return true;
+    default:
+        return false;
     }
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"host", required_argument, 0, 'h'},          {"port", required_argument, 0, 'p'},
-        {"connections", required_argument, 0, 'c'},   {"duration-ms", required_argument, 0, 'd'},
-        {"fault-permille", required_argument, 0, 'P'}, {"fault-routes", required_argument, 0, 'r'},
-        {"hang", no_argument, 0, 'g'},                {"mix", required_argument, 0, 'm'},
-        {"timeout-ms", required_argument, 0, 't'},    {"sighup-pid", required_argument, 0, 'u'},
-        {"sighup-every-ms", required_argument, 0, 'e'}, {"seed", required_argument, 0, 's'},
-        {"json", required_argument, 0, 'j'},          {"help", no_argument, 0, 'H'},
+        {"host", required_argument, 0, 'h'},
+        {"port", required_argument, 0, 'p'},
+        {"connections", required_argument, 0, 'c'},
+        {"duration-ms", required_argument, 0, 'd'},
+        {"fault-permille", required_argument, 0, 'P'},
+        {"fault-routes", required_argument, 0, 'r'},
+        {"hang", no_argument, 0, 'g'},
+        {"mix", required_argument, 0, 'm'},
+        {"timeout-ms", required_argument, 0, 't'},
+        {"sighup-pid", required_argument, 0, 'u'},
+        {"sighup-every-ms", required_argument, 0, 'e'},
+        {"seed", required_argument, 0, 's'},
+        {"json", required_argument, 0, 'j'},
+        {"help", no_argument, 0, 'H'},
         {0, 0, 0, 0},
     };
     default_options(o);
@@ -696,7 +748,8 @@ int main(int argc, char **argv)
     uint64_t start = now_ns();
     run(&cl);
     double elapsed_ms = (double)(now_ns() - start) / 1e6;
-    qsort(cl.lat.us, cl.lat.len, sizeof *cl.lat.us, cmp_u32);
+    if (cl.lat.len > 0)
+        qsort(cl.lat.us, cl.lat.len, sizeof *cl.lat.us, cmp_u32);
     FILE *out = output_open(cl.o.json);
     write_json(out, &cl, elapsed_ms);
     output_close(out);
