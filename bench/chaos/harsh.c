@@ -639,6 +639,15 @@ static void default_options(struct options *o)
         o->routes[o->nroutes++] = default_routes[i];
 }
 
+static bool parse_int(const char *s, long min, long max, int *out)
+{
+    long v;
+    if (!parse_long(s, min, max, &v))
+        return false;
+    *out = (int)v;
+    return true;
+}
+
 static bool parse_option(int ch, struct options *o)
 {
     long v;
@@ -647,22 +656,13 @@ static bool parse_option(int ch, struct options *o)
         o->host = optarg;
         return true;
     case 'p':
-        if (!parse_long(optarg, 1, 65535, &v))
-            return false;
-        o->port = (int)v;
-        return true;
+        return parse_int(optarg, 1, 65535, &o->port);
     case 'c':
-        if (!parse_long(optarg, 1, 100000, &v))
-            return false;
-        o->connections = (int)v;
-        return true;
+        return parse_int(optarg, 1, 100000, &o->connections);
     case 'd':
         return parse_long(optarg, 1, 86400000, &o->duration_ms);
     case 'P':
-        if (!parse_long(optarg, 0, 1000, &v))
-            return false;
-        o->fault_permille = (int)v;
-        return true;
+        return parse_int(optarg, 0, 1000, &o->fault_permille);
     case 'r':
         return parse_routes(optarg, o);
     case 'g':
