@@ -149,7 +149,7 @@ def closing_by_sigterm(p, port, log):
                                            (closing_by_sigterm, 300)],
                          ids=["fault", "sighup", "sigterm"])
 def test_I_02_pipeline_answered_when_server_starts_closing(cluster, cause, slow_ms):
-    """Issue 12 item 2: [/slow?ms=300, /?b, /?c] on one connection; 50 ms
+    """Issue 12 item 2: [/slow (300 ms), /?b, /?c] on one connection; 50 ms
     later the worker starts closing (a fault on another connection, a
     SIGHUP, a SIGTERM). All three are answered in order, and only the last
     says Connection: close. (A rolling restart drains the old worker only
