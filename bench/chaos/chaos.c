@@ -37,17 +37,13 @@
  * Output: a JSON object (--json FILE, or stdout) and a summary on stderr.
  * Exit status 0 unless the run could not happen (bad options, no socket).
  *
- * Build: cc -O2 -Wall -Wextra -Werror -o chaos chaos.c
+ * Build: cc -O2 -Wall -Wextra -Werror -o chaos chaos.c common.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,7 +54,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEAD 16384           /* status line + headers we accept */
+#include "common.h"
+
 #define MAX_FAULT_TIMES 10000    /* fault_times_ns entries kept */
 #define RECONNECT_BACKOFF_NS 10000000ull /* 10 ms after a failed connect */
 
@@ -78,298 +75,6 @@ struct options {
     long warmup;
     bool sync;
 };
-
-/* ---- time and randomness ------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t rng_state;
-
-/* splitmix64: small, fast, and the same sequence for the same --seed. */
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* ---- response parser ---------------------------------------------------- */
-
-enum parse_phase {
-    P_HEAD,       /* status line and headers, up to the empty line */
-    P_BODY_LEN,   /* Content-Length bytes */
-    P_CHUNK_SIZE, /* chunk-size [; ext] CRLF */
-    P_CHUNK_DATA,
-    P_CHUNK_CRLF, /* the CRLF after a chunk's data */
-    P_TRAILER,    /* trailer lines, up to the empty line */
-    P_BODY_EOF,   /* no length: the body ends when the connection does */
-    P_DONE,
-};
-
-enum parse_result { PR_MORE, PR_DONE, PR_ERROR };
-
-struct parser {
-    enum parse_phase phase;
-    int status;
-    int minor;
-    bool close;     /* the connection ends after this response */
-    uint64_t remaining;
-    size_t head_len;
-    char head[MAX_HEAD];
-    size_t line_len; /* chunk-size and trailer lines */
-    char line[256];
-};
-
-static void parser_reset(struct parser *p)
-{
-    p->phase = P_HEAD;
-    p->status = 0;
-    p->minor = 1;
-    p->close = false;
-    p->remaining = 0;
-    p->head_len = 0;
-    p->line_len = 0;
-}
-
-/* Case-insensitive search for a token in a comma-separated header value. */
-static bool value_has_token(const char *v, size_t len, const char *token)
-{
-    size_t tl = strlen(token);
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end - start == tl && strncasecmp(v + start, token, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
-/*
- * Parse the head held in p->head (ending with CRLF CRLF) and choose how the
- * body is framed (RFC 9112 section 6.3). Returns false on a malformed head.
- */
-static bool parse_head(struct parser *p)
-{
-    const char *s = p->head;
-    const char *end = p->head + p->head_len;
-    if (p->head_len < 12 || strncmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') ||
-        s[8] != ' ')
-        return false;
-    p->minor = s[7] - '0';
-    if (s[9] < '0' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9')
-        return false;
-    p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
-
-    bool chunked = false, has_length = false, keep_alive = false, close = false;
-    uint64_t length = 0;
-    const char *line = memchr(s, '\n', (size_t)(end - s));
-    if (!line)
-        return false;
-    line++;
-    while (line < end) {
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (!eol)
-            return false;
-        size_t len = (size_t)(eol - line);
-        if (len > 0 && line[len - 1] == '\r')
-            len--;
-        if (len == 0)
-            break; /* the empty line */
-        const char *colon = memchr(line, ':', len);
-        if (!colon)
-            return false;
-        size_t nlen = (size_t)(colon - line);
-        const char *v = colon + 1;
-        size_t vlen = len - nlen - 1;
-        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            vlen--;
-        }
-        if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
-            uint64_t n = 0;
-            size_t i = 0;
-            for (; i < vlen && v[i] >= '0' && v[i] <= '9'; i++)
-                n = n * 10 + (uint64_t)(v[i] - '0');
-            if (i == 0)
-                return false;
-            if (has_length && n != length)
-                return false; /* conflicting lengths */
-            has_length = true;
-            length = n;
-        } else if (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0) {
-            if (value_has_token(v, vlen, "chunked"))
-                chunked = true;
-        } else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
-            if (value_has_token(v, vlen, "close"))
-                close = true;
-            if (value_has_token(v, vlen, "keep-alive"))
-                keep_alive = true;
-        }
-        line = eol + 1;
-    }
-    p->close = close || (p->minor == 0 && !keep_alive);
-
-    if ((p->status >= 100 && p->status < 200) || p->status == 204 || p->status == 304) {
-        p->phase = P_DONE;
-    } else if (chunked) {
-        p->phase = P_CHUNK_SIZE;
-        p->line_len = 0;
-    } else if (has_length) {
-        p->remaining = length;
-        p->phase = length ? P_BODY_LEN : P_DONE;
-    } else {
-        p->phase = P_BODY_EOF;
-        p->close = true;
-    }
-    return true;
-}
-
-/* One CRLF-terminated line of the chunked framing, collected across reads. */
-static int collect_line(struct parser *p, const char *buf, size_t len, size_t *used, bool *complete)
-{
-    size_t i = 0;
-    *complete = false;
-    while (i < len) {
-        char ch = buf[i++];
-        if (ch == '\n') {
-            if (p->line_len > 0 && p->line[p->line_len - 1] == '\r')
-                p->line_len--;
-            p->line[p->line_len] = '\0';
-            *complete = true;
-            break;
-        }
-        if (p->line_len + 1 >= sizeof p->line)
-            return -1;
-        p->line[p->line_len++] = ch;
-    }
-    *used = i;
-    return 0;
-}
-
-/*
- * Feed bytes. *used says how many were consumed; on PR_DONE the rest (if
- * any) belongs to a response we never asked for.
- */
-static enum parse_result parser_feed(struct parser *p, const char *buf, size_t len, size_t *used)
-{
-    size_t off = 0;
-    while (off < len) {
-        switch (p->phase) {
-        case P_HEAD: {
-            /* Search for CRLF CRLF, including across the previous read. */
-            size_t before = p->head_len;
-            size_t take = len - off;
-            if (take > MAX_HEAD - 1 - p->head_len)
-                take = MAX_HEAD - 1 - p->head_len;
-            if (take == 0)
-                return PR_ERROR;
-            memcpy(p->head + p->head_len, buf + off, take);
-            p->head_len += take;
-            p->head[p->head_len] = '\0';
-            size_t from = before >= 3 ? before - 3 : 0;
-            char *hit = memmem(p->head + from, p->head_len - from, "\r\n\r\n", 4);
-            if (!hit) {
-                off += take;
-                break;
-            }
-            size_t head_end = (size_t)(hit - p->head) + 4;
-            off += head_end - before;
-            p->head_len = head_end;
-            if (!parse_head(p))
-                return PR_ERROR;
-            if (p->status >= 100 && p->status < 200 && p->status != 101) {
-                parser_reset(p); /* interim response: the real one follows */
-                break;
-            }
-            break;
-        }
-        case P_BODY_LEN: {
-            size_t n = len - off;
-            if (n > p->remaining)
-                n = (size_t)p->remaining;
-            p->remaining -= n;
-            off += n;
-            if (p->remaining == 0)
-                p->phase = P_DONE;
-            break;
-        }
-        case P_CHUNK_SIZE: {
-            size_t n;
-            bool complete;
-            if (collect_line(p, buf + off, len - off, &n, &complete) < 0)
-                return PR_ERROR;
-            off += n;
-            if (!complete)
-                break;
-            char *endp;
-            errno = 0;
-            unsigned long long size = strtoull(p->line, &endp, 16);
-            if (endp == p->line || errno || (*endp && *endp != ';' && *endp != ' '))
-                return PR_ERROR;
-            p->line_len = 0;
-            p->remaining = size;
-            p->phase = size ? P_CHUNK_DATA : P_TRAILER;
-            break;
-        }
-        case P_CHUNK_DATA: {
-            size_t n = len - off;
-            if (n > p->remaining)
-                n = (size_t)p->remaining;
-            p->remaining -= n;
-            off += n;
-            if (p->remaining == 0) {
-                p->phase = P_CHUNK_CRLF;
-                p->line_len = 0;
-            }
-            break;
-        }
-        case P_CHUNK_CRLF:
-        case P_TRAILER: {
-            size_t n;
-            bool complete;
-            if (collect_line(p, buf + off, len - off, &n, &complete) < 0)
-                return PR_ERROR;
-            off += n;
-            if (!complete)
-                break;
-            bool empty = p->line_len == 0;
-            p->line_len = 0;
-            if (p->phase == P_CHUNK_CRLF) {
-                if (!empty)
-                    return PR_ERROR;
-                p->phase = P_CHUNK_SIZE;
-            } else if (empty) {
-                p->phase = P_DONE;
-            }
-            break;
-        }
-        case P_BODY_EOF:
-            off = len;
-            break;
-        case P_DONE:
-            break;
-        }
-        if (p->phase == P_DONE) {
-            *used = off;
-            return PR_DONE;
-        }
-    }
-    *used = off;
-    return p->phase == P_DONE ? PR_DONE : PR_MORE;
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -415,9 +120,7 @@ struct stats {
 struct client {
     struct options o;
     int epfd;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char host_header[300];
+    struct target target;
     struct conn *conns;
     struct stats st;
     /* What may still be sent. */
@@ -428,12 +131,7 @@ struct client {
 
 static void conn_close(struct client *cl, struct conn *c)
 {
-    if (c->fd >= 0) {
-        epoll_ctl(cl->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-    }
-    c->fd = -1;
-    c->events = 0;
+    sock_close(cl->epfd, &c->fd, &c->events);
     c->state = S_DOWN;
     c->reused = false;
 }
@@ -441,12 +139,7 @@ static void conn_close(struct client *cl, struct conn *c)
 /* Watch fd for `events`; a system call only when that changes. */
 static void watch(struct client *cl, struct conn *c, uint32_t events)
 {
-    if (c->events == events)
-        return;
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    int op = c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(cl->epfd, op, c->fd, &ev) == 0)
-        c->events = events;
+    sock_watch(cl->epfd, c->fd, c, &c->events, events);
 }
 
 static void record_outcome(struct client *cl, struct conn *c, bool ok, enum failure why)
@@ -526,22 +219,15 @@ static void conn_start(struct client *cl, struct conn *c)
         c->state = S_DOWN;
         return;
     }
-    int fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        connect_failed(cl, c, errno);
+    int rc = sock_connect(&cl->target, &c->fd);
+    if (rc != 0 && rc != -EINPROGRESS) {
+        connect_failed(cl, c, -rc);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
     c->reused = false;
     c->reconnect_at_ns = 0;
-    if (connect(fd, (struct sockaddr *)&cl->addr, cl->addrlen) == 0) {
+    if (rc == 0) {
         conn_send_next(cl, c);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        connect_failed(cl, c, errno);
         return;
     }
     c->state = S_CONNECTING;
@@ -551,22 +237,16 @@ static void conn_start(struct client *cl, struct conn *c)
 
 static void conn_write(struct client *cl, struct conn *c)
 {
-    while (c->req_off < c->req_len) {
-        ssize_t n = send(c->fd, c->req + c->req_off, c->req_len - c->req_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->req_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->state = S_WRITING;
-            watch(cl, c, EPOLLOUT | EPOLLIN);
-            return;
-        }
-        /* EPIPE or ECONNRESET: the server closed the connection. */
+    switch (sock_send(c->fd, c->req, c->req_len, &c->req_off)) {
+    case SEND_AGAIN:
+        c->state = S_WRITING;
+        watch(cl, c, EPOLLOUT | EPOLLIN);
+        return;
+    case SEND_FAILED: /* EPIPE or ECONNRESET: the server closed the connection. */
         conn_fail(cl, c, F_RESET);
         return;
+    case SEND_DONE:
+        break;
     }
     c->state = S_READING;
     watch(cl, c, EPOLLIN);
@@ -597,7 +277,7 @@ static void conn_send_next(struct client *cl, struct conn *c)
     c->resp_bytes = 0;
     parser_reset(&c->p);
     int n = snprintf(c->req, sizeof c->req, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n",
-                     fault ? cl->o.fault_path : "/", cl->host_header);
+                     fault ? cl->o.fault_path : "/", cl->target.host_header);
     c->req_len = (size_t)n;
     c->req_off = 0;
     c->deadline_ns = now_ns() + (uint64_t)cl->o.timeout_ms * 1000000ull;
@@ -622,13 +302,11 @@ static void conn_readable(struct client *cl, struct conn *c)
 {
     char buf[16384];
     for (;;) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = sock_recv(c->fd, buf, sizeof buf);
+        if (n == RECV_AGAIN)
             return;
-        if (n == 0 || n < 0) {
-            bool reset = n < 0;
+        if (n <= 0) {
+            bool reset = n == RECV_RESET;
             if (c->state == S_PARKED) {
                 conn_close(cl, c); /* idle, nothing lost */
                 conn_start(cl, c);
@@ -664,11 +342,9 @@ static void conn_readable(struct client *cl, struct conn *c)
 static void conn_event(struct client *cl, struct conn *c, uint32_t events)
 {
     if (c->state == S_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
-            connect_failed(cl, c, err ? err : ECONNRESET);
+        int err = sock_connect_result(c->fd, events);
+        if (err != 0) {
+            connect_failed(cl, c, err);
             return;
         }
         conn_send_next(cl, c);
@@ -834,17 +510,6 @@ static void usage(FILE *f)
             "             [--requests N [--warmup W] [--sync]]\n");
 }
 
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
@@ -900,26 +565,6 @@ bad:
     return -1;
 }
 
-static int resolve(struct client *cl)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res;
-    char port[16];
-    snprintf(port, sizeof port, "%d", cl->o.port);
-    int rc = getaddrinfo(cl->o.host, port, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, "chaos: %s: %s\n", cl->o.host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&cl->addr, res->ai_addr, res->ai_addrlen);
-    cl->addrlen = res->ai_addrlen;
-    bool v6 = res->ai_family == AF_INET6;
-    freeaddrinfo(res);
-    snprintf(cl->host_header, sizeof cl->host_header, v6 && strchr(cl->o.host, ':') ? "[%s]:%d" : "%s:%d",
-             cl->o.host, cl->o.port);
-    return 0;
-}
-
 /* --sync: say `word` on stdout, then block until stdin gives a line (or EOF). */
 static void handshake(const char *word)
 {
@@ -935,13 +580,11 @@ int main(int argc, char **argv)
     static struct client cl; /* large (stats); zeroed */
     if (parse_options(argc, argv, &cl.o) < 0)
         return 2;
-    if (resolve(&cl) < 0)
+    cl.epfd = client_init("chaos", &cl.target, cl.o.host, cl.o.port, cl.o.seed);
+    if (cl.epfd < 0)
         return 2;
-    signal(SIGPIPE, SIG_IGN);
-    rng_state = cl.o.seed;
-    cl.epfd = epoll_create1(EPOLL_CLOEXEC);
     cl.conns = calloc((size_t)cl.o.connections, sizeof *cl.conns);
-    if (cl.epfd < 0 || !cl.conns) {
+    if (!cl.conns) {
         perror("chaos");
         return 2;
     }
@@ -982,14 +625,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < cl.o.connections; i++)
         conn_close(&cl, &cl.conns[i]);
 
-    FILE *out = stdout;
-    if (cl.o.json && !(out = fopen(cl.o.json, "w"))) {
-        perror(cl.o.json);
-        out = stdout;
-    }
+    FILE *out = output_open(cl.o.json);
     write_json(out, &cl, elapsed_ms);
-    if (out != stdout)
-        fclose(out);
+    output_close(out);
     write_summary(&cl, elapsed_ms);
     free(cl.conns);
     close(cl.epfd);

@@ -1,7 +1,8 @@
-// Self-test of the chaos client's bookkeeping: a raw TCP server scripted to
-// misbehave in one known way per scenario, and the buckets chaos must put
-// the requests in. Run: node bench/chaos/selftest.js PATH/TO/chaos
-// (bench/run does not need it; run it after changing chaos.c).
+// Self-test of the chaos clients' bookkeeping: a raw TCP server scripted to
+// misbehave in one known way per scenario, and the buckets the client must
+// put the requests in. Run: node bench/chaos/selftest.js PATH/TO/chaos
+// [PATH/TO/harsh] (bench/run does not need it; run it after changing
+// chaos.c, harsh.c or common.c).
 'use strict';
 
 const net = require('net');
@@ -11,8 +12,9 @@ const os = require('os');
 const path = require('path');
 
 const chaosBin = process.argv[2];
+const harshBin = process.argv[3];
 if (!chaosBin) {
-  console.error('usage: selftest.js CHAOS_BINARY');
+  console.error('usage: selftest.js CHAOS_BINARY [HARSH_BINARY]');
   process.exit(2);
 }
 
@@ -97,6 +99,55 @@ const scenarios = [
   },
 ];
 
+// The harsh client's scenarios: the same server, its own buckets (and
+// --fault-routes /error, so that ERR500 answers every fault).
+const CLOSE = 'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok';
+const ERR500_CLOSE = ERR500.replace('\r\n', '\r\nConnection: close\r\n');
+const answer = (s, p, head) => {
+  const fault = p === '/error';
+  if (/connection: close/i.test(head)) s.end(fault ? ERR500_CLOSE : CLOSE);
+  else s.write(fault ? ERR500 : OK);
+};
+const noLoss = (t) => t.lost === 0 && t.retryable === 0;
+const harshScenarios = [
+  {
+    name: 'harsh: every kind of connection answered, faults contained',
+    args: ['--fault-permille', '300'],
+    handle: (s, p, n, k, head) => answer(s, p, head),
+    check: (r) => noLoss(r.innocent) && noLoss(r.faults) && r.innocent.answered === r.innocent.sent &&
+      r.faults.answered_500 === r.faults.sent && r.faults.sent > 0 &&
+      Object.values(r.connections_by_kind).every((c) => c > 0) && r.innocent_latency_ms.samples > 0,
+  },
+  {
+    name: 'harsh: a pipeline cut after its first response says close: after_close',
+    args: ['--mix', '0,0,1,0', '--fault-permille', '0'],
+    handle: (s, p, n, k) => (k === 1 ? s.end(CLOSE) : null),
+    check: (r) => r.innocent.lost > 0 && r.innocent.lost_by.after_close === r.innocent.lost &&
+      r.innocent.answered + r.innocent.lost === r.innocent.sent,
+  },
+  {
+    name: 'harsh: half-closed connections reset at their first request: reset',
+    args: ['--mix', '0,0,0,1'],
+    handle: (s) => s.resetAndDestroy(),
+    check: (r) => r.innocent.sent > 0 && r.innocent.lost === r.innocent.sent &&
+      r.innocent.lost_by.reset + r.innocent.lost_by.eof === r.innocent.lost,
+  },
+  {
+    name: 'harsh: an idle keep-alive connection closed: retryable, not lost',
+    args: ['--mix', '0,1,0,0'],
+    handle: (s, p, n, k, head) => { answer(s, p, head); if (k === 2) s.end(); },
+    check: (r) => r.innocent.retryable > 0 && r.innocent.lost === 0,
+  },
+  {
+    name: 'harsh: SIGHUP every 100 ms to the given pid',
+    args: ['--sighup-pid', String(process.pid), '--sighup-every-ms', '100', '--duration-ms', '550'],
+    handle: (s, p, n, k, head) => answer(s, p, head),
+    check: (r) => r.sighups_sent === 5 && sighups === 5,
+  },
+];
+let sighups = 0;
+process.on('SIGHUP', () => sighups++);
+
 function serve(scn) {
   let n = 0;
   const server = net.createServer((s) => {
@@ -110,19 +161,19 @@ function serve(scn) {
         const head = buf.slice(0, i);
         buf = buf.slice(i + 4);
         if (s.destroyed || s.writableEnded) return;
-        scn.handle(s, head.split(' ')[1], ++n, ++k);
+        scn.handle(s, head.split(' ')[1], ++n, ++k, head);
       }
     });
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-function runChaos(port, args) {
+function runChaos(port, args, bin = chaosBin) {
   const json = path.join(os.tmpdir(), `chaos-selftest-${process.pid}.json`);
   const argv = ['--port', String(port), '--connections', '4', '--duration-ms', '300',
     '--json', json, ...args];
   return new Promise((resolve) => {
-    const child = spawn(chaosBin, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('exit', (code) => {
@@ -135,9 +186,14 @@ function runChaos(port, args) {
 
 (async () => {
   let failed = 0;
-  for (const scn of scenarios) {
+  const runs = scenarios.map((scn) => [scn, chaosBin, scn.args || []]);
+  if (harshBin) {
+    for (const scn of harshScenarios)
+      runs.push([scn, harshBin, ['--fault-routes', '/error', '--timeout-ms', '500', ...scn.args]]);
+  }
+  for (const [scn, bin, args] of runs) {
     const server = await serve(scn);
-    const { code, r, err } = await runChaos(server.address().port, scn.args || []);
+    const { code, r, err } = await runChaos(server.address().port, args, bin);
     server.close();
     const ok = code === 0 && r && scn.check(r);
     if (!ok) failed++;

@@ -43,7 +43,8 @@ need() {
 # build_tools DIR: compile the C helpers into DIR.
 build_tools() {
   local dir=$1
-  cc -O2 -Wall -Wextra -Werror -o "$dir/chaos" "$BENCH_DIR/chaos/chaos.c"
+  cc -O2 -Wall -Wextra -Werror -o "$dir/chaos" "$BENCH_DIR/chaos/chaos.c" "$BENCH_DIR/chaos/common.c"
+  cc -O2 -Wall -Wextra -Werror -o "$dir/harsh" "$BENCH_DIR/chaos/harsh.c" "$BENCH_DIR/chaos/common.c"
   cc -O2 -Wall -Wextra -Werror -o "$dir/idle_conns" "$BENCH_DIR/idle/idle_conns.c"
 }
 

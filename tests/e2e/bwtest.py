@@ -6,8 +6,12 @@ how the process ended.
 The server binary comes from BW_BUILD_DIR (set by CTest); BW_VARIANT=asan
 selects the ASan+UBSan build.
 """
+import errno
+import itertools
 import os
+import random
 import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -104,6 +108,12 @@ class Process:
 
     def signal(self, sig):
         self.proc.send_signal(sig)
+
+    def signal_group(self, sig):
+        """`sig` to the whole process group (the process was started in a
+        session of its own, so the group is it and its children): a
+        terminal's Ctrl-C, systemd's KillMode=control-group."""
+        os.killpg(self.proc.pid, sig)
 
     def wait(self, timeout=20.0):
         """Wait for exit; return the exit code (negative: killed by that signal)."""
@@ -361,6 +371,168 @@ def start_cluster(tmp_path, workers=2, env=None, name="bulwark-server"):
     return p, p.port, log
 
 
+def stop_cluster(p, timeout=20):
+    """SIGTERM to the primary; require exit status 0."""
+    if p.proc.poll() is None:
+        p.signal(signal.SIGTERM)
+    code = p.wait(timeout)
+    assert code == 0, f"primary exit status {code}:\n{p.output()}"
+
+
 def listening_port(log, workers):
     """Wait until `workers` workers listen; the port they announced."""
     return log.wait_count("listening", workers)[0]["port"]
+
+
+# ---- Pipelines, half-closes and storms of fresh connections --------------
+
+def read_responses(sock, timeout=5.0):
+    """Every response the server sends on `sock` until it closes it or goes
+    quiet for `timeout`: (responses, end), end being "eof", "reset" or
+    "timeout" (a response cut short ends the list the same way)."""
+    reader = Reader(sock)
+    sock.settimeout(timeout)
+    out = []
+    while True:
+        try:
+            out.append(reader.response())
+        except EOFError:
+            return out, "eof"
+        except ConnectionResetError:
+            return out, "reset"
+        except socket.timeout:
+            return out, "timeout"
+        if reader.eof:
+            return out, "eof"
+
+
+def pipeline(port, requests, half_close=False, timeout=10.0):
+    """A connection that sends `requests` (bytes each, see build) in one
+    write, shut down for writing afterwards if `half_close`. Returns the
+    socket, whose responses read_responses collects."""
+    s = connect(port, timeout=timeout)
+    s.sendall(b"".join(requests))
+    if half_close:
+        s.shutdown(socket.SHUT_WR)
+    return s
+
+
+def describe(responses, end):
+    """What a connection got, in one line for an assertion's message."""
+    got = [f"{r.status} {r.body!r} Connection: {r.header('connection')}" for r in responses]
+    return f"{len(responses)} response(s) {got}, then {end}"
+
+
+class _StormConn:
+    """One request on a fresh non-blocking connection (fresh_storm)."""
+
+    def __init__(self, port, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.out = build(path, headers={"Connection": "close"})
+        self.buf = b""
+        self.start = time.monotonic()
+        self.connected = False
+        err = self.sock.connect_ex(("127.0.0.1", port))
+        if err not in (0, errno.EINPROGRESS):
+            self.sock.close()
+            raise OSError(err, os.strerror(err))
+
+    def status(self):
+        """The status once the response is complete, else None."""
+        head_end = self.buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        head = self.buf[:head_end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            k, _, v = line.partition(":")
+            if k.strip().lower() == "content-length":
+                length = int(v)
+        if len(self.buf) < head_end + 4 + length:
+            return None
+        return int(head[0].split(" ")[1])
+
+
+def fresh_storm(port, connections, duration, fault_routes, fault_share, seed=1, timeout=5.0):
+    """Keep `connections` connections open at once, each carrying exactly one
+    request (`Connection: close`) and replaced by a new one when it ends,
+    for `duration` seconds; a `fault_share` of the requests go to a fault
+    route (in turn), the rest to "/". Waits for what is in flight (each
+    request within `timeout`). Returns a tally: per kind ("innocent",
+    "fault") the statuses seen and the losses by cause ("eof", "reset",
+    "timeout": no complete response), plus connect failures."""
+    rng = random.Random(seed)
+    sel = selectors.DefaultSelector()
+    tally = {"innocent": {}, "fault": {}, "connect_failures": 0, "sent": 0}
+    routes = itertools.cycle(fault_routes)
+    stop_at = time.monotonic() + duration
+
+    def record(c, outcome):
+        kind = "innocent" if c.path == "/" else "fault"
+        tally[kind][outcome] = tally[kind].get(outcome, 0) + 1
+        sel.unregister(c.sock)
+        c.sock.close()
+
+    def connect_failed(c):
+        tally["connect_failures"] += 1
+        sel.unregister(c.sock)
+        c.sock.close()
+
+    def start():
+        path = next(routes) if rng.random() < fault_share else "/"
+        try:
+            c = _StormConn(port, path)
+        except OSError:
+            tally["connect_failures"] += 1
+            return
+        sel.register(c.sock, selectors.EVENT_WRITE, c)
+
+    def on_event(c):
+        if not c.connected:
+            err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                connect_failed(c)
+                return False
+            c.connected = True
+            try:
+                c.sock.send(c.out)  # a few dozen bytes: one send on a fresh socket
+            except OSError:
+                record(c, "reset")
+                return False
+            tally["sent"] += 1
+            sel.modify(c.sock, selectors.EVENT_READ, c)
+            return True
+        try:
+            data = c.sock.recv(65536)
+        except OSError:  # a reset, mostly
+            record(c, "reset")
+            return False
+        if data:
+            c.buf += data
+            status = c.status()
+            if status is not None:
+                record(c, status)
+                return False
+            return True
+        record(c, "eof")
+        return False
+
+    for _ in range(connections):
+        start()
+    while sel.get_map():
+        now = time.monotonic()
+        for key, _ in sel.select(0.05):
+            if not on_event(key.data) and now < stop_at:
+                start()
+        for key in list(sel.get_map().values()):
+            c = key.data
+            if now - c.start > timeout:
+                if c.connected:
+                    record(c, "timeout")
+                else:
+                    connect_failed(c)
+                if now < stop_at:
+                    start()
+    return tally

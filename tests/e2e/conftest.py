@@ -1,7 +1,7 @@
 """Fixtures shared by the end-to-end tests (pytest loads this file itself)."""
 import pytest
 
-from bwtest import start_server
+from bwtest import start_cluster, start_server
 
 
 @pytest.fixture
@@ -19,6 +19,25 @@ def server():
         p = start_server(env)
         started.append(p)
         return p
+
+    yield start
+    for p in started:
+        p.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """cluster(workers=2, **env) starts the example server's primary
+    (examples/bulwark-server, in its own process group) with quarantine off
+    unless env says otherwise; returns (process, port, event log). Every
+    cluster started is killed, group and all, when the test ends."""
+    started = []
+
+    def start(workers=2, **env):
+        env.setdefault("POISON_THRESHOLD", 0)  # quarantine has its own test
+        p, port, log = start_cluster(tmp_path, workers, env)
+        started.append(p)
+        return p, port, log
 
     yield start
     for p in started:

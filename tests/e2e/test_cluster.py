@@ -18,30 +18,7 @@ import time
 import pytest
 
 from bwtest import (EventLog, Process, Reader, build, connect, example_binary, no_asan,
-                    request, start_cluster, tool_binary, wait_until)
-
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    started = []
-
-    def start(workers=2, **env):
-        env.setdefault("POISON_THRESHOLD", 0)  # quarantine has its own test
-        p, port, log = start_cluster(tmp_path, workers, env)
-        started.append(p)
-        return p, port, log
-
-    yield start
-    for p in started:
-        p.kill()
-
-
-def stop_cluster(p, timeout=20):
-    if p.proc.poll() is None:
-        p.signal(signal.SIGTERM)
-    code = p.wait(timeout)
-    assert code == 0, f"primary exit status {code}:\n{p.output()}"
+                    request, stop_cluster, tool_binary, wait_until)
 
 
 FAULT_ROUTES = ["/error", "/throw", "/segv", "/abort", "/assert", "/fpe", "/stack-overflow",
