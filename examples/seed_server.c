@@ -23,6 +23,8 @@
  *   /hang             a busy loop: the callback limit interrupts it (a 500, and
  *                     the worker retires like after a fault); with the limit
  *                     off, the primary's hang detection kills the worker
+ *   /cleanup-segv     answers 200, then a cleanup of its domain faults: the
+ *                     worker, in doubt, retires gracefully
  *   /pid              the worker's process id (which worker serves a connection)
  *   /slow?ms=N        answers after N ms
  *
@@ -103,6 +105,14 @@ static void on_opened(void *ctx, void *result)
     bw_http_response_end(ctx, "opened?!\n", 9); /* not reached: the file is missing */
 }
 
+/* A cleanup of the request's domain that faults: it runs after the
+ * response, when the domain is disposed (a test route, like /hang). */
+static void faulting_cleanup(void *arg)
+{
+    (void)arg;
+    *nowhere = 2;
+}
+
 /* ---- The handler ------------------------------------------------------- */
 
 static void answer_slow(bw_timer *t, void *data)
@@ -142,6 +152,9 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
     } else if (strcmp(path, "/hang") == 0) {
         for (volatile unsigned long i = 0;; i++) {
         }
+    } else if (strcmp(path, "/cleanup-segv") == 0) {
+        bw_domain_defer(bw_http_request_domain(req), faulting_cleanup, NULL);
+        bw_http_response_send(res, 200, "text/plain", "ok", 2);
     } else if (strcmp(path, "/pid") == 0) {
         char pid[32];
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());

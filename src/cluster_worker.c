@@ -183,6 +183,7 @@ static void stop_signal_watcher(uv_handle_t *h, void *arg)
 static void on_channel(uv_poll_t *p, int status, int events);
 static void on_heartbeat(uv_timer_t *t);
 static void on_callback_error(bw_domain *d, bw_error *err, void *arg);
+static void on_teardown_error(bw_error *err, void *arg);
 
 void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *const *env,
                            const bw__fd_snapshot *fds)
@@ -248,6 +249,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
     ctx.poll.data = &ctx;
     ctx.connected = true;
     uv_poll_start(&ctx.poll, UV_READABLE | UV_DISCONNECT, on_channel);
+    bw_domain_on_teardown_error(on_teardown_error, &ctx);
     ctx.callbacks_domain = bw_domain_create();
     if (ctx.callbacks_domain == NULL ||
         bw_domain_on_error(ctx.callbacks_domain, on_callback_error, &ctx) != 0) {
@@ -288,6 +290,16 @@ static void call_message_cb(void *arg)
 {
     message_call *m = arg;
     m->ctx->message_cb(m->ctx, m->msg, m->len, m->ctx->message_data);
+}
+
+/* A cleanup or close function that faulted in a teardown (a request's
+ * domain disposed after its response) left the process in doubt: retire
+ * gracefully, as after a fault in a request. A throw there is only logged. */
+static void on_teardown_error(bw_error *err, void *arg)
+{
+    static const char key[] = "teardown";
+    if (bw_error_origin_of(err) == BW_ORIGIN_FAULT || bw_error_origin_of(err) == BW_ORIGIN_TIMEOUT)
+        retire(arg, key, sizeof key - 1);
 }
 
 /* An error in the user's message or disconnect callback costs only that

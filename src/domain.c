@@ -101,6 +101,20 @@ static void log_failure(const bw_error *err, const char *what, const char *how)
            err->origin == BW_ORIGIN_FAULT ? "; after a fault the process is in doubt" : "", report);
 }
 
+static bw_teardown_error_cb teardown_error_cb;
+static void *teardown_error_data;
+
+void bw_domain_on_teardown_error(bw_teardown_error_cb cb, void *data)
+{
+    teardown_error_cb = cb;
+    teardown_error_data = data;
+}
+
+static void call_teardown_error_cb(void *arg)
+{
+    teardown_error_cb(arg, teardown_error_data);
+}
+
 /* A close function or cleanup threw or faulted: route `err` (consumed). */
 static void teardown_failed(teardown *td, bw_error *err, const char *what)
 {
@@ -109,6 +123,13 @@ static void teardown_failed(teardown *td, bw_error *err, const char *what)
         p = p->as_member.owner;
     if (p == NULL) {
         log_failure(err, what, "no owner with a handler took it");
+        if (teardown_error_cb != NULL) {
+            bw_error *err2 = bw_try(call_teardown_error_cb, err);
+            if (err2 != NULL) {
+                log_failure(err2, "the teardown error hook", "it threw");
+                bw_error_release(err2);
+            }
+        }
         bw_error_release(err);
         return;
     }

@@ -205,13 +205,15 @@ const char *bw_error_origin_name(bw_error_origin origin)
 
 void bw_error_set_origin(bw_error *err, bw_error_origin origin)
 {
+    if (err->pinned)
+        return; /* the shared out-of-memory error: one caller's origin is not another's */
     err->origin = origin;
     err->origin_set = true;
 }
 
 void bw__error_default_origin(bw_error *err, bw_error_origin origin)
 {
-    if (!err->origin_set) {
+    if (!err->origin_set && !err->pinned) {
         err->origin = origin;
         err->origin_set = true;
     }

@@ -97,7 +97,12 @@ static void on_fault(int signo, siginfo_t *si, void *uctx)
     int saved_errno = errno;
     bw__thread *t = bw__tls;
     bw__guard *g = t != NULL ? t->guard : NULL;
-    if (g == NULL || t->fault.pending || !bw__fault_routable(t, g)) {
+    /* Only a real fault is the running callback's: a SIGSEGV sent with
+     * kill (si_code <= 0) says nothing about the code that happened to run,
+     * and gets its default action. SIGABRT is the exception: abort() and a
+     * failed assert() send it to themselves. */
+    bool sent = si == NULL || (si->si_code <= 0 && signo != SIGABRT);
+    if (g == NULL || sent || t->fault.pending || !bw__fault_routable(t, g)) {
         pass_on(signo, si);
         errno = saved_errno;
         return;

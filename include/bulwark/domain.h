@@ -223,6 +223,17 @@ BW_EXTERN size_t bw_domain_arena_size(const bw_domain *d);
  */
 BW_EXTERN int bw_domain_defer(bw_domain *d, bw_task_fn fn, void *arg);
 
+/*
+ * Called when a close function or a cleanup failed during a teardown and no
+ * owner domain with a handler took the error (it is logged first). The
+ * error is the callback's for the call only. For a process that must not
+ * serve on in doubt after a fault: cluster.h's crash-safe policy sets it to
+ * retire the worker gracefully. One per process; NULL removes it. The
+ * callback runs under a guard; an error in it is logged.
+ */
+typedef void (*bw_teardown_error_cb)(bw_error *err, void *data);
+BW_EXTERN void bw_domain_on_teardown_error(bw_teardown_error_cb cb, void *data);
+
 #ifdef __cplusplus
 }
 #endif

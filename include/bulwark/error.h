@@ -80,6 +80,9 @@ BW_EXTERN bw_error_origin bw_error_origin_of(const bw_error *err);
 BW_EXTERN const char *bw_error_origin_name(bw_error_origin origin);
 BW_EXTERN const char *bw_error_path(const bw_error *err);    /* NULL if none */
 BW_EXTERN const char *bw_error_syscall(const bw_error *err); /* NULL if none */
+/* Set the origin. Ignored on the shared out-of-memory error (the one
+ * returned when an error cannot be allocated): it is handed to every
+ * caller, so one caller's origin must not become another's. */
 BW_EXTERN void bw_error_set_origin(bw_error *err, bw_error_origin origin);
 
 /* Fault details; 0 / NULL unless the origin is BW_ORIGIN_FAULT. */

@@ -314,3 +314,25 @@ def test_I_06_new_connection_during_shutdown_is_served_or_refused(cluster):
         if o[0] == "served":
             assert o[2].status == 200 and o[2].header("connection") == "close", why
     assert code == 0, why
+
+
+# ---- Item 7: a fault in a request domain's cleanup, in the cluster --------
+
+@no_asan  # a deliberate fault
+def test_I_07_faulting_cleanup_retires_the_worker_gracefully(cluster):
+    """Issue 12 item 7 in the cluster: a cleanup of a request's domain that
+    faults after its 200 costs nobody anything. A /slow on the same (only)
+    worker still gets its answer, and the worker, now in doubt, retires
+    gracefully: the primary is told, forks a replacement, which serves."""
+    p, port, log = cluster(workers=1)
+    slow = pipeline(port, [build("/slow?ms=600")])
+    r = request(port, "/cleanup-segv")
+    assert (r.status, r.body) == (200, b"ok")
+    (ret,) = log.wait_count("retiring", 1)
+    assert ret["request"] == "teardown", ret
+    responses, end = read_responses(slow)
+    assert [(x.status, x.body) for x in responses] == [(200, SLOW_OK)], describe(responses, end)
+    assert request(port).status == 200  # the replacement (or the drain) serves
+    ex = log.wait_count("exit", 1)[0]
+    assert (ex["code"], ex["signal"]) == (0, 0), ex
+    stop_cluster(p)

@@ -346,3 +346,25 @@ BW_TEST(X_17, out_of_memory_gives_the_pinned_enomem_error)
     BW_CHECK_INT_EQ(bw_count_live, base);
     bw_test_loop_finish(loop);
 }
+
+/* The pinned out-of-memory error is shared by every caller that could not
+ * get an error of its own: the origin one of them sets must not reach the
+ * next (issue 12, item 9). */
+BW_TEST(X_35, origin_set_on_the_shared_oom_error_stays_with_no_one)
+{
+    bw_allocator a = {failing_malloc, failing_realloc, bw_count_free, NULL};
+    bw_set_allocator(&a);
+    bw_loop *loop = bw_test_loop();
+    fail_allocations = true;
+    bw_error *e1 = bw_error_new(-EINVAL, "%s", "no room");
+    bw_error_origin before = bw_error_origin_of(e1);
+    bw_error_set_origin(e1, BW_ORIGIN_TIMEOUT);
+    bw_error_release(e1);
+    bw_error *e2 = bw_error_new(-EIO, "%s", "no room either");
+    fail_allocations = false;
+    BW_CHECK_PTR_EQ(e1, e2);
+    BW_CHECK_INT_EQ(bw_error_origin_of(e2), before);
+    BW_CHECK(bw_error_origin_of(e2) != BW_ORIGIN_TIMEOUT);
+    bw_error_release(e2);
+    bw_test_loop_finish(loop);
+}

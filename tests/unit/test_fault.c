@@ -601,3 +601,50 @@ BW_FAULT_TEST(F_19, fault_in_handlerless_member_domain_reaches_its_owner)
     bw_domain_release(member);
     bw_domain_release(owner);
 }
+
+/* A SIGSEGV another process sends (kill: si_code SI_USER) while a callback
+ * runs says nothing about that callback: it is not routed to its domain,
+ * it gets its default action (issue 12, item 9). */
+static void sent_segv_main(void *arg)
+{
+    (void)arg;
+    kill(getpid(), SIGSEGV); /* delivered before kill returns: inside the guard */
+    printf("NOT ROUTED BUT SURVIVED\n");
+}
+
+static void sent_segv_child(void *arg)
+{
+    (void)arg;
+    bw_rec r = {0};
+    bw_domain *d = bw_domain_create();
+    bw_rec_on(d, &r);
+    bw_invoke(d, sent_segv_main, NULL);
+    printf("SURVIVED %d\n", r.calls);
+}
+
+BW_FAULT_TEST(F_20, segv_sent_by_kill_is_not_a_fault_of_the_callback)
+{
+    bw_test_child c = bw_test_fork(sent_segv_child, NULL, 10);
+    BW_CHECK_SIGNALED(c, SIGSEGV);
+    BW_CHECK_NOT_CONTAINS(c.out, "SURVIVED");
+    bw_test_child_free(&c);
+}
+
+/* SIGABRT is the exception: abort() sends it to itself (si_code SI_TKILL). */
+static void sent_abort_main(void *arg)
+{
+    (void)arg;
+    abort();
+}
+
+BW_FAULT_TEST(F_20, abort_sent_to_itself_is_still_routed)
+{
+    bw_rec r = {0};
+    bw_domain *d = bw_domain_create();
+    bw_rec_on(d, &r);
+    bw_invoke(d, sent_abort_main, NULL);
+    BW_CHECK_INT_EQ(r.calls, 1);
+    BW_CHECK_INT_EQ(bw_error_signal(r.err[0]), SIGABRT);
+    bw_rec_clear(&r);
+    bw_domain_release(d);
+}
