@@ -69,16 +69,18 @@ bw_domain *bw_domain_hold(bw_domain *d)
  * is what this containment is for).
  */
 typedef struct teardown {
-    bw_domain *owner; /* held: the owner the domain had, for failures */
+    bw_domain *owner; /* the owner the domain had, for failures */
+    bool held;        /* owner held: from the first call into user code on */
+    bool aside;       /* the stack is saved in `saved` */
     bw__stack_snapshot saved;
-    bool aside;
 } teardown;
 
-static void teardown_begin(teardown *td, bw_domain *d)
+/* Nothing is held yet: a teardown with no user code to run (the common
+ * case, a request's domain) costs a few stores. */
+static void teardown_begin(teardown *td, bw_domain *owner)
 {
-    bw_domain *owner = d->as_member.owner;
-    td->owner = owner != NULL ? bw_domain_hold(owner) : NULL;
-    td->saved = (bw__stack_snapshot){NULL, 0};
+    td->owner = owner;
+    td->held = false;
     td->aside = false;
 }
 
@@ -146,10 +148,17 @@ static void teardown_failed(teardown *td, bw_error *err, const char *what)
     bw_error_release(err);
 }
 
-/* Call fn(arg), user code, under its own guard and outside any domain. */
-static void teardown_call(teardown *td, bw_task_fn fn, void *arg, const char *what)
+/* Call fn(arg), user code, under its own guard and outside any domain.
+ * Out of line: most teardowns (a request's domain) have no user code, and
+ * their path stays short. */
+__attribute__((noinline)) static void teardown_call(teardown *td, bw_task_fn fn, void *arg, const char *what)
 {
     bw__thread *t = bw__thread_get();
+    if (!td->held && td->owner != NULL) {
+        /* User code may release the owner: keep it for a failure's sake. */
+        bw_domain_hold(td->owner);
+        td->held = true;
+    }
     if (!td->aside && t->depth > 0 && bw__stack_save(t, &td->saved) == 0) {
         td->aside = true;
         bw__stack_truncate(t, 0);
@@ -169,7 +178,7 @@ static void teardown_end(teardown *td)
         bw__stack_restore(bw__tls, &td->saved);
         td->aside = false;
     }
-    if (td->owner != NULL)
+    if (td->held)
         bw_domain_release(td->owner);
 }
 
@@ -189,13 +198,19 @@ static void run_cleanups(teardown *td, bw_domain *d)
 
 static void domain_free(bw_domain *d)
 {
-    teardown td;
-    teardown_begin(&td, d);
-    /* A member's link to its owner is weak: a domain that goes while it is
-     * a member of another must leave its owner's list (found by fuzzing). */
-    bw__member_unbind(&d->as_member);
-    run_cleanups(&td, d);
-    teardown_end(&td);
+    if (d->cleanups == NULL) {
+        /* Nothing of the user's to run (a disposed domain's cleanups ran
+         * already): no teardown to set up. */
+        bw__member_unbind(&d->as_member);
+    } else {
+        teardown td;
+        teardown_begin(&td, d->as_member.owner);
+        /* A member's link to its owner is weak: a domain that goes while it
+         * is a member of another must leave its owner's list (fuzzing). */
+        bw__member_unbind(&d->as_member);
+        run_cleanups(&td, d);
+        teardown_end(&td);
+    }
     bw__arena_free_all(&d->arena);
     if (d->handlers != d->inline_handlers)
         bw_free(d->handlers);
@@ -276,7 +291,7 @@ int bw_domain_dispose(bw_domain *d)
     d->disposed = true;
     d->nhandlers = 0;
     teardown td;
-    teardown_begin(&td, d);
+    teardown_begin(&td, d->as_member.owner);
     stack_remove_all(bw__thread_get(), d);
     bw__member_unbind(&d->as_member);
     /* Members stay linked until their turn, so that one whose close frees
@@ -293,7 +308,8 @@ int bw_domain_dispose(bw_domain *d)
         else
             ops->dispose(m);
     }
-    run_cleanups(&td, d);
+    if (d->cleanups != NULL)
+        run_cleanups(&td, d);
     teardown_end(&td);
     bw__arena_free_all(&d->arena);
     bw_domain_release(d);

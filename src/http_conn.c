@@ -76,6 +76,7 @@ static void conn_register(bw__conn *c)
      * one that sends nothing is closed silently when it expires. */
     c->head_started = now_ms(c); /* the first request's clock starts here */
     c->deadline = c->head_started + srv->opts.headers_timeout_ms;
+    c->wind_down = srv->closing; /* accepted from the backlog during a close */
     bw__conn_start_reading(c);
 }
 
@@ -281,17 +282,38 @@ static bool no_more_input(bw__conn *c)
     return c->parsing == NULL && !has_pending_in(c) && !c->tr->input_pending(c);
 }
 
+static const char ka_line[] = "Connection: keep-alive\r\n";
+
+/* 1 + the offset of the keep-alive line of the head that begins b (a
+ * response waiting in its own buffer: send_head writes that line last), or
+ * 0 if it has none (it said close). */
+static uint32_t find_ka_line(const bw__buf *b)
+{
+    const char *end = memmem(b->base, b->len, "\r\n\r\n", 4);
+    if (end == NULL)
+        return 0;
+    size_t line = (size_t)(end - b->base) + 2; /* the head's last line ends here */
+    if (line < sizeof ka_line - 1 || line > UINT32_MAX - 1 ||
+        memcmp(b->base + line - (sizeof ka_line - 1), ka_line, sizeof ka_line - 1) != 0)
+        return 0;
+    return (uint32_t)(line - (sizeof ka_line - 1)) + 1;
+}
+
 /* Rewrite the keep-alive line that begins at at - 1 in b into a close line. */
 static void say_close(bw__buf *b, uint32_t at)
 {
-    static const char ka[] = "Connection: keep-alive\r\n";
     static const char close_line[] = "Connection: close\r\n";
-    size_t off = at - 1, from = off + sizeof ka - 1, to = off + sizeof close_line - 1;
-    if (from > b->len || memcmp(b->base + off, ka, sizeof ka - 1) != 0)
+    size_t off = at - 1, from = off + sizeof ka_line - 1, to = off + sizeof close_line - 1;
+    if (from > b->len || memcmp(b->base + off, ka_line, sizeof ka_line - 1) != 0)
         return; /* cannot happen; never corrupt the output over it */
     memmove(b->base + to, b->base + from, b->len - from);
     memcpy(b->base + off, close_line, sizeof close_line - 1);
     b->len -= from - to;
+}
+
+void bw__conn_note_keepalive(bw__conn *c, size_t at)
+{
+    c->out_ka_at = at < UINT32_MAX ? (uint32_t)at + 1 : 0;
 }
 
 /* This connection carries no request after those dispatched. The last
@@ -303,18 +325,24 @@ static void settle_last(bw__conn *c)
 {
     c->close_after = true;
     bw_http_request *r = c->qtail;
-    if (r != NULL) {
-        if (r->res.ka_at != 0) {
-            say_close(r == c->qhead ? &c->out : &r->res.pending, r->res.ka_at);
-            r->res.ka_at = 0;
+    if (r != NULL && r != c->qhead) {
+        /* Waiting behind an earlier response, in a buffer of its own. */
+        uint32_t at = r->res.headers_sent && !r->res.close_after ? find_ka_line(&r->res.pending) : 0;
+        if (at != 0) {
+            say_close(&r->res.pending, at);
             r->res.close_after = true;
         }
         return;
     }
-    if (c->tail_ka_at != 0) {
-        say_close(&c->out, c->tail_ka_at);
-        c->tail_ka_at = 0;
-        c->last_said_close = true;
+    /* At the head of the queue (its head not written yet, or in `out`), or
+     * already handed over with an empty queue. */
+    if (c->out_ka_at != 0) {
+        say_close(&c->out, c->out_ka_at);
+        c->out_ka_at = 0;
+        if (r != NULL)
+            r->res.close_after = true;
+        else
+            c->last_said_close = true;
     }
 }
 
@@ -324,14 +352,8 @@ void bw__conn_stop_after_dispatched(bw__conn *c)
         settle_last(c);
 }
 
-bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r)
+bool bw__conn_decide_last(bw__conn *c)
 {
-    if (r != c->qtail)
-        return false; /* later requests were dispatched: their responses follow */
-    if (c->close_after)
-        return true;
-    if (!c->srv->closing && !c->eof && !c->wind_down)
-        return false;
     /* Winding down: last only if nothing more was read. During a read, the
      * rest of it may hold more requests: decided at its end (execute). */
     if (c->in_feed || !no_more_input(c))
@@ -342,6 +364,7 @@ bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r)
 
 void bw__conn_server_closing(bw__conn *c)
 {
+    c->wind_down = true;
     if (conn_idle(c)) {
         bw__conn_close_idle(c);
         return;
@@ -363,14 +386,15 @@ static void maybe_close_when_done(bw__conn *c)
     }
     if (has_pending_in(c) && !c->close_after)
         return; /* requests read and not parsed yet: resuming serves them */
+    if (!c->eof && !c->close_after && !c->wind_down)
+        return; /* keep-alive */
     if (c->eof || (c->close_after && c->last_said_close)) {
         begin_lingering_close(c);
         return;
     }
     /* The last response said keep-alive: the client may be sending the
      * next request right now. It gets the grace read, as an idle one. */
-    if (c->close_after || c->wind_down || c->srv->closing)
-        bw__conn_close_idle(c);
+    bw__conn_close_idle(c);
 }
 
 /* ---- Writing ----------------------------------------------------------- */
@@ -409,10 +433,7 @@ void bw__conn_flush(bw__conn *c)
     if (c->write_pending)
         return;
     if (c->out.len > 0) {
-        /* What goes to the transport can no longer be rewritten. */
-        c->tail_ka_at = 0;
-        if (c->qhead != NULL)
-            c->qhead->res.ka_at = 0;
+        c->out_ka_at = 0; /* what goes to the transport cannot be rewritten */
         int n = c->tr->try_write(c, c->out.base, c->out.len);
         if (n >= 0 && (size_t)n == c->out.len) {
             c->out.len = 0;
@@ -495,9 +516,6 @@ static void advance_queue(bw__conn *c)
         c->inflight--;
         r->flags |= BW__REQ_FINISHED;
         c->last_said_close = r->res.close_after;
-        if (c->qhead == NULL)
-            c->tail_ka_at = r->res.ka_at; /* offsets into `out` once at the head */
-        r->res.ka_at = 0;
         if (r->flags & BW__REQ_MSG_DONE)
             bw__server_finalize_later(srv, r);
         if (r->res.close_after) {
@@ -509,10 +527,11 @@ static void advance_queue(bw__conn *c)
         }
         bw_http_request *next = c->qhead;
         if (next != NULL && next->res.pending.len > 0) {
-            if (next->res.ka_at != 0)
-                next->res.ka_at = c->out.len < UINT32_MAX - next->res.ka_at
-                                      ? next->res.ka_at + (uint32_t)c->out.len
-                                      : 0;
+            if ((c->eof || c->wind_down) && next == c->qtail) {
+                uint32_t at = find_ka_line(&next->res.pending);
+                if (at != 0)
+                    bw__conn_note_keepalive(c, c->out.len + at - 1);
+            }
             if (bw__buf_append(&c->out, next->res.pending.base, next->res.pending.len) != 0) {
                 bw__conn_destroy(c, true);
                 return;
@@ -595,15 +614,22 @@ static void execute(bw__conn *c, const char *data, size_t len)
     const char *end = data + len;
     const char *pos = data;
     bool boundary = false;
-    llhttp_errno_t e;
     c->srv->exec_base = data;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    if (e == HPE_OK) { /* the common case, kept short */
+        if (len > 0)
+            c->prev_input_lf = end[-1] == '\n';
+        if (from_pending)
+            pending->len = 0;
+        return;
+    }
     for (;;) {
-        e = llhttp_execute(&c->parser, pos, (size_t)(end - pos));
         if (e == HPE_PAUSED_UPGRADE) {
             /* bulwark does not switch protocols: the Upgrade header is
              * ignored (RFC 9110 lets a server do so) and parsing goes on. */
             pos = llhttp_get_error_pos(&c->parser);
             llhttp_resume_after_upgrade(&c->parser);
+            e = llhttp_execute(&c->parser, pos, (size_t)(end - pos));
             continue;
         }
         if (e != HPE_PAUSED || !c->boundary_pause)
@@ -616,6 +642,7 @@ static void execute(bw__conn *c, const char *data, size_t len)
         if (boundary || c->state == BW__CONN_CLOSED || c->inflight >= c->srv->opts.max_pipelined)
             break;
         llhttp_resume(&c->parser);
+        e = llhttp_execute(&c->parser, pos, (size_t)(end - pos));
     }
     if (len > 0)
         c->prev_input_lf = end[-1] == '\n';
@@ -905,6 +932,7 @@ static void queue_request(bw__conn *c, bw_http_request *r)
     else
         c->qhead = r;
     c->qtail = r;
+    c->out_ka_at = 0; /* the head recorded there is no longer the last */
     c->inflight++;
     c->srv->nrequests++;
 }
@@ -1255,7 +1283,7 @@ static int on_message_complete(llhttp_t *p)
         c->close_after = true;
         return HPE_PAUSED; /* no request after this one is read */
     }
-    if (srv->closing || c->eof || c->wind_down) {
+    if (c->eof || c->wind_down) {
         c->boundary_pause = true; /* execute looks at what follows */
         return HPE_PAUSED;
     }

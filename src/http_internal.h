@@ -68,13 +68,6 @@ struct bw_http_response {
     bool chunked;
     bool close_after; /* Connection: close */
     bool head_only;   /* a response to HEAD: no body on the wire */
-    /* 1 + the offset of this response's "Connection: keep-alive" line in the
-     * buffer that holds its head (the connection's output if it is the head
-     * of the queue, `pending` otherwise), while it is the last dispatched
-     * response and not yet handed to the transport: the line can still
-     * become "Connection: close" if the connection turns out to end after
-     * it (http_conn.c, settle_last). 0: none. */
-    uint32_t ka_at;
 };
 
 enum bw__req_flag {
@@ -159,7 +152,11 @@ struct bw__conn {
     uint64_t write_started; /* when the pending write began (send timeout) */
     uint32_t inflight;
     uint32_t requests_begun;
-    uint32_t tail_ka_at;  /* ka_at of the last response handed to `out`, the queue empty */
+    /* 1 + the offset in `out` of the "Connection: keep-alive" line of the
+     * last dispatched response, recorded while winding down and until
+     * `out` goes to the transport or another request is dispatched: it can
+     * still become "Connection: close" (http_conn.c, settle_last). 0: none. */
+    uint32_t out_ka_at;
     int16_t error_status; /* status to answer for a parse error (400, 413, 431) */
     uint8_t state;        /* enum bw__conn_state */
     bool in_feed;         /* inside the read callback: writes are batched */
@@ -167,7 +164,7 @@ struct bw__conn {
     bool paused;          /* parser paused (pipelining bound, close decided) */
     bool eof;             /* the client shut down its side */
     bool close_after;     /* no request after those dispatched: close once they are answered */
-    bool wind_down;       /* close at the natural end of the input (as when the server closes) */
+    bool wind_down;       /* close at the natural end of the input: the server closes */
     bool boundary_pause;  /* the parser paused at a message's end to see what follows */
     bool last_said_close; /* the last response handed to the output said Connection: close */
     bool write_pending;
@@ -241,13 +238,27 @@ BW__HIDDEN void bw__conn_close_idle(bw__conn *c);
 /* The server began to close: an idle connection gets its grace read; a busy
  * one closes after its last response (which says so if it still can). */
 BW__HIDDEN void bw__conn_server_closing(bw__conn *c);
+/* The slow half of bw__conn_is_last_response: the connection winds down. */
+BW__HIDDEN bool bw__conn_decide_last(bw__conn *c);
 /* Whether the response to r, whose head is being written, is the last the
  * connection carries (it says Connection: close). May decide it: nothing
  * is read after a yes. */
-BW__HIDDEN bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r);
+static inline bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r)
+{
+    if (r != c->qtail)
+        return false; /* later requests were dispatched: their responses follow */
+    if (c->close_after)
+        return true;
+    if (!c->eof && !c->wind_down)
+        return false;
+    return bw__conn_decide_last(c);
+}
 /* No request after those dispatched is read; the last one's response says
  * Connection: close if its head can still be changed. */
 BW__HIDDEN void bw__conn_stop_after_dispatched(bw__conn *c);
+/* The head just written to the connection's output has its keep-alive line
+ * at offset `at` (send_head, while winding down). */
+BW__HIDDEN void bw__conn_note_keepalive(bw__conn *c, size_t at);
 BW__HIDDEN void bw__conn_destroy(bw__conn *c, bool reset);
 BW__HIDDEN void bw__conn_flush(bw__conn *c);
 BW__HIDDEN void bw__conn_response_ended(bw__conn *c, bw_http_request *r);

@@ -3,7 +3,7 @@ job, examples/bulwark-server: a real primary and workers in a process group
 of their own, real clients on loopback, real signals.
 
 Each test is named I-NN after the issue's item number (I-01 is item 1) and
-checks the promise of ../shared/DESIGN.md ("The promise, stated so it can
+checks the promise of docs/SECURITY.md ("The promise, stated so it can
 be tested") in the situation the item describes:
 
 - a request whose bytes reached the server is answered; a connection that
