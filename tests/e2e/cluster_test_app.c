@@ -1591,7 +1591,7 @@ static void kill_timeout_zero_start(void)
     int rc = bw_cluster_new(loop, &o, worker_main, NULL, &c);
     say("primary new with kill_timeout_ms=0 rc=%d", rc);
     if (rc == 0)
-        bw_cluster_free(c);
+        _exit(3); /* accepted: the test sees why at once (a second cluster on this loop) */
     finish();
 }
 
