@@ -896,7 +896,7 @@ def test_P_09_the_users_request_error_hook_writes_the_500(app):
     r = request(port, "/throw")
     assert (r.status, r.header("content-type"), r.body) == \
         (500, "application/json", b'{"error":"custom"}'), r
-    assert lines(p, "worker 1 user error hook: thrown in request /throw"), p.output()
+    p.wait_for("worker 1 user error hook: thrown in request /throw", DEADLINE)
     retires_and_is_replaced(p, "GET /throw")
     assert p.count("crash in request GET /throw") == 1, p.output()
     ends_cleanly(p)
