@@ -754,6 +754,12 @@ def slow_in_flight(p, port, path, wid=1):
     return s
 
 
+def exit_of(p, wid=1):
+    """Worker `wid`'s one exit event: (code, signal, ead)."""
+    (ex,) = events(p, "exit", wid)
+    return ex["code"], ex["signal"], ex["ead"]
+
+
 def slow_answered(sock):
     """The /slow on `sock` is answered 200; the client then closes its end
     (a draining worker waits for that, C-41)."""
@@ -858,8 +864,7 @@ def test_P_06_throw_in_a_worker_disconnect_callback(app):
     assert lines(p, "worker 1 disconnect-cb throws"), p.output()
     assert lines(p, "error in a worker callback: EIO: thrown from the disconnect callback"), \
         p.output()
-    (ex,) = events(p, "exit", 1)
-    assert (ex["code"], ex["signal"], ex["ead"]) == (0, 0, "yes")
+    assert exit_of(p) == (0, 0, "yes")
     assert lines(p, "worker 1 ends status=0 loop-close=0"), p.output()
 
 
@@ -872,8 +877,7 @@ def test_P_07_throw_in_the_primarys_done_callback_is_an_uncaught_error(app):
     assert lines(p, "primary done-cb throws"), p.output()
     assert lines(p, "uncaught error: EIO: thrown from the disconnect done callback"), p.output()
     assert not lines(p, "outside any guarded callback"), p.output()
-    (ex,) = events(p, "exit", 1)
-    assert (ex["code"], ex["signal"]) == (0, 0)
+    assert exit_of(p) == (0, 0, "yes")
 
 
 def test_P_08_throw_in_a_server_close_callback_goes_to_its_domain(app):
@@ -883,8 +887,7 @@ def test_P_08_throw_in_a_server_close_callback_goes_to_its_domain(app):
     ends_cleanly(p)
     assert lines(p, "worker 1 close-cb status=0 in-domain=1 throws"), p.output()
     assert lines(p, "worker 1 domain error handler: thrown from the close callback"), p.output()
-    (ex,) = events(p, "exit", 1)
-    assert (ex["code"], ex["signal"]) == (0, 0)
+    assert exit_of(p) == (0, 0, "yes")
 
 
 def test_P_09_the_users_request_error_hook_writes_the_500(app):
