@@ -779,17 +779,27 @@ def retires_and_is_replaced(p, data, code=0):
     return ex
 
 
+def long_policy_worker_throws(app, in_flight):
+    """Item 8's set-up: the cluster's kill_timeout_ms is 500, the worker's
+    policy says 3000. With `in_flight` in flight on the worker, a request
+    throws and gets the policy's 500. Returns (process, the in-flight
+    request's socket, the time just before the throwing request)."""
+    p = app("supervised", MODE="policy", KILL_TIMEOUT_MS=500, POLICY_KILL_MS=3000)
+    port = primary_port(p)
+    wait_event(p, "listening", 1, wid=1)
+    sock = slow_in_flight(p, port, in_flight)
+    t0 = time.monotonic()
+    r = request(port, "/throw")
+    assert r.status == 500 and r.body == b"Oops, there was a problem!\n", r
+    return p, sock, t0
+
+
 def test_P_01_policy_kill_timeout_longer_than_the_clusters_is_honoured(app):
     # Item 8: the cluster's kill_timeout_ms is 500, the worker's policy says
     # 3000. A /slow of 2 s, in flight when a request throws, is answered:
     # the primary's deadline is the policy's + 1 s (before, it was the
     # cluster's + 1 s: a SIGKILL at 1.5 s, the slow request cut).
-    p = app("supervised", MODE="policy", KILL_TIMEOUT_MS=500, POLICY_KILL_MS=3000)
-    port = primary_port(p)
-    wait_event(p, "listening", 1, wid=1)
-    slow = slow_in_flight(p, port, "/slow?ms=2000")
-    r = request(port, "/throw")
-    assert r.status == 500 and r.body == b"Oops, there was a problem!\n", r
+    p, slow, _ = long_policy_worker_throws(app, "/slow?ms=2000")
     slow_answered(slow)
     ex = retires_and_is_replaced(p, "GET /throw")
     assert ex["ead"] == "yes"
@@ -803,18 +813,30 @@ def test_P_02_wedged_worker_is_ended_by_its_own_kill_timer(app):
     # drain from ending; the worker's own kernel timer ends it at the
     # policy's deadline (3 s): exit 1 and its line on stderr, not the
     # primary's SIGKILL (which would come at 4 s; before the change at 1.5 s).
-    p = app("supervised", MODE="policy", KILL_TIMEOUT_MS=500, POLICY_KILL_MS=3000)
-    port = primary_port(p)
-    wait_event(p, "listening", 1, wid=1)
-    never = slow_in_flight(p, port, "/never")
-    t0 = time.monotonic()
-    r = request(port, "/throw")
-    assert r.status == 500 and r.body == b"Oops, there was a problem!\n", r
+    p, never, t0 = long_policy_worker_throws(app, "/never")
     retires_and_is_replaced(p, "GET /throw", code=1)
     took = time.monotonic() - t0
     assert 2.7 < took < 3.9, f"the worker ended {took:.2f}s after the fault"
     assert lines(p, "bulwark: worker kill timer expired"), p.output()
     assert Reader(never).closed(timeout=DEADLINE)  # the failsafe's price
+    ends_cleanly(p)
+
+
+def test_P_11_primary_kills_a_stopped_worker_after_the_policys_deadline(app):
+    # Item 8, the primary's half: a worker that cannot run its own kill
+    # timer (stopped, SIGSTOP, once it retired) and whose drain never ends
+    # is killed by the primary at the policy's deadline + 1 s (4 s), never
+    # at the cluster's + 1 s (1.5 s).
+    p, never, t0 = long_policy_worker_throws(app, "/never")
+    (ret,) = wait_event(p, "retiring", 1, wid=1)
+    os.kill(ret["pid"], signal.SIGSTOP)
+    (ex,) = wait_event(p, "exit", 1, wid=1)
+    took = time.monotonic() - t0
+    assert (ex["code"], ex["signal"]) == (-1, signal.SIGKILL), p.output()
+    assert 3.7 < took < 5.0, f"the primary killed the worker {took:.2f}s after the fault"
+    assert not lines(p, "kill timer expired"), p.output()
+    assert index_of(p, "event fork id=2 ") < index_of(p, "event exit id=1 "), p.output()
+    assert Reader(never).closed(timeout=DEADLINE)
     ends_cleanly(p)
 
 
