@@ -700,25 +700,32 @@ static int mode_domain_listen(void)
 
 /* ---- P-NN: the crash policy's options, the user's hook ------------------- */
 
+static char user_hook_data[] = "the hook's data";
+
+/* USER_HOOK=json answers the error itself; USER_HOOK=silent only looks
+ * (the policy's 500 must follow). */
 static void user_error_hook(bw_http_request *req, bw_http_response *res, bw_error *err,
                             void *data)
 {
     (void)req;
-    (void)data;
-    wsay("user error hook: %s", bw_error_message(err));
+    wsay("user error hook: %s data-ok=%d", bw_error_message(err), data == user_hook_data);
+    if (strcmp(getenv("USER_HOOK"), "silent") == 0)
+        return;
     static const char body[] = "{\"error\":\"custom\"}";
     bw_http_response_send(res, 500, "application/json", body, sizeof body - 1);
 }
 
 /* Serve with a bw_crash_policy from the environment (POLICY_KILL_MS,
  * POLICY_BODY, POLICY_CT), and the user's own request-error hook when
- * USER_HOOK is set. */
+ * USER_HOOK is set (user_error_hook). */
 static int mode_policy(void)
 {
     bw_http_options o;
     bw_http_options_init(&o);
-    if (getenv("USER_HOOK") != NULL)
+    if (getenv("USER_HOOK") != NULL) {
         o.on_request_error = user_error_hook;
+        o.request_error_data = user_hook_data;
+    }
     bw_crash_policy policy = {.kill_timeout_ms = (uint64_t)env_long("POLICY_KILL_MS", 0),
                               .body = getenv("POLICY_BODY"),
                               .content_type = getenv("POLICY_CT")};

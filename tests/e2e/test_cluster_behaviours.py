@@ -912,29 +912,39 @@ def test_P_08_throw_in_a_server_close_callback_goes_to_its_domain(app):
     assert exit_of(p) == (0, 0, "yes")
 
 
-def test_P_09_the_users_request_error_hook_writes_the_500(app):
-    # Item 9: the policy composes with options.on_request_error: the user's
-    # body and type, and the worker still retires and is replaced.
-    p = app("supervised", MODE="policy", USER_HOOK=1, POLICY_BODY="not this")
+def throw_answered_with(app, content_type, body, **env):
+    """A MODE=policy worker (env: its policy and hook) gets a request that
+    throws: the 500 has `content_type` and `body`, and the worker retires
+    and is replaced; the primary then ends cleanly. Returns the process."""
+    p = app("supervised", MODE="policy", **env)
     port = primary_port(p)
     wait_event(p, "listening", 1, wid=1)
     r = request(port, "/throw")
-    assert (r.status, r.header("content-type"), r.body) == \
-        (500, "application/json", b'{"error":"custom"}'), r
-    p.wait_for("worker 1 user error hook: thrown in request /throw", DEADLINE)
+    assert (r.status, r.header("content-type"), r.body) == (500, content_type, body), r
     retires_and_is_replaced(p, "GET /throw")
     assert p.count("crash in request GET /throw") == 1, p.output()
     ends_cleanly(p)
+    return p
+
+
+def test_P_09_the_users_request_error_hook_writes_the_500(app):
+    # Item 9: the policy composes with options.on_request_error: the user's
+    # body and type (the hook gets its data), and the worker still retires
+    # and is replaced.
+    p = throw_answered_with(app, "application/json", b'{"error":"custom"}', USER_HOOK="json",
+                            POLICY_BODY="not this")
+    assert lines(p, "worker 1 user error hook: thrown in request /throw data-ok=1"), p.output()
+
+
+def test_P_12_a_user_hook_that_does_not_answer_gets_the_policys_500(app):
+    # The hook runs but leaves the response unfinished: the policy's own
+    # 500, with its body and type, follows.
+    p = throw_answered_with(app, "text/x-policy", b"policy body\n", USER_HOOK="silent",
+                            POLICY_BODY="policy body\n", POLICY_CT="text/x-policy")
+    assert lines(p, "worker 1 user error hook: thrown in request /throw data-ok=1"), p.output()
 
 
 def test_P_10_policy_body_and_content_type_without_a_user_hook(app):
-    p = app("supervised", MODE="policy", POLICY_BODY='{"oops":1}',
-            POLICY_CT="application/problem+json")
-    port = primary_port(p)
-    wait_event(p, "listening", 1, wid=1)
-    r = request(port, "/throw")
-    assert (r.status, r.header("content-type"), r.body) == \
-        (500, "application/problem+json", b'{"oops":1}'), r
+    p = throw_answered_with(app, "application/problem+json", b'{"oops":1}',
+                            POLICY_BODY='{"oops":1}', POLICY_CT="application/problem+json")
     assert not lines(p, "user error hook"), p.output()
-    retires_and_is_replaced(p, "GET /throw")
-    ends_cleanly(p)
