@@ -954,6 +954,10 @@ static void on_closed(bw_cluster *c, void *data)
     closed = true;
     if (marker_fd >= 0)
         close(marker_fd);
+    if (getenv("CLOSE_CB_THROWS") != NULL) { /* P-13 */
+        say("primary close-cb %s", "throws");
+        bw_throwf(-EIO, "thrown from the close done callback");
+    }
 }
 
 static void on_all_gone(bw_cluster *c, void *data)

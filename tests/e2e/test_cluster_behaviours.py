@@ -902,6 +902,15 @@ def test_P_07_throw_in_the_primarys_done_callback_is_an_uncaught_error(app):
     assert exit_of(p) == (0, 0, "yes")
 
 
+def test_P_13_throw_in_the_primarys_close_callback_is_an_uncaught_error(app):
+    # The same for bw_cluster_close's callback (here with no worker at all).
+    p = app("kill-timeout-zero", CLOSE_CB_THROWS=1)
+    assert p.wait(DEADLINE) == 1, p.output()
+    assert lines(p, "primary close-cb throws"), p.output()
+    assert lines(p, "uncaught error: EIO: thrown from the close done callback"), p.output()
+    assert not lines(p, "outside any guarded callback"), p.output()
+
+
 def test_P_08_throw_in_a_server_close_callback_goes_to_its_domain(app):
     # A server created inside a domain's run; its close callback throws:
     # the domain's error handler gets it (then the worker disconnects).
