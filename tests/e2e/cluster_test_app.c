@@ -130,16 +130,40 @@ static void answer_later(bw_timer *t, void *data)
     bw_http_response_send(data, 200, "text/plain", "held\n", 5);
 }
 
+static void answer_slow(bw_timer *t, void *data)
+{
+    (void)t;
+    wsay("answered %s", "/slow");
+    bw_http_response_send(data, 200, "text/plain", "slow ok\n", 8);
+}
+
+static uint64_t query_ms(bw_http_request *req, uint64_t def)
+{
+    const char *q = strstr(bw_http_request_query(req), "ms=");
+    return q ? (uint64_t)atol(q + 3) : def;
+}
+
 static void handle(bw_http_request *req, bw_http_response *res, void *data)
 {
     (void)data;
     const char *path = bw_http_request_path(req);
+    if (strcmp(path, "/slow") == 0) {
+        /* Answered after ?ms= (P-NN: in flight when the worker retires). */
+        wsay("slow started ms=%llu", (unsigned long long)query_ms(req, 300));
+        bw_timeout(bw_http_request_loop(req), query_ms(req, 300), answer_slow, res);
+        return;
+    }
+    if (strcmp(path, "/never") == 0) {
+        wsay("never answers %s", path); /* a drain with this in flight never ends */
+        return;
+    }
+    if (strcmp(path, "/throw") == 0)
+        bw_throwf(-EIO, "thrown in request %s", path);
     if (strcmp(path, "/hold") == 0) {
         /* C-41: tell the primary a request is in flight; answer later. */
         static const char msg[] = "holding";
         bw_worker_ctx_send(W.ctx, msg, sizeof msg - 1);
-        const char *q = strstr(bw_http_request_query(req), "ms=");
-        bw_timeout(bw_http_request_loop(req), q ? (uint64_t)atol(q + 3) : 300, answer_later, res);
+        bw_timeout(bw_http_request_loop(req), query_ms(req, 300), answer_later, res);
         return;
     }
     char body[64];
@@ -147,11 +171,11 @@ static void handle(bw_http_request *req, bw_http_response *res, void *data)
     bw_http_response_send(res, 200, "text/plain", body, (size_t)n);
 }
 
-static bw_http_server *new_server(void)
+static bw_http_server *new_server_with(const bw_http_options *o)
 {
     bw_http_server *srv;
     int rc = W.nservers < sizeof W.servers / sizeof W.servers[0]
-                 ? bw_http_server_new(W.loop, NULL, handle, NULL, &srv)
+                 ? bw_http_server_new(W.loop, o, handle, NULL, &srv)
                  : BW_ELIMIT;
     if (rc != 0) {
         wsay("cannot create a server: %s", bw_err_name(rc));
@@ -159,6 +183,11 @@ static bw_http_server *new_server(void)
     }
     W.servers[W.nservers++] = srv;
     return srv;
+}
+
+static bw_http_server *new_server(void)
+{
+    return new_server_with(NULL);
 }
 
 /* Serve on the inherited sockets (announces `listening`). */
@@ -213,6 +242,10 @@ static void worker_on_disconnect(bw_worker_ctx *ctx, void *data)
     if (getenv("DISCONNECT_EXIT") != NULL)
         bw_timeout(W.loop, 10, on_disconnect_exit_timer, NULL);
     close_own_servers();
+    if (getenv("DISCONNECT_THROW") != NULL) {
+        wsay("disconnect-cb %s", "throws");
+        bw_throwf(-EIO, "thrown from the disconnect callback");
+    }
 }
 
 static void report_tick(void *data)
@@ -240,6 +273,13 @@ static void worker_on_message(bw_worker_ctx *ctx, const void *msg, size_t len, v
     } else if (strcmp(text, "ping") == 0) {
         int rc = bw_worker_ctx_send(ctx, "pong", 4);
         wsay("sent pong rc=%d", rc);
+    } else if (strcmp(text, "throw") == 0) {
+        wsay("message-cb %s", "throws");
+        bw_throwf(-EIO, "thrown from the message callback");
+    } else if (strcmp(text, "fault") == 0) {
+        wsay("message-cb %s", "faults");
+        volatile int *null = NULL;
+        *null = 1; /* SIGSEGV (a test marked @no_asan) */
     } else if (strncmp(text, "echo:", 5) == 0) {
         char reply[300];
         int n = snprintf(reply, sizeof reply, "reply:%s", text + 5);
@@ -658,6 +698,80 @@ static int mode_domain_listen(void)
     return -1;
 }
 
+/* ---- P-NN: the crash policy's options, the user's hook ------------------- */
+
+static char user_hook_data[] = "the hook's data";
+
+/* USER_HOOK=json answers the error itself; USER_HOOK=silent only looks
+ * (the policy's 500 must follow). */
+static void user_error_hook(bw_http_request *req, bw_http_response *res, bw_error *err,
+                            void *data)
+{
+    (void)req;
+    wsay("user error hook: %s data-ok=%d", bw_error_message(err), data == user_hook_data);
+    if (strcmp(getenv("USER_HOOK"), "silent") == 0)
+        return;
+    static const char body[] = "{\"error\":\"custom\"}";
+    bw_http_response_send(res, 500, "application/json", body, sizeof body - 1);
+}
+
+/* Serve with a bw_crash_policy from the environment (POLICY_KILL_MS,
+ * POLICY_BODY, POLICY_CT), and the user's own request-error hook when
+ * USER_HOOK is set (user_error_hook). */
+static int mode_policy(void)
+{
+    bw_http_options o;
+    bw_http_options_init(&o);
+    if (getenv("USER_HOOK") != NULL) {
+        o.on_request_error = user_error_hook;
+        o.request_error_data = user_hook_data;
+    }
+    bw_crash_policy policy = {.kill_timeout_ms = (uint64_t)env_long("POLICY_KILL_MS", 0),
+                              .body = getenv("POLICY_BODY"),
+                              .content_type = getenv("POLICY_CT")};
+    int rc = bw_worker_serve_http(W.ctx, new_server_with(&o), &policy);
+    wsay("serve rc=%s", rc == 0 ? "0" : bw_err_name(rc));
+    return rc == 0 ? -1 : 1;
+}
+
+/* ---- P-NN: a throw from a server's close callback, in a domain ---------- */
+
+static bw_domain *close_domain;
+
+static void close_domain_error(bw_domain *d, bw_error *err, void *data)
+{
+    (void)d;
+    (void)data;
+    wsay("domain error handler: %s", bw_error_message(err));
+    worker_disconnect_now();
+}
+
+static void close_cb_throws(bw_http_server *srv, int status, void *data)
+{
+    (void)srv;
+    (void)data;
+    wsay("close-cb status=%d in-domain=%d throws", status, bw_domain_active() == close_domain);
+    bw_throwf(-EIO, "thrown from the close callback");
+}
+
+static void *listen_and_close(void *arg)
+{
+    (void)arg;
+    bw_http_server *srv = new_server(); /* bound to the active domain */
+    if (listen_own(srv, 0, "own-in-domain") == 0)
+        bw_http_server_close(srv, close_cb_throws, NULL);
+    return NULL;
+}
+
+static int mode_close_throws(void)
+{
+    close_domain = bw_domain_create();
+    if (close_domain == NULL || bw_domain_on_error(close_domain, close_domain_error, NULL) != 0)
+        return 70;
+    bw_domain_run(close_domain, listen_and_close, NULL);
+    return -1;
+}
+
 typedef struct wmode {
     const char *name;
     int (*start)(void);
@@ -682,6 +796,8 @@ static const wmode wmodes[] = {
     {"server-restart", mode_server_restart},
     {"own-port0", mode_own_port0},
     {"domain-listen", mode_domain_listen},
+    {"policy", mode_policy},
+    {"close-throws", mode_close_throws},
 };
 
 static int worker_finish(void)
@@ -693,6 +809,8 @@ static int worker_finish(void)
         if (rc != 0)
             wsay("server %zu not freed: %s", i, bw_err_name(rc));
     }
+    if (close_domain != NULL)
+        bw_domain_release(close_domain);
     int rc = bw_loop_close(W.loop);
     wsay("ends status=%d loop-close=%s", W.exit_code, rc == 0 ? "0" : bw_err_name(rc));
     return rc == 0 ? W.exit_code : 99;
@@ -773,7 +891,7 @@ static void print_event(const bw_cluster_event *ev)
     if (ev->type == BW_EVENT_LISTENING)
         snprintf(extra, sizeof extra, " address=%s family=%d port=%d", ev->address, ev->family,
                  ev->port);
-    else if (ev->type == BW_EVENT_MESSAGE)
+    else if (ev->type == BW_EVENT_MESSAGE || ev->type == BW_EVENT_RETIRING)
         snprintf(extra, sizeof extra, " data=%.*s", (int)(ev->len < 500 ? ev->len : 500), ev->data);
     say("event %s id=%d pid=%d state=%s connected=%d dead=%d ead=%s code=%d signal=%d "
         "workers=%zu listed=%d alive=%d%s",
@@ -836,6 +954,10 @@ static void on_closed(bw_cluster *c, void *data)
     closed = true;
     if (marker_fd >= 0)
         close(marker_fd);
+    if (getenv("CLOSE_CB_THROWS") != NULL) { /* P-13 */
+        say("primary close-cb %s", "throws");
+        bw_throwf(-EIO, "thrown from the close done callback");
+    }
 }
 
 static void on_all_gone(bw_cluster *c, void *data)
@@ -1451,6 +1573,74 @@ static void uncaught_42_start(void)
     on_all_listening = uncaught_42_listening;
 }
 
+/* P-NN: supervised (bw_cluster_start) workers of MODE, from the primary's
+ * environment; SIGUSR1 sends USR1_MESSAGE to the first listed worker. */
+static void supervised_start(void)
+{
+    int rc = bw_cluster_start(cluster);
+    say("primary start rc=%d", rc);
+    expect_exits = 1;
+}
+
+static void send_usr1_message(void)
+{
+    const char *m = getenv("USR1_MESSAGE");
+    if (m == NULL)
+        m = "ping";
+    bw_worker *w = bw_cluster_worker_count(cluster) > 0 ? bw_cluster_worker_at(cluster, 0) : NULL;
+    int rc = w != NULL ? bw_worker_send(w, m, strlen(m)) : BW_ENOTRUNNING;
+    say("primary sent %s to %d rc=%d", m, w != NULL ? bw_worker_id(w) : -1, rc);
+}
+
+/* P-NN: kill_timeout_ms 0 is refused; then nothing else to do. */
+static void kill_timeout_zero_start(void)
+{
+    bw_cluster_options o;
+    bw_cluster_options_init(&o);
+    o.kill_timeout_ms = 0;
+    bw_cluster *c = NULL;
+    int rc = bw_cluster_new(loop, &o, worker_main, NULL, &c);
+    say("primary new with kill_timeout_ms=0 rc=%d", rc);
+    if (rc == 0)
+        _exit(3); /* accepted: the test sees why at once (a second cluster on this loop) */
+    finish();
+}
+
+/* P-NN: a worker whose disconnect callback throws. */
+static void disconnect_throw_start(void)
+{
+    static const char *const env[] = {"DISCONNECT_THROW=1", NULL};
+    fork_worker("serve", env);
+    expect_exits = 1;
+}
+
+/* P-NN: bw_cluster_disconnect's done callback throws in the primary. */
+static void done_cb_throws(bw_cluster *c, void *data)
+{
+    (void)c;
+    (void)data;
+    say("primary done-cb %s", "throws");
+    bw_throwf(-EIO, "thrown from the disconnect done callback");
+}
+
+static void done_throws_start(void)
+{
+    fork_worker("serve", NULL); /* no finish(): its own disconnect would take the callback's place */
+}
+
+static void done_throws_event(const bw_cluster_event *ev)
+{
+    if (ev->type == BW_EVENT_LISTENING) {
+        int rc = bw_cluster_disconnect(cluster, done_cb_throws, NULL);
+        say("primary cluster disconnect rc=%d", rc);
+    }
+}
+
+static void close_throws_start(void)
+{
+    mode_start("close-throws");
+}
+
 static const scenario scenarios[] = {
     {"basic", basic_start, NULL, NULL, false, true},
     {"kill-on-listening", one_worker_start, kill_on_listening_event, NULL, false, false},
@@ -1494,6 +1684,11 @@ static const scenario scenarios[] = {
     {"listen-port0", listen_port0_start, NULL, usr1_disconnect_all, false, false},
     {"domain-listen", domain_listen_start, NULL, NULL, false, false},
     {"uncaught-42", uncaught_42_start, NULL, NULL, false, false},
+    {"supervised", supervised_start, NULL, send_usr1_message, false, false},
+    {"kill-timeout-zero", kill_timeout_zero_start, NULL, NULL, false, false},
+    {"disconnect-cb-throws", disconnect_throw_start, disconnect_on_listening, NULL, false, false},
+    {"done-cb-throws", done_throws_start, done_throws_event, NULL, false, false},
+    {"close-cb-throws", close_throws_start, NULL, NULL, false, false},
 };
 
 static void on_usr1(uv_signal_t *h, int signum)
@@ -1528,7 +1723,7 @@ static int run_primary(void)
     bw_cluster_options o;
     bw_cluster_options_init(&o);
     o.workers = 1; /* no supervision (bw_cluster_start is never called) */
-    o.kill_timeout_ms = 5000;
+    o.kill_timeout_ms = (uint64_t)env_long("KILL_TIMEOUT_MS", 5000);
     o.shutdown_timeout_ms = (uint64_t)env_long("SHUTDOWN_TIMEOUT_MS", 5000);
     o.poison_threshold = 0;
     rc = bw_cluster_new(loop, &o, worker_main, NULL, &cluster);

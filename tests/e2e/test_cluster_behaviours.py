@@ -42,7 +42,7 @@ import time
 
 import pytest
 
-from bwtest import Process, Reader, binary, build, connect, request, wait_until
+from bwtest import Process, Reader, binary, build, connect, no_asan, request, wait_until
 
 DEADLINE = 15.0  # per wait; generous for the ASan build
 
@@ -737,3 +737,223 @@ def test_D_81_uncaught_handler_in_the_primary(app):
     assert not lines(p, "uncaught error"), p.output()
     (ls,) = events(p, "listening", 1)
     assert wait_until(lambda: gone(ls["pid"]), timeout=DEADLINE)
+
+
+# ---- P. The crash policy: its deadline, its guards, the user's hook ---------
+# Scenario "supervised": the primary runs bw_cluster_start (one worker of
+# MODE, replaced when it retires); SIGUSR1 sends USR1_MESSAGE to it.
+
+def slow_in_flight(p, port, path, wid=1):
+    """A request to `path` on a fresh connection, in flight on worker `wid`
+    once its line says so (the worker prints "slow started" or "never
+    answers"). Returns the socket."""
+    s = connect(port, timeout=DEADLINE)
+    s.sendall(build(path))
+    started = "slow started" if path.startswith("/slow") else "never answers"
+    p.wait_for(f"worker {wid} {started}", DEADLINE)
+    return s
+
+
+def exit_of(p, wid=1):
+    """Worker `wid`'s one exit event: (code, signal, ead)."""
+    (ex,) = events(p, "exit", wid)
+    return ex["code"], ex["signal"], ex["ead"]
+
+
+def slow_answered(sock):
+    """The /slow on `sock` is answered 200; the client then closes its end
+    (a draining worker waits for that, C-41)."""
+    r = Reader(sock).response()
+    sock.close()
+    assert r.status == 200 and r.body == b"slow ok\n", r
+
+
+def retires_and_is_replaced(p, data, code=0):
+    """Worker 1 retired (its retiring event names `data`), a replacement was
+    forked before it exited, and it exited with `code` (no signal)."""
+    (ret,) = wait_event(p, "retiring", 1, wid=1)
+    assert ret.get("data") == data, ret
+    (ex,) = wait_event(p, "exit", 1, wid=1)
+    assert (ex["code"], ex["signal"]) == (code, 0), p.output()
+    assert index_of(p, "event fork id=2 ") < index_of(p, "event exit id=1 "), p.output()
+    return ex
+
+
+def long_policy_worker_throws(app, in_flight):
+    """Item 8's set-up: the cluster's kill_timeout_ms is 500, the worker's
+    policy says 3000. With `in_flight` in flight on the worker, a request
+    throws and gets the policy's 500. Returns (process, the in-flight
+    request's socket, the time just before the throwing request)."""
+    p = app("supervised", MODE="policy", KILL_TIMEOUT_MS=500, POLICY_KILL_MS=3000)
+    port = primary_port(p)
+    wait_event(p, "listening", 1, wid=1)
+    sock = slow_in_flight(p, port, in_flight)
+    t0 = time.monotonic()
+    r = request(port, "/throw")
+    assert r.status == 500 and r.body == b"Oops, there was a problem!\n", r
+    return p, sock, t0
+
+
+def test_P_01_policy_kill_timeout_longer_than_the_clusters_is_honoured(app):
+    # Item 8: the cluster's kill_timeout_ms is 500, the worker's policy says
+    # 3000. A /slow of 2 s, in flight when a request throws, is answered:
+    # the primary's deadline is the policy's + 1 s (before, it was the
+    # cluster's + 1 s: a SIGKILL at 1.5 s, the slow request cut).
+    p, slow, _ = long_policy_worker_throws(app, "/slow?ms=2000")
+    slow_answered(slow)
+    ex = retires_and_is_replaced(p, "GET /throw")
+    assert ex["ead"] == "yes"
+    assert p.count("crash in request GET /throw") == 1, p.output()
+    assert not lines(p, "kill timer expired"), p.output()
+    ends_cleanly(p)
+
+
+def test_P_02_wedged_worker_is_ended_by_its_own_kill_timer(app):
+    # Item 8, the converse: a request that is never answered keeps the
+    # drain from ending; the worker's own kernel timer ends it at the
+    # policy's deadline (3 s): exit 1 and its line on stderr, not the
+    # primary's SIGKILL (which would come at 4 s; before the change at 1.5 s).
+    p, never, t0 = long_policy_worker_throws(app, "/never")
+    retires_and_is_replaced(p, "GET /throw", code=1)
+    took = time.monotonic() - t0
+    assert 2.7 < took < 3.9, f"the worker ended {took:.2f}s after the fault"
+    assert lines(p, "bulwark: worker kill timer expired"), p.output()
+    assert Reader(never).closed(timeout=DEADLINE)  # the failsafe's price
+    ends_cleanly(p)
+
+
+def test_P_11_primary_kills_a_stopped_worker_after_the_policys_deadline(app):
+    # Item 8, the primary's half: a worker that cannot run its own kill
+    # timer (stopped, SIGSTOP, once it retired) and whose drain never ends
+    # is killed by the primary at the policy's deadline + 1 s (4 s), never
+    # at the cluster's + 1 s (1.5 s).
+    p, never, t0 = long_policy_worker_throws(app, "/never")
+    (ret,) = wait_event(p, "retiring", 1, wid=1)
+    os.kill(ret["pid"], signal.SIGSTOP)
+    (ex,) = wait_event(p, "exit", 1, wid=1)
+    took = time.monotonic() - t0
+    assert (ex["code"], ex["signal"]) == (-1, signal.SIGKILL), p.output()
+    assert 3.7 < took < 5.0, f"the primary killed the worker {took:.2f}s after the fault"
+    assert not lines(p, "kill timer expired"), p.output()
+    assert index_of(p, "event fork id=2 ") < index_of(p, "event exit id=1 "), p.output()
+    assert Reader(never).closed(timeout=DEADLINE)
+    ends_cleanly(p)
+
+
+def test_P_03_cluster_kill_timeout_zero_is_refused(app):
+    p = app("kill-timeout-zero")
+    ends_cleanly(p)
+    assert lines(p, f"primary new with kill_timeout_ms=0 rc={-errno.EINVAL}"), p.output()
+
+
+def message_callback_error_retires_gracefully(app, message):
+    """Item 7: an error in the worker's message callback costs the worker
+    only a graceful retirement: logged, the primary hears `retiring` and
+    replaces it, the request in flight is answered, and it exits 0."""
+    p = app("supervised", MODE="serve", USR1_MESSAGE=message)
+    port = primary_port(p)
+    wait_event(p, "listening", 1, wid=1)
+    slow = slow_in_flight(p, port, "/slow?ms=500")
+    p.signal(signal.SIGUSR1)
+    p.wait_for(f"worker 1 got message data={message}", DEADLINE)
+    slow_answered(slow)
+    ex = retires_and_is_replaced(p, "worker callback")
+    assert ex["ead"] == "yes"
+    assert lines(p, "worker 1 (pid "), p.output()
+    assert len(lines(p, "error in a worker callback")) == 1, p.output()
+    wait_event(p, "listening", 1, wid=2)
+    ends_cleanly(p)
+    return p
+
+
+def test_P_04_throw_in_a_worker_message_callback(app):
+    p = message_callback_error_retires_gracefully(app, "throw")
+    assert lines(p, "error in a worker callback: EIO: thrown from the message callback"), \
+        p.output()
+
+
+@no_asan
+def test_P_05_fault_in_a_worker_message_callback(app):
+    p = message_callback_error_retires_gracefully(app, "fault")
+    assert "SIGSEGV" in p.wait_for("error in a worker callback"), p.output()
+
+
+def test_P_06_throw_in_a_worker_disconnect_callback(app):
+    # The primary disconnects the worker; its disconnect callback throws:
+    # logged, and the worker still exits 0 after a graceful disconnect.
+    p = app("disconnect-cb-throws")
+    ends_cleanly(p)
+    assert lines(p, "worker 1 disconnect-cb throws"), p.output()
+    assert lines(p, "error in a worker callback: EIO: thrown from the disconnect callback"), \
+        p.output()
+    assert exit_of(p) == (0, 0, "yes")
+    assert lines(p, "worker 1 ends status=0 loop-close=0"), p.output()
+
+
+def test_P_07_throw_in_the_primarys_done_callback_is_an_uncaught_error(app):
+    # bw_cluster_disconnect's callback throws: routed like a throw in any
+    # guarded callback with no domain (the uncaught report, exit 1), not
+    # the fatal "outside any guarded callback".
+    p = app("done-cb-throws")
+    assert p.wait(DEADLINE) == 1, p.output()
+    assert lines(p, "primary done-cb throws"), p.output()
+    assert lines(p, "uncaught error: EIO: thrown from the disconnect done callback"), p.output()
+    assert not lines(p, "outside any guarded callback"), p.output()
+    assert exit_of(p) == (0, 0, "yes")
+
+
+def test_P_13_throw_in_the_primarys_close_callback_is_an_uncaught_error(app):
+    # The same for bw_cluster_close's callback (here with no worker at all).
+    p = app("kill-timeout-zero", CLOSE_CB_THROWS=1)
+    assert p.wait(DEADLINE) == 1, p.output()
+    assert lines(p, "primary close-cb throws"), p.output()
+    assert lines(p, "uncaught error: EIO: thrown from the close done callback"), p.output()
+    assert not lines(p, "outside any guarded callback"), p.output()
+
+
+def test_P_08_throw_in_a_server_close_callback_goes_to_its_domain(app):
+    # A server created inside a domain's run; its close callback throws:
+    # the domain's error handler gets it (then the worker disconnects).
+    p = app("close-cb-throws")
+    ends_cleanly(p)
+    assert lines(p, "worker 1 close-cb status=0 in-domain=1 throws"), p.output()
+    assert lines(p, "worker 1 domain error handler: thrown from the close callback"), p.output()
+    assert exit_of(p) == (0, 0, "yes")
+
+
+def throw_answered_with(app, content_type, body, **env):
+    """A MODE=policy worker (env: its policy and hook) gets a request that
+    throws: the 500 has `content_type` and `body`, and the worker retires
+    and is replaced; the primary then ends cleanly. Returns the process."""
+    p = app("supervised", MODE="policy", **env)
+    port = primary_port(p)
+    wait_event(p, "listening", 1, wid=1)
+    r = request(port, "/throw")
+    assert (r.status, r.header("content-type"), r.body) == (500, content_type, body), r
+    retires_and_is_replaced(p, "GET /throw")
+    assert p.count("crash in request GET /throw") == 1, p.output()
+    ends_cleanly(p)
+    return p
+
+
+def test_P_09_the_users_request_error_hook_writes_the_500(app):
+    # Item 9: the policy composes with options.on_request_error: the user's
+    # body and type (the hook gets its data), and the worker still retires
+    # and is replaced.
+    p = throw_answered_with(app, "application/json", b'{"error":"custom"}', USER_HOOK="json",
+                            POLICY_BODY="not this")
+    assert lines(p, "worker 1 user error hook: thrown in request /throw data-ok=1"), p.output()
+
+
+def test_P_12_a_user_hook_that_does_not_answer_gets_the_policys_500(app):
+    # The hook runs but leaves the response unfinished: the policy's own
+    # 500, with its body and type, follows.
+    p = throw_answered_with(app, "text/x-policy", b"policy body\n", USER_HOOK="silent",
+                            POLICY_BODY="policy body\n", POLICY_CT="text/x-policy")
+    assert lines(p, "worker 1 user error hook: thrown in request /throw data-ok=1"), p.output()
+
+
+def test_P_10_policy_body_and_content_type_without_a_user_hook(app):
+    p = throw_answered_with(app, "application/problem+json", b'{"oops":1}',
+                            POLICY_BODY='{"oops":1}', POLICY_CT="application/problem+json")
+    assert not lines(p, "user error hook"), p.output()
