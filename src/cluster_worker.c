@@ -596,6 +596,19 @@ static void retire(bw_worker_ctx *ctx, const char *key, size_t n)
     begin_drain(ctx);
 }
 
+typedef struct user_hook_call {
+    served *s;
+    bw_http_request *req;
+    bw_http_response *res;
+    bw_error *err;
+} user_hook_call;
+
+static void call_user_hook(void *arg)
+{
+    user_hook_call *h = arg;
+    h->s->error_hook(h->req, h->res, h->err, h->s->error_data);
+}
+
 /* The seed's "Much better!" domain error handler, for every request. */
 static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *err, void *data)
 {
@@ -613,9 +626,18 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
     if (bw_http_response_finished(res))
         return;
     if (s->error_hook != NULL) {
-        /* The user's own hook writes the error response (it runs, as this
-         * one does, as the request domain's error handler). */
-        s->error_hook(req, res, err, s->error_data);
+        /* The user's own hook writes the error response. It is user code
+         * like any other: a throw or a fault in it costs its own answer
+         * (the policy's 500 follows), never the worker's other requests. */
+        user_hook_call h = {s, req, res, err};
+        bw_error *hook_err = bw_try(call_user_hook, &h);
+        if (hook_err != NULL) {
+            char report[4096];
+            bw_error_format(hook_err, report, sizeof report);
+            bw_log(BW_LOG_ERROR, "worker %d (pid %ld): the request-error hook failed: %s",
+                   ctx->id, (long)getpid(), report);
+            bw_error_release(hook_err);
+        }
         if (bw_http_response_finished(res))
             return;
     }

@@ -703,7 +703,7 @@ static int mode_domain_listen(void)
 static char user_hook_data[] = "the hook's data";
 
 /* USER_HOOK=json answers the error itself; USER_HOOK=silent only looks
- * (the policy's 500 must follow). */
+ * (the policy's 500 must follow); USER_HOOK=throw throws (the same). */
 static void user_error_hook(bw_http_request *req, bw_http_response *res, bw_error *err,
                             void *data)
 {
@@ -711,6 +711,8 @@ static void user_error_hook(bw_http_request *req, bw_http_response *res, bw_erro
     wsay("user error hook: %s data-ok=%d", bw_error_message(err), data == user_hook_data);
     if (strcmp(getenv("USER_HOOK"), "silent") == 0)
         return;
+    if (strcmp(getenv("USER_HOOK"), "throw") == 0)
+        bw_throwf(-EIO, "thrown from the user's error hook");
     static const char body[] = "{\"error\":\"custom\"}";
     bw_http_response_send(res, 500, "application/json", body, sizeof body - 1);
 }

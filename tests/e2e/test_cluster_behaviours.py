@@ -953,6 +953,25 @@ def test_P_12_a_user_hook_that_does_not_answer_gets_the_policys_500(app):
     assert lines(p, "worker 1 user error hook: thrown in request /throw data-ok=1"), p.output()
 
 
+def test_P_14_a_user_hook_that_throws_costs_only_its_answer(app):
+    # The user's hook is user code: its throw is logged, the policy's 500
+    # follows, and the worker retires gracefully as after any fault (before,
+    # the worker died at once of a throw from its outermost error handler,
+    # and its other requests were cut).
+    p = app("supervised", MODE="policy", USER_HOOK="throw", POLICY_BODY="policy body\n",
+            POLICY_CT="text/x-policy")
+    port = primary_port(p)
+    wait_event(p, "listening", 1, wid=1)
+    slow = slow_in_flight(p, port, "/slow?ms=600")
+    r = request(port, "/throw")
+    assert (r.status, r.header("content-type"), r.body) == (500, "text/x-policy",
+                                                           b"policy body\n"), r
+    slow_answered(slow)
+    retires_and_is_replaced(p, "GET /throw")
+    assert lines(p, "the request-error hook failed"), p.output()
+    ends_cleanly(p)
+
+
 def test_P_10_policy_body_and_content_type_without_a_user_hook(app):
     p = throw_answered_with(app, "application/problem+json", b'{"oops":1}',
                             POLICY_BODY='{"oops":1}', POLICY_CT="application/problem+json")
