@@ -5,7 +5,7 @@
  * The primary opens the listening sockets (or takes them from systemd
  * socket activation) before forking, so every worker inherits them and a
  * worker that stops accepting loses no queued connection; the primary keeps
- * them open for its whole life and never accepts a connection itself.
+ * them open until a shutdown begins and never accepts a connection itself.
  * Workers are forked (no exec): each gets a fresh bw_loop, inherited
  * listening sockets, and a socketpair to the primary for messages (online,
  * listening, heartbeat, retiring, disconnect, user messages).
@@ -29,8 +29,15 @@
  * quarantined: workers answer it 503 for `quarantine_ms` instead of
  * crashing again.
  * SIGTERM/SIGINT: graceful shutdown of every worker within
- * `shutdown_timeout_ms`, then exit 0. SIGHUP: rolling restart, one worker at
- * a time, the new one listening before the old one drains.
+ * `shutdown_timeout_ms`, then exit 0. Nothing is forked once it began. The
+ * primary closes its copies of the listening sockets and each worker serves
+ * the connections already queued before closing its own, so a client that
+ * connects meanwhile is served or refused at connect. Workers ignore these
+ * two signals unless the primary itself sends them (bw_worker_kill): sent
+ * to the whole process group (Ctrl-C, systemd's KillMode=control-group),
+ * they reach the workers too, and the primary's drain is what follows.
+ * SIGHUP: rolling restart, one worker at a time, the new one listening
+ * before the old one drains.
  *
  * A reload that must pick up a new binary needs an exec: bulwark forks
  * workers from the primary's image, so a new binary means restarting the
