@@ -325,6 +325,8 @@ static void settle_last(bw__conn *c)
 {
     c->close_after = true;
     bw_http_request *r = c->qtail;
+    if (c->parsing != NULL && c->parsing != r)
+        return; /* a request's head is arriving: it will be the last, and say so */
     if (r != NULL && r != c->qhead) {
         /* Waiting behind an earlier response, in a buffer of its own. */
         uint32_t at = r->res.headers_sent && !r->res.close_after ? find_ka_line(&r->res.pending) : 0;

@@ -288,7 +288,7 @@ BW_EXTERN int bw_http_response_send(bw_http_response *res, int status, const cha
                                     const void *body, size_t len);
 
 /* Ask for the connection to close: no request after those already
- * dispatched on it is read. Requests pipelined behind this one whose
+ * dispatched on it (or whose head is already arriving) is read. Requests pipelined behind this one whose
  * handlers already ran are still answered, in order; the last response
  * the connection carries says Connection: close (this one, if it is the
  * last and its headers are not out yet). */
