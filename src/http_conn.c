@@ -769,6 +769,13 @@ void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
             /* Requests that arrived just as we closed: serve them; the
              * last of this input answers Connection: close. */
             c->state = BW__CONN_OPEN;
+            if (c->paused) {
+                /* Paused at the pipelining bound just before the server
+                 * closed: the resume it waited for found it in GRACE and
+                 * gave up. Nothing is kept unparsed (conn_idle). */
+                c->paused = false;
+                llhttp_resume(&c->parser);
+            }
             c->close_after = false;
             c->wind_down = true;
             reset_deadline(c);
