@@ -41,6 +41,8 @@
  * domain, handled like a fault; default 0: off),
  * CALLBACK_LIMIT_MS (a callback busy this long, in CPU time, is interrupted
  * and is an error in its domain, handled like a fault; default 1000; 0: off),
+ * HANDOFF (0: a retiring worker closes its idle connections instead of
+ * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
  */
 #undef NDEBUG /* /assert needs a live assert() */
@@ -206,6 +208,8 @@ int main(void)
     o.restart_intensity = (int)env_u64("RESTART_INTENSITY", (uint64_t)o.restart_intensity);
     o.restart_period_ms = env_u64("RESTART_PERIOD_MS", o.restart_period_ms);
     o.max_forks_per_second = (int)env_u64("MAX_FORKS_PER_SECOND", (uint64_t)o.max_forks_per_second);
+    o.handoff = env_u64("HANDOFF", 1) != 0;
+    o.handoff_timeout_ms = env_u64("HANDOFF_TIMEOUT_MS", o.handoff_timeout_ms);
     error_delay_ms = env_u64("ERROR_DELAY_MS", error_delay_ms);
     /* Process-wide, inherited by the workers. */
     if (getenv("CALLBACK_LIMIT_MS") != NULL)

@@ -18,6 +18,8 @@
 #include "internal.h"
 
 #define BW__MSG_MAX 4096
+
+typedef struct bw__relay bw__relay;
 #define BW__MAX_LISTENERS 8
 #define BW__REQUEST_TEXT 256
 
@@ -83,6 +85,9 @@ struct bw_worker {
     uint64_t last_heartbeat_ms;
     uint64_t kill_deadline_ms;
     bw__worker_shm *shm;
+    int ho_fd;          /* the handoff channel (-1: none) */
+    uv_poll_t ho_poll;
+    bool ho_poll_open;
 };
 
 typedef struct bw__event_cb {
@@ -129,6 +134,7 @@ struct bw_cluster {
     bw_worker *rolling_new; /* the replacement being started */
     bw_cluster_done_cb close_cb;
     void *close_data;
+    bw__relay *relay; /* handoffs in flight (cluster_relay.c) */
 };
 
 /*
@@ -154,7 +160,7 @@ typedef struct bw__fd_snapshot {
 
 /* cluster_worker.c: the child's side (`fds` may be NULL). Never returns. */
 BW_NORETURN BW__HIDDEN void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd,
-                                                  const char *const *env,
+                                                  int ho_fd, const char *const *env,
                                                   const bw__fd_snapshot *fds);
 
 /* Send one message; 0 or -errno (never raises SIGPIPE). */
@@ -169,6 +175,85 @@ BW__HIDDEN bool bw__msg_hung_up(int fd);
  * stays true. false once the channel is gone (end of stream or error). */
 typedef void (*bw__msg_fn)(void *ctx, const char *msg, size_t len);
 BW__HIDDEN bool bw__msg_receive(int fd, const bool *connected, bw__msg_fn on_msg, void *ctx);
+
+/* ---- The handoff channel (cluster_handoff.c, cluster_relay.c) ---------- */
+
+#define BW__HO_BATCH 32                  /* connections per message */
+#define BW__HO_PAYLOAD_MAX (128 * 1024)  /* their states' bytes per message */
+#define BW__HO_PACKET_MAX (BW__HO_PAYLOAD_MAX + 2048)
+#define BW__HO_WINDOW 4                  /* a worker's batches unanswered at once */
+#define BW__HO_SERVERS 8
+
+enum bw__ho_type {
+    BW__HO_OFFER = 'O',   /* worker -> primary: connections to move (descriptors attached) */
+    BW__HO_DELIVER = 'D', /* primary -> worker: the same, to adopt */
+    BW__HO_RESULT = 'R',  /* worker -> primary: per connection, 0 (adopted) or why not */
+    BW__HO_ANSWER = 'A',  /* primary -> the giver: the same, for its batch */
+};
+
+/* A packet: this header, then (OFFER, DELIVER) n entry headers and the n
+ * states back to back, or (RESULT, ANSWER) n int32 statuses. */
+typedef struct bw__ho_hdr {
+    uint8_t type;
+    uint8_t pad;
+    uint16_t n;
+    uint32_t batch; /* the giver's batch id (OFFER, ANSWER), the primary's (DELIVER, RESULT) */
+} bw__ho_hdr;
+
+typedef struct bw__ho_entry_hdr {
+    uint32_t server; /* the index of the giving server among its worker's */
+    uint32_t len;
+} bw__ho_entry_hdr;
+
+typedef struct bw__ho_entry {
+    uint32_t server;
+    int fd; /* -1: none came with it (the receiver's descriptor limit) */
+    const char *state;
+    size_t len;
+} bw__ho_entry;
+
+typedef struct bw__ho_msg {
+    uint8_t type;
+    size_t n;
+    uint32_t batch;
+    bool truncated; /* fewer descriptors came than entries */
+    bw__ho_entry entries[BW__HO_BATCH];
+    int32_t status[BW__HO_BATCH];
+} bw__ho_msg;
+
+/* Send one message (with its descriptors); 0 or -errno (-EAGAIN: full). */
+BW__HIDDEN int bw__ho_send(int fd, const bw__ho_msg *m);
+/* Receive one into buf (states point into it): 1, 0 at the end of the
+ * stream, -EAGAIN, BW_EPROTO (malformed: its descriptors are closed), or
+ * -errno. */
+BW__HIDDEN int bw__ho_recv(int fd, char *buf, size_t size, bw__ho_msg *m);
+
+typedef struct bw__ho_worker bw__ho_worker;
+BW__HIDDEN bw__ho_worker *bw__ho_worker_new(bw_loop *loop, int fd);
+/* Register a server (to adopt into); give: also hand its connections off
+ * when it closes. */
+BW__HIDDEN int bw__ho_worker_add_server(bw__ho_worker *w, bw_http_server *srv, bool give);
+/* The whole cluster stops: connections close here, none move. */
+BW__HIDDEN void bw__ho_worker_stop_giving(bw__ho_worker *w);
+BW__HIDDEN void bw__ho_worker_server_gone(bw__ho_worker *w, bw_http_server *srv);
+BW__HIDDEN void bw__ho_worker_stats(const bw__ho_worker *w, uint64_t *moved, uint64_t *refused,
+                                    uint64_t *taken);
+
+/* cluster_relay.c: the primary's side. */
+BW__HIDDEN int bw__relay_open(bw_cluster *c, bw_worker *w, int fd);
+/* The worker can take connections now (it listens, and does not drain). */
+BW__HIDDEN void bw__relay_worker_ready(bw_cluster *c);
+/* The worker's channel closed or it exited: fail what was delivered to it. */
+BW__HIDDEN void bw__relay_worker_gone(bw_cluster *c, bw_worker *w);
+BW__HIDDEN void bw__relay_tick(bw_cluster *c);
+BW__HIDDEN void bw__relay_free(bw_cluster *c);
+/* Whether the primary may deliver connections to w (cluster_primary.c). */
+BW__HIDDEN bool bw__worker_can_receive(const bw_worker *w);
+/* A line in the event log (cluster_primary.c). */
+BW__HIDDEN void bw__cluster_event_line(bw_cluster *c, const char *name, const bw_worker *w,
+                                       const char *extra);
+/* Free w if it has disconnected, exited, and its handles are closed. */
+BW__HIDDEN void bw__cluster_maybe_forget(bw_cluster *c, bw_worker *w);
 
 /* Monotonic nanoseconds, comparable across processes (event log). */
 BW__HIDDEN uint64_t bw__mono_ns(void);

@@ -48,6 +48,8 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->poison_window_ms = 60000;
     o->quarantine_ms = 60000;
     o->handle_signals = true;
+    o->handoff = true;
+    o->handoff_timeout_ms = 2000;
 }
 
 static uint64_t now_ms(const bw_cluster *c)
@@ -66,7 +68,7 @@ static const char *event_name(bw_cluster_event_type t)
 
 /* One JSON line per event, with a system-wide monotonic timestamp so that
  * other processes (a load client) can line up their own clocks with it. */
-static void log_event_line(bw_cluster *c, const char *name, const bw_worker *w, const char *extra)
+void bw__cluster_event_line(bw_cluster *c, const char *name, const bw_worker *w, const char *extra)
 {
     if (c->event_log_fd < 0)
         return;
@@ -94,7 +96,7 @@ static void run_event_callbacks(void *arg)
 
 static void emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
 {
-    log_event_line(c, event_name(ev->type), ev->worker, extra);
+    bw__cluster_event_line(c, event_name(ev->type), ev->worker, extra);
     if (c->nevent_cbs == 0)
         return;
     event_call e = {c, ev};
@@ -288,6 +290,12 @@ static bool counts_as_capacity(const bw_worker *w)
 
 /* An old worker that the rolling restart still has to replace (one that
  * retires on its own is replaced by supervision instead). */
+bool bw__worker_can_receive(const bw_worker *w)
+{
+    return w->connected && w->ho_fd >= 0 && w->state == BW_WORKER_LISTENING && !w->exited &&
+           !w->retiring && !w->disconnect_sent && !w->hang_reported;
+}
+
 static bool awaits_rolling_replacement(const bw_worker *w)
 {
     return w->rolling_old && !w->disconnect_sent && !w->exited && !w->retiring;
@@ -320,6 +328,11 @@ static void worker_free(bw_worker *w)
 
 static void maybe_forget(bw_cluster *c, bw_worker *w);
 
+void bw__cluster_maybe_forget(bw_cluster *c, bw_worker *w)
+{
+    maybe_forget(c, w);
+}
+
 static void on_poll_closed(uv_handle_t *h)
 {
     bw_worker *w = h->data;
@@ -333,7 +346,7 @@ static void check_all_gone(bw_cluster *c);
  * and its channel handle is closed. */
 static void maybe_forget(bw_cluster *c, bw_worker *w)
 {
-    if (!w->exited || w->connected || w->poll_open)
+    if (!w->exited || w->connected || w->poll_open || w->ho_poll_open)
         return;
     unlink_worker(c, w);
     worker_free(w);
@@ -414,9 +427,17 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
         return BW_ECLOSING; /* never a new worker in the middle of a shutdown */
     if (!c->signals_on)
         start_signals(c); /* SIGCHLD must be watched before the first child */
-    int sv[2];
+    int sv[2], hv[2] = {-1, -1};
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
+    /* The handoff channel (cluster_handoff.c): a second socketpair, so
+     * connections and their descriptors never queue behind messages. */
+    if (c->opts.handoff && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hv) != 0) {
+        int e = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        return e;
+    }
     bw_worker *w = bw_calloc(1, sizeof *w);
     bw__worker_shm *shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE,
                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -426,8 +447,13 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
             munmap(shm, sizeof *shm);
         close(sv[0]);
         close(sv[1]);
+        if (hv[0] >= 0) {
+            close(hv[0]);
+            close(hv[1]);
+        }
         return -ENOMEM;
     }
+    w->ho_fd = -1;
     w->c = c;
     w->id = c->next_id++;
     w->shm = shm;
@@ -447,7 +473,9 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        bw__worker_child_main(c, w, sv[1], env, fds); /* never returns */
+        if (hv[0] >= 0)
+            close(hv[0]);
+        bw__worker_child_main(c, w, sv[1], hv[1], env, fds); /* never returns */
     }
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -456,11 +484,20 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
         int e = -fork_errno;
         close(sv[0]);
         close(sv[1]);
+        if (hv[0] >= 0) {
+            close(hv[0]);
+            close(hv[1]);
+        }
         worker_free(w);
         c->next_id--;
         return e;
     }
     close(sv[1]);
+    if (hv[0] >= 0) {
+        close(hv[1]);
+        if (bw__relay_open(c, w, hv[0]) != 0)
+            close(hv[0]); /* no handoff to or from this one */
+    }
     w->pid = pid;
     w->fd = sv[0];
     w->connected = true;
@@ -590,7 +627,7 @@ static void give_up(bw_cluster *c, const bw_worker *last)
            c->opts.restart_intensity, (unsigned long long)c->opts.restart_period_ms, last->id,
            last->term_signal ? "by signal" : "with exit code",
            last->term_signal ? last->term_signal : last->exit_code);
-    log_event_line(c, "giveup", last, NULL);
+    bw__cluster_event_line(c, "giveup", last, NULL);
     begin_shutdown(c);
 }
 
@@ -642,6 +679,7 @@ static void on_worker_disconnect(bw_cluster *c, bw_worker *w)
     if (!w->connected)
         return;
     close_channel(w);
+    bw__relay_worker_gone(c, w);
     if (w->after_disconnect == BW_UNSET)
         w->after_disconnect = w->disconnect_sent ? BW_YES : BW_NO;
     /* Even when the exit was reaped first: the disconnect event always reads
@@ -656,6 +694,7 @@ static void on_worker_disconnect(bw_cluster *c, bw_worker *w)
 static void on_worker_exit(bw_cluster *c, bw_worker *w, int status)
 {
     w->exited = true;
+    bw__relay_worker_gone(c, w);
     if (WIFEXITED(status)) {
         w->exit_code = WEXITSTATUS(status);
         w->term_signal = 0;
@@ -726,6 +765,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         char extra[128];
         snprintf(extra, sizeof extra, "\"address\": \"%s\", \"port\": %d", address, port);
         emit(c, &ev, extra);
+        bw__relay_worker_ready(c); /* connections waiting for a worker to take them */
         if (c->rolling && w == c->rolling_new) {
             /* The new one listens: now the old one may drain. */
             c->rolling_new = NULL;
@@ -892,7 +932,7 @@ static void on_tick(uv_timer_t *t)
                    "cluster: worker %d (pid %ld) still alive %llu ms after it began to drain; "
                    "killing it",
                    w->id, (long)w->pid, (unsigned long long)c->opts.kill_timeout_ms);
-            log_event_line(c, "kill", w, NULL);
+            bw__cluster_event_line(c, "kill", w, NULL);
             kill(w->pid, SIGKILL);
             w->kill_deadline_ms = 0;
             continue;
@@ -915,6 +955,7 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < c->npoison; i++)
         if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
             c->poison[i].until_ms = 0;
+    bw__relay_tick(c);
     maintain(c);
 }
 
@@ -1143,6 +1184,7 @@ void bw_cluster_free(bw_cluster *c)
         return;
     if (c->event_log_fd >= 0)
         close(c->event_log_fd);
+    bw__relay_free(c);
     bw_free(c->event_cbs);
     bw_free(c);
 }

@@ -73,6 +73,7 @@ struct bw_worker_ctx {
     bw_worker_disconnect_cb disconnect_cb;
     void *disconnect_data;
     bool kill_timer_armed;
+    bw__ho_worker *handoff; /* connection handoff (cluster_handoff.c), or NULL */
 };
 
 static bool is_worker;
@@ -159,7 +160,7 @@ static void close_inherited(const int *keep, size_t nkeep, const bw__fd_snapshot
         }
         return;
     }
-    int sorted[BW__MAX_LISTENERS + 1];
+    int sorted[BW__MAX_LISTENERS + 2];
     memcpy(sorted, keep, nkeep * sizeof *keep);
     qsort(sorted, nkeep, sizeof *sorted, cmp_int);
     unsigned lo = 3;
@@ -185,8 +186,8 @@ static void on_heartbeat(uv_timer_t *t);
 static void on_callback_error(bw_domain *d, bw_error *err, void *arg);
 static void on_teardown_error(bw_error *err, void *arg);
 
-void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *const *env,
-                           const bw__fd_snapshot *fds)
+void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
+                           const char *const *env, const bw__fd_snapshot *fds)
 {
     /* libuv keeps the signal watchers of every loop in one process-wide
      * table: the primary's are still in this copy of it, and would swallow
@@ -213,10 +214,13 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
         name[n] = '\0';
         setenv(name, eq + 1, 1);
     }
-    int keep[BW__MAX_LISTENERS + 1];
+    int keep[BW__MAX_LISTENERS + 2];
     memcpy(keep, c->listen_fds, c->nlisten * sizeof *keep);
-    keep[c->nlisten] = fd;
-    close_inherited(keep, c->nlisten + 1, fds);
+    size_t nkeep = c->nlisten;
+    keep[nkeep++] = fd;
+    if (ho_fd >= 0)
+        keep[nkeep++] = ho_fd;
+    close_inherited(keep, nkeep, fds);
     is_worker = true;
 
     static bw_worker_ctx ctx; /* one per process */
@@ -245,6 +249,8 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, const char *cons
         _exit(70);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (ho_fd >= 0 && (ctx.handoff = bw__ho_worker_new(ctx.loop, ho_fd)) == NULL)
+        close(ho_fd); /* out of memory: this worker neither gives nor takes */
     uv_poll_init(ctx.loop->uv, &ctx.poll, fd);
     ctx.poll.data = &ctx;
     ctx.connected = true;
@@ -444,7 +450,8 @@ static void on_server_closed(bw_http_server *srv, int status, void *data)
     (void)status;
     served *s = data;
     bw_worker_ctx *ctx = s->ctx;
-    (void)srv;
+    if (ctx->handoff != NULL)
+        bw__ho_worker_server_gone(ctx->handoff, srv);
     if (s->open) {
         s->open = false;
         ctx->nopen--;
@@ -458,6 +465,9 @@ static void begin_drain(bw_worker_ctx *ctx)
     if (ctx->draining)
         return;
     ctx->draining = true;
+    /* The whole cluster stops: no sibling will serve, so nothing moves. */
+    if (ctx->cluster_stopping && ctx->handoff != NULL)
+        bw__ho_worker_stop_giving(ctx->handoff);
     for (size_t i = 0; i < ctx->nservers; i++) {
         served *s = &ctx->servers[i];
         if (!s->open)
@@ -702,6 +712,11 @@ int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash
         s->error_hook = NULL; /* the policy's own 500 replaces the default's */
     bw_http_server_set_handler(srv, worker_handler, s);
     bw_http_server_set_request_error_hook(srv, crash_policy, s);
+    if (ctx->handoff != NULL) {
+        int rc = bw__ho_worker_add_server(ctx->handoff, srv, true);
+        if (rc != 0)
+            return rc;
+    }
     for (size_t i = 0; i < ctx->nlisten; i++) {
         /* The server owns (and closes) its copy; ours stays for later servers. */
         int fd = fcntl(ctx->listen_fds[i], F_DUPFD_CLOEXEC, 3);

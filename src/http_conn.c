@@ -35,14 +35,17 @@
  * server's check phase.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "http_internal.h"
 
 static void begin_lingering_close(bw__conn *c);
 static void unqueue_resume(bw__conn *c);
+static void want_resume(bw__conn *c);
 static void protocol_error(bw__conn *c, llhttp_errno_t e);
 
 static uint64_t now_ms(const bw__conn *c)
@@ -76,7 +79,8 @@ static void conn_register(bw__conn *c)
      * one that sends nothing is closed silently when it expires. */
     c->head_started = now_ms(c); /* the first request's clock starts here */
     c->deadline = c->head_started + srv->opts.headers_timeout_ms;
-    c->wind_down = srv->closing; /* accepted from the backlog during a close */
+    if (srv->closing) /* accepted from the backlog, or adopted, during a close */
+        c->wind_down = srv->handoff_cb != NULL && !c->no_move ? BW__WIND_MOVE : BW__WIND_CLOSE;
     bw__conn_start_reading(c);
 }
 
@@ -356,6 +360,9 @@ void bw__conn_stop_after_dispatched(bw__conn *c)
 
 bool bw__conn_decide_last(bw__conn *c)
 {
+    /* Moving: the connection goes on in another process. */
+    if (c->wind_down == BW__WIND_MOVE && !c->eof)
+        return false;
     /* Winding down: last only if nothing more was read. During a read, the
      * rest of it may hold more requests: decided at its end (execute). */
     if (c->in_feed || !no_more_input(c))
@@ -364,9 +371,11 @@ bool bw__conn_decide_last(bw__conn *c)
     return true;
 }
 
-void bw__conn_server_closing(bw__conn *c)
+/* Close at the natural end of the input: an idle connection gets its grace
+ * read now, a busy one's last response says close if it still can. */
+static void wind_down_now(bw__conn *c)
 {
-    c->wind_down = true;
+    c->wind_down = BW__WIND_CLOSE;
     if (conn_idle(c)) {
         bw__conn_close_idle(c);
         return;
@@ -374,6 +383,16 @@ void bw__conn_server_closing(bw__conn *c)
     if (c->state == BW__CONN_OPEN && !c->in_feed && !c->close_after && c->inflight > 0 &&
         no_more_input(c))
         settle_last(c);
+}
+
+void bw__conn_server_closing(bw__conn *c)
+{
+    if (c->srv->handoff_cb != NULL && !c->no_move) {
+        c->wind_down = BW__WIND_MOVE;
+        bw__conn_try_move(c);
+        return;
+    }
+    wind_down_now(c);
 }
 
 /* Output written, nothing in flight: close if we decided to. */
@@ -386,10 +405,19 @@ static void maybe_close_when_done(bw__conn *c)
             bw__conn_destroy(c, false); /* a request the client will never finish */
         return;
     }
-    if (has_pending_in(c) && !c->close_after)
-        return; /* requests read and not parsed yet: resuming serves them */
-    if (!c->eof && !c->close_after && !c->wind_down)
+    if (has_pending_in(c) && !c->close_after) {
+        /* Requests read and not parsed yet: resuming serves them, or they
+         * go with the connection to another process. */
+        if (c->wind_down == BW__WIND_MOVE)
+            bw__conn_try_move(c);
+        return;
+    }
+    if (!c->eof && !c->close_after && c->wind_down == BW__WIND_NONE)
         return; /* keep-alive */
+    if (c->wind_down == BW__WIND_MOVE && !c->eof && !c->close_after) {
+        bw__conn_try_move(c);
+        return;
+    }
     if (c->eof || (c->close_after && c->last_said_close)) {
         begin_lingering_close(c);
         return;
@@ -564,6 +592,11 @@ static void execute(bw__conn *c, const char *data, size_t len);
 
 static void resume_parsing(bw__conn *c)
 {
+    if (c->wind_down == BW__WIND_MOVE && !c->eof) {
+        /* What is kept unparsed goes with the connection. */
+        bw__conn_try_move(c);
+        return;
+    }
     if (!c->paused || c->state != BW__CONN_OPEN || c->close_after)
         return;
     c->paused = false;
@@ -777,7 +810,7 @@ void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
                 llhttp_resume(&c->parser);
             }
             c->close_after = false;
-            c->wind_down = true;
+            c->wind_down = BW__WIND_CLOSE;
             reset_deadline(c);
         }
         feed(c, data, (size_t)nread);
@@ -1293,7 +1326,9 @@ static int on_message_complete(llhttp_t *p)
         return HPE_PAUSED; /* no request after this one is read */
     }
     if (c->eof || c->wind_down) {
-        c->boundary_pause = true; /* execute looks at what follows */
+        /* Moving: what follows is kept unparsed, to go with the connection
+         * once this response is out. Closing: execute looks at it. */
+        c->boundary_pause = c->eof || c->wind_down != BW__WIND_MOVE;
         return HPE_PAUSED;
     }
     if (c->inflight >= srv->opts.max_pipelined)
@@ -1317,4 +1352,245 @@ static const llhttp_settings_t parser_settings = {
 const llhttp_settings_t *bw__http_parser_settings(void)
 {
     return &parser_settings;
+}
+
+/* ---- Moving to another process ----------------------------------------- */
+
+/*
+ * The state a connection carries to another process's server: a fixed
+ * header, the peer's address as text, then the bytes read and not parsed.
+ * Both ends are the same machine, and in practice the same build: native
+ * byte order; the magic and the version refuse anything else.
+ */
+#define BW__STATE_MAGIC 0x31435742u /* "BWC1" */
+#define BW__STATE_VERSION 1
+
+typedef struct bw__state_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t peer_len;
+    uint32_t requests_begun;
+    uint32_t head_age_ms;      /* since the current head's clock started (no request yet) */
+    uint32_t deadline_left_ms; /* left on its timeout (keep-alive, or headers) */
+    uint32_t bytes_len;
+} bw__state_hdr;
+
+static bool parse_state(const void *state, size_t len, bw__state_hdr *h, const char **peer,
+                        const char **bytes)
+{
+    if (state == NULL || len < sizeof *h)
+        return false;
+    memcpy(h, state, sizeof *h);
+    if (h->magic != BW__STATE_MAGIC || h->version != BW__STATE_VERSION || h->peer_len > 64 ||
+        len != sizeof *h + h->peer_len + (size_t)h->bytes_len)
+        return false;
+    *peer = (const char *)state + sizeof *h;
+    *bytes = *peer + h->peer_len;
+    return true;
+}
+
+bool bw__conn_state_valid(const void *state, size_t len)
+{
+    bw__state_hdr h;
+    const char *peer, *bytes;
+    return parse_state(state, len, &h, &peer, &bytes);
+}
+
+static uint32_t clamp_ms(uint64_t ms)
+{
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+/* The connection's state, in a buffer of *len bytes to bw_free; NULL if it
+ * carries more than fits, or memory is out. */
+static char *export_state(bw__conn *c, size_t *len)
+{
+    uint64_t now = now_ms(c);
+    const char *peer = bw__conn_peer(c);
+    size_t peer_len = strlen(peer);
+    size_t blen = has_pending_in(c) ? c->spill->pending_in.len : 0;
+    bw__state_hdr h = {
+        .magic = BW__STATE_MAGIC,
+        .version = BW__STATE_VERSION,
+        .peer_len = (uint16_t)(peer_len < 64 ? peer_len : 64),
+        .requests_begun = c->requests_begun,
+        .head_age_ms = clamp_ms(now > c->head_started ? now - c->head_started : 0),
+        .deadline_left_ms = clamp_ms(c->deadline > now ? c->deadline - now : 0),
+        .bytes_len = (uint32_t)blen,
+    };
+    *len = sizeof h + h.peer_len + blen;
+    if (*len > BW_HTTP_HANDOFF_STATE_MAX)
+        return NULL;
+    char *buf = bw_malloc(*len);
+    if (buf == NULL)
+        return NULL;
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, peer, h.peer_len);
+    if (blen > 0)
+        memcpy(buf + sizeof h + h.peer_len, c->spill->pending_in.base, blen);
+    return buf;
+}
+
+/* The fallible part of a restore, before the connection is registered:
+ * the carried bytes go to its pending input. */
+static int restore_bytes(bw__conn *c, const bw__state_hdr *h, const char *bytes)
+{
+    if (h->bytes_len == 0)
+        return 0;
+    bw__conn_spill *sp = spill_of(c);
+    if (sp == NULL || bw__buf_append(&sp->pending_in, bytes, h->bytes_len) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* The rest, once registered: its clocks, and what happens next. */
+static void restore_clocks(bw__conn *c, const bw__state_hdr *h)
+{
+    const bw_http_options *o = &c->srv->opts;
+    uint64_t now = now_ms(c);
+    c->requests_begun = h->requests_begun;
+    /* Its clocks go on: a client does not get a fresh timeout because its
+     * connection moved (nor lose the one it had). */
+    if (h->requests_begun == 0) {
+        c->head_started = now > h->head_age_ms ? now - h->head_age_ms : 0;
+        c->deadline = c->head_started + o->headers_timeout_ms;
+    } else {
+        uint64_t left = h->deadline_left_ms < o->keepalive_timeout_ms ? h->deadline_left_ms
+                                                                      : o->keepalive_timeout_ms;
+        c->deadline = now + (left > 0 ? left : 1);
+    }
+    if (has_pending_in(c)) {
+        /* Parsed first, from the check phase (never inside the caller):
+         * anything read meanwhile is appended behind them (feed). */
+        c->paused = true;
+        want_resume(c);
+    } else if (c->wind_down == BW__WIND_MOVE) {
+        want_resume(c); /* adopted while closing: it moves on from the check phase */
+    } else if (c->wind_down == BW__WIND_CLOSE) {
+        wind_down_now(c);
+    }
+}
+
+int bw__conn_restore(bw__conn *c, const void *state, size_t len)
+{
+    bw__state_hdr h;
+    const char *peer, *bytes;
+    if (!parse_state(state, len, &h, &peer, &bytes))
+        return BW_EPROTO;
+    int rc = restore_bytes(c, &h, bytes);
+    if (rc != 0)
+        return rc;
+    restore_clocks(c, &h);
+    return 0;
+}
+
+int bw__conn_adopt_state(bw_http_server *srv, int fd, const void *state, size_t len, bool no_move)
+{
+    bw__state_hdr h;
+    const char *peer, *bytes;
+    if (!parse_state(state, len, &h, &peer, &bytes))
+        return BW_EPROTO;
+    if (srv->nconns >= srv->opts.max_connections)
+        return BW_ELIMIT;
+    bw__conn *c = bw_calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->srv = srv;
+    c->tr = &bw__tcp_transport;
+    c->no_move = no_move;
+    uv_tcp_init(srv->loop->uv, &c->tcp);
+    c->tcp.data = c;
+    int rc = restore_bytes(c, &h, bytes);
+    if (rc == 0)
+        rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        /* The handle does not own fd (it was never given it, or refused
+         * it): closing the handle leaves fd to the caller. */
+        c->state = BW__CONN_CLOSED;
+        c->tr->close(c, false);
+        return rc;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_register(c);
+    restore_clocks(c, &h);
+    return 0;
+}
+
+/* Only a connection at rest moves: every response out, no request read in
+ * part (a head or a body arriving stays: its bytes were parsed here), not
+ * half-closed, not asked to close, and not inside its own read. */
+static bool can_move(const bw__conn *c)
+{
+    return c->wind_down == BW__WIND_MOVE && c->state == BW__CONN_OPEN && !c->in_feed &&
+           c->parsing == NULL && c->inflight == 0 && c->out.len == 0 && !c->write_pending &&
+           !c->eof && !c->close_after;
+}
+
+/* It cannot move: close it here, as a server without handoff would. */
+static void close_here(bw__conn *c)
+{
+    c->no_move = true;
+    wind_down_now(c);
+    if (c->state == BW__CONN_OPEN && c->paused && !c->close_after && has_pending_in(c))
+        want_resume(c); /* the requests it kept unparsed are served first */
+}
+
+typedef struct handoff_call {
+    bw_http_server *srv;
+    int fd;
+    const void *state;
+    size_t len;
+    int rc;
+} handoff_call;
+
+static void call_handoff(void *arg)
+{
+    handoff_call *h = arg;
+    h->rc = h->srv->handoff_cb(h->srv, h->fd, h->state, h->len, h->srv->handoff_data);
+}
+
+void bw__conn_try_move(bw__conn *c)
+{
+    if (!can_move(c))
+        return;
+    bw_http_server *srv = c->srv;
+    if (srv->handoff_cb == NULL || c->tr->export_fd == NULL) {
+        close_here(c);
+        return;
+    }
+    if (srv->handoff_blocked)
+        return; /* offered again at bw_http_server_handoff_more */
+    size_t len;
+    char *state = export_state(c, &len);
+    if (state == NULL) {
+        bw_log(BW_LOG_WARN, "http: %s cannot move (its state is too large, or memory is out): "
+               "closing it here", bw__conn_peer(c));
+        close_here(c);
+        return;
+    }
+    int fd = c->tr->export_fd(c);
+    if (fd < 0) {
+        bw_log(BW_LOG_WARN, "http: %s cannot move: %s: closing it here", bw__conn_peer(c),
+               bw_strerror(fd));
+        bw_free(state);
+        close_here(c);
+        return;
+    }
+    handoff_call h = {srv, fd, state, len, -ECANCELED};
+    srv->handoffs_out++; /* the callee may settle it before it returns */
+    bw_invoke(srv->member.owner, call_handoff, &h);
+    bw_free(state);
+    if (h.rc == 0) {
+        /* Gone to the callee: only this process's descriptor closes. */
+        stop_reading(c);
+        bw__conn_destroy(c, false);
+        return;
+    }
+    srv->handoffs_out--;
+    close(fd);
+    if (h.rc == -EAGAIN) {
+        srv->handoff_blocked = true;
+        return;
+    }
+    close_here(c);
 }

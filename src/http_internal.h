@@ -37,6 +37,9 @@ typedef struct bw__transport {
     /* Whether bytes have arrived that were not read yet (asked only when
      * the connection is about to close: a request in them is served). */
     bool (*input_pending)(bw__conn *c);
+    /* A duplicate of the connection's socket for another process, or
+     * -errno (NULL: this transport's connections cannot move). */
+    int (*export_fd)(bw__conn *c);
 } bw__transport;
 
 /* A header as offsets into the request's head buffer (which may move while
@@ -125,6 +128,13 @@ enum bw__conn_state {
     BW__CONN_CLOSED = 3, /* uv_close called */
 };
 
+/* What a closing server does with a connection (http_conn.c). */
+enum bw__wind {
+    BW__WIND_NONE = 0,  /* the server is not closing */
+    BW__WIND_CLOSE = 1, /* close at the natural end of the input */
+    BW__WIND_MOVE = 2,  /* hand it off once nothing is in flight (bw_http_server_set_handoff) */
+};
+
 /* What a connection needs only under backpressure or a paused parser: kept
  * out of every idle connection (memory per connection), allocated the first
  * time it is needed and kept until the connection closes. */
@@ -164,7 +174,8 @@ struct bw__conn {
     bool paused;          /* parser paused (pipelining bound, close decided) */
     bool eof;             /* the client shut down its side */
     bool close_after;     /* no request after those dispatched: close once they are answered */
-    bool wind_down;       /* close at the natural end of the input: the server closes */
+    uint8_t wind_down;    /* enum bw__wind: what the server's close means for it */
+    bool no_move;         /* taken back after a failed handoff: it closes here */
     bool boundary_pause;  /* the parser paused at a message's end to see what follows */
     bool last_said_close; /* the last response handed to the output said Connection: close */
     bool write_pending;
@@ -208,6 +219,10 @@ struct bw_http_server {
     size_t nout_pool;
     bool spare_busy;
     uv_stream_t *spare_waiting;
+    bw_http_handoff_cb handoff_cb;
+    void *handoff_data;
+    size_t handoffs_out;  /* given to handoff_cb, not yet settled */
+    bool handoff_blocked; /* handoff_cb said -EAGAIN: wait for handoff_more */
 };
 
 #define BW__READBUF_SIZE (64 * 1024)
@@ -221,6 +236,19 @@ BW__HIDDEN void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener);
 /* A connection on an accepted socket `fd`, registered and reading. 0, or an
  * error (the fd is then still the caller's). */
 BW__HIDDEN int bw__conn_adopt(bw_http_server *srv, int fd);
+/* A connection on `fd` with the state another server gave away
+ * (bw_http_server_adopt); no_move: taken back by the server that gave it,
+ * which closes it rather than hand it off again. 0, or an error (the fd is
+ * then still the caller's). */
+BW__HIDDEN int bw__conn_adopt_state(bw_http_server *srv, int fd, const void *state, size_t len,
+                                    bool no_move);
+/* Restore a given-away state into c, just attached (the fuzz harness's
+ * memory connections arrive this way too). 0, or BW_EPROTO / -ENOMEM. */
+BW__HIDDEN int bw__conn_restore(bw__conn *c, const void *state, size_t len);
+/* Check a state's framing without a connection. */
+BW__HIDDEN bool bw__conn_state_valid(const void *state, size_t len);
+/* Hand c off if it is marked to move and nothing is in flight. */
+BW__HIDDEN void bw__conn_try_move(bw__conn *c);
 /* A connection over `tr`, registered with the server and reading. NULL on
  * ENOMEM. (TCP connections come from bw__conn_accept.) */
 BW__HIDDEN bw__conn *bw__conn_attach(bw_http_server *srv, const bw__transport *tr,
@@ -249,7 +277,7 @@ static inline bool bw__conn_is_last_response(bw__conn *c, bw_http_request *r)
         return false; /* later requests were dispatched: their responses follow */
     if (c->close_after)
         return true;
-    if (!c->eof && !c->wind_down)
+    if (!c->eof && c->wind_down == BW__WIND_NONE)
         return false;
     return bw__conn_decide_last(c);
 }

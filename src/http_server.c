@@ -477,7 +477,7 @@ static void on_internal_closed(uv_handle_t *h)
 static void maybe_complete_close(bw_http_server *s)
 {
     if (!s->closing || s->nconns > 0 || s->listeners_open > 0 || !s->sweep_running ||
-        s->spare_busy)
+        s->spare_busy || s->handoffs_out > 0)
         return;
     finalize_pending(s);
     s->sweep_running = false;
@@ -495,6 +495,7 @@ int bw_http_server_close(bw_http_server *s, bw_http_close_cb cb, void *data)
     s->closing = true;
     s->close_cb = cb;
     s->close_data = data;
+    s->handoff_blocked = false;
     accept_backlog(s);
     bw_http_server_stop_accepting(s);
     /* The grace of idle connections counts from now, not from the start of
@@ -549,6 +550,54 @@ void bw__server_conn_gone(bw_http_server *s, bw__conn *c)
     s->nconns--;
     if (s->closing && s->nconns == 0)
         bw__server_wake(s); /* completes the close from the check phase */
+}
+
+/* ---- Handing connections to another process ---------------------------- */
+
+int bw_http_server_set_handoff(bw_http_server *s, bw_http_handoff_cb cb, void *data)
+{
+    s->handoff_cb = cb;
+    s->handoff_data = cb != NULL ? data : NULL;
+    return 0;
+}
+
+void bw_http_server_handoff_more(bw_http_server *s)
+{
+    s->handoff_blocked = false;
+    bw__conn *c = s->conns;
+    while (c != NULL && !s->handoff_blocked) {
+        bw__conn *next = c->next; /* a move closes c (it stays listed until closed) */
+        bw__conn_try_move(c);
+        c = next;
+    }
+}
+
+int bw_http_server_handoff_settle(bw_http_server *s, int fd, const void *state, size_t len,
+                                  bool moved)
+{
+    if (s->handoffs_out == 0)
+        return -EINVAL;
+    s->handoffs_out--;
+    if (!moved) {
+        int rc = s->closed ? BW_ENOTRUNNING : bw__conn_adopt_state(s, fd, state, len, true);
+        if (rc != 0) {
+            bw_log(BW_LOG_WARN, "http: a connection that could not move could not be taken "
+                   "back either (%s): closed", bw_strerror(rc));
+            close(fd);
+        }
+    } else {
+        close(fd);
+    }
+    if (s->closing)
+        bw__server_wake(s); /* the close may complete now */
+    return 0;
+}
+
+int bw_http_server_adopt(bw_http_server *s, int fd, const void *state, size_t len)
+{
+    if (s->closed || s->handles_open == 0)
+        return BW_ENOTRUNNING;
+    return bw__conn_adopt_state(s, fd, state, len, false);
 }
 
 void bw_http_server_get_handler(const bw_http_server *s, bw_http_handler *handler, void **data)

@@ -7,6 +7,7 @@
  * copied (the connection's pending_in).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
 
@@ -147,6 +148,15 @@ static bool tcp_input_pending(bw__conn *c)
     return n > 0;
 }
 
+static int tcp_export_fd(bw__conn *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return -EBADF;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    return copy >= 0 ? copy : -errno;
+}
+
 const bw__transport bw__tcp_transport = {
     .read_start = tcp_read_start,
     .read_stop = tcp_read_stop,
@@ -156,6 +166,7 @@ const bw__transport bw__tcp_transport = {
     .close = tcp_close,
     .peer = tcp_peer,
     .input_pending = tcp_input_pending,
+    .export_fd = tcp_export_fd,
 };
 
 /* ---- Refusing ---------------------------------------------------------- */

@@ -86,6 +86,12 @@ typedef struct bw_cluster_options {
     uint64_t quarantine_ms;         /* Default 60000 */
     bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP as above. Default true */
     const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG) */
+    bool handoff;                   /* a retiring worker hands its connections at rest to a
+                                       serving sibling instead of closing them (see
+                                       "Connection handoff" above). Default true */
+    uint64_t handoff_timeout_ms;    /* how long a batch of connections may wait for a
+                                       worker to take it; then they close gracefully where
+                                       they are. Default 2000 */
 } bw_cluster_options;
 
 BW_EXTERN void bw_cluster_options_init(bw_cluster_options *o);

@@ -158,6 +158,73 @@ BW_EXTERN void bw_http_server_close_idle_connections(bw_http_server *s);
  * lost; their connections are reset). */
 BW_EXTERN void bw_http_server_close_all_connections(bw_http_server *s);
 
+/*
+ * Handing connections to another process (cluster.h uses this to move a
+ * retiring worker's connections to a sibling; a standalone server never
+ * does it unless asked).
+ *
+ * With a handoff callback set, a closing server does not close a
+ * connection that has nothing in flight: no request being parsed or
+ * answered, no byte of output unsent, not half-closed, not asked to
+ * close. It gives it to cb instead: `fd` (a duplicate of the connection's
+ * socket, non-blocking, close-on-exec) and `state` (len bytes, valid during
+ * the call: what bw_http_server_adopt needs to go on where this server
+ * stopped: the bytes read and not yet parsed, how many requests the
+ * connection carried, the time left on its timeouts, the peer's address).
+ * A busy connection is given once its last response has gone out; its
+ * responses say keep-alive meanwhile. Only whole requests are kept back
+ * for the next process: a request whose head or body is arriving is
+ * served here first.
+ *
+ * cb returns 0 when it took the connection: the fd is then the callee's,
+ * and the server forgets the connection (closing only its own descriptor:
+ * the client sees nothing). -EAGAIN: not now (the connection stays, is
+ * served if a request comes, and is offered again at the next
+ * bw_http_server_handoff_more). Anything else: this one cannot move; the
+ * server closes it gracefully, as without a callback. cb runs under a
+ * guard, in the server's domain; a throw counts as "cannot move" and the
+ * fd is closed.
+ *
+ * The close does not complete (its callback waits) until every connection
+ * given away is settled with bw_http_server_handoff_settle.
+ *
+ * Set or clear (cb NULL) it before bw_http_server_close: connections
+ * already marked when the close began keep the choice made then.
+ * Returns 0.
+ */
+typedef int (*bw_http_handoff_cb)(bw_http_server *s, int fd, const void *state, size_t len,
+                                  void *data);
+/* The largest state a server gives (a connection with more unparsed input
+ * than fits is closed gracefully instead of moved). */
+#define BW_HTTP_HANDOFF_STATE_MAX (96 * 1024)
+BW_EXTERN int bw_http_server_set_handoff(bw_http_server *s, bw_http_handoff_cb cb, void *data);
+
+/* Offer again the connections a handoff callback answered -EAGAIN. */
+BW_EXTERN void bw_http_server_handoff_more(bw_http_server *s);
+
+/*
+ * Settle a connection given to the handoff callback. moved: another
+ * process adopted it: the fd is closed here (the connection lives on
+ * there). Otherwise the server takes it back with its `state` and closes
+ * it as it would have without a handoff (what it carried is served first,
+ * then the grace read and the lingering close). The fd is the server's in
+ * both cases. 0, or -EINVAL if no connection given away is unsettled.
+ */
+BW_EXTERN int bw_http_server_handoff_settle(bw_http_server *s, int fd, const void *state,
+                                            size_t len, bool moved);
+
+/*
+ * Adopt a connection another process's server gave away (its fd and
+ * state): registered as if accepted here, the bytes it carried parsed
+ * first, its timeouts going on from where they were. The server must be
+ * running (listening, or closing: a closing server hands it on or closes
+ * it gracefully). 0: the fd is the server's. Otherwise the fd is still the
+ * caller's: BW_ENOTRUNNING (closed, or never started), BW_ELIMIT
+ * (max_connections reached), BW_EPROTO (a state this version does not
+ * read), -ENOMEM, or a libuv code.
+ */
+BW_EXTERN int bw_http_server_adopt(bw_http_server *s, int fd, const void *state, size_t len);
+
 /* The request handler and its data, as given to bw_http_server_new or the
  * last bw_http_server_set_handler (to wrap them: cluster.h's policy does). */
 BW_EXTERN void bw_http_server_get_handler(const bw_http_server *s, bw_http_handler *handler,
