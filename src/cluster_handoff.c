@@ -218,30 +218,52 @@ struct bw__ho_worker {
     bw_http_server *servers[BW__HO_SERVERS];
     size_t nservers;
     uint64_t moved, refused, taken;
+    uint64_t timeout_ms;  /* how long connections are offered before they close here */
+    uint64_t giving_until; /* loop ms; 0: not giving yet */
+    bool gave_up;
+    uv_timer_t retry;     /* offers again what nobody could take */
+    uint64_t retry_ms;
+    bw_loop *loop;
     char buf[BW__HO_PACKET_MAX];
 };
 
+static void on_retry(uv_timer_t *t);
+
+/* Nobody took some: offer them again soon (a replacement is starting, or
+ * a sibling is busy), backing off, until the time given is up. */
+static void retry_later(bw__ho_worker *w)
+{
+    if (uv_is_active((uv_handle_t *)&w->retry))
+        return;
+    w->retry_ms = w->retry_ms == 0 ? 2 : w->retry_ms * 2 > 50 ? 50 : w->retry_ms * 2;
+    uv_timer_start(&w->retry, on_retry, w->retry_ms, 0);
+}
+
+static bool time_is_up(const bw__ho_worker *w)
+{
+    return w->gave_up || (w->giving_until != 0 && uv_now(w->loop->uv) >= w->giving_until);
+}
+
+/* Each connection of b: moved (status 0), offered again later (any
+ * refusal, while the time given lasts), or closed here. status NULL: the
+ * channel is gone. */
 static void settle_batch(bw__ho_worker *w, ho_batch *b, const int32_t *status)
 {
+    bool again = status != NULL && !time_is_up(w);
     for (size_t i = 0; i < b->n; i++) {
         ho_item *it = &b->items[i];
-        bool moved = status != NULL && status[i] == 0;
-        if (moved)
+        int st = status != NULL ? status[i] : -EPIPE;
+        if (st == 0)
             w->moved++;
+        else if (again)
+            st = -EAGAIN;
         else
             w->refused++;
-        bw_http_server_handoff_settle(it->srv, it->fd, it->state, it->len, moved);
+        if (st == -EAGAIN)
+            retry_later(w);
+        bw_http_server_handoff_settle(it->srv, it->fd, it->state, it->len, st);
         bw_free(it->state);
     }
-    if (status == NULL || b->n == 0)
-        return;
-    size_t refused = 0;
-    for (size_t i = 0; i < b->n; i++)
-        refused += status[i] != 0;
-    if (refused > 0)
-        bw_log(BW_LOG_WARN, "worker: %zu of %zu connection(s) could not move to a sibling (%s): "
-               "closing them gracefully here", refused, b->n,
-               bw_strerror(status[0] != 0 ? status[0] : status[b->n - 1]));
 }
 
 static void remove_batch(bw__ho_worker *w, size_t i)
@@ -256,6 +278,22 @@ static void offer_more(bw__ho_worker *w)
     for (size_t i = 0; i < w->nservers; i++)
         if (w->servers[i] != NULL)
             bw_http_server_handoff_more(w->servers[i]);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    bw__ho_worker *w = t->data;
+    if (time_is_up(w) && !w->gave_up) {
+        w->gave_up = true;
+        size_t left = 0;
+        for (size_t i = 0; i < w->nservers; i++)
+            if (w->servers[i] != NULL)
+                left += bw_http_server_connection_count(w->servers[i]);
+        bw_log(BW_LOG_WARN, "worker: no sibling took its connections within %llu ms: the %zu "
+               "left close gracefully here", (unsigned long long)w->timeout_ms, left);
+        bw__ho_worker_stop_giving(w);
+    }
+    offer_more(w);
 }
 
 /* Every batch fails: the channel is gone. */
@@ -319,6 +357,8 @@ static int on_handoff(bw_http_server *srv, int fd, const void *state, size_t len
     bw__ho_worker *w = data;
     if (!w->open)
         return -EPIPE;
+    if (w->giving_until == 0)
+        w->giving_until = uv_now(w->loop->uv) + w->timeout_ms;
     size_t idx = 0;
     while (idx < w->nservers && w->servers[idx] != srv)
         idx++;
@@ -367,9 +407,15 @@ static void on_answer(bw__ho_worker *w, const bw__ho_msg *m)
             continue;
         if (m->n != b->n)
             return; /* malformed: the batch stays, and fails with the channel */
+        bool all_moved = true;
+        for (size_t k = 0; k < b->n; k++)
+            all_moved &= m->status[k] == 0;
         settle_batch(w, b, m->status);
         remove_batch(w, i);
-        offer_more(w);
+        if (all_moved) {
+            w->retry_ms = 0;
+            offer_more(w); /* the window has room: the next ones go now */
+        }
         return;
     }
 }
@@ -451,12 +497,16 @@ static void update_poll(bw__ho_worker *w)
                       on_channel);
 }
 
-bw__ho_worker *bw__ho_worker_new(bw_loop *loop, int fd)
+bw__ho_worker *bw__ho_worker_new(bw_loop *loop, int fd, uint64_t timeout_ms)
 {
     bw__ho_worker *w = bw_calloc(1, sizeof *w);
     if (w == NULL)
         return NULL;
     w->fd = fd;
+    w->loop = loop;
+    w->timeout_ms = timeout_ms;
+    uv_timer_init(loop->uv, &w->retry);
+    w->retry.data = w;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     uv_poll_init(loop->uv, &w->poll, fd);
     w->poll.data = w;
@@ -490,6 +540,15 @@ void bw__ho_worker_server_gone(bw__ho_worker *w, bw_http_server *srv)
     for (size_t i = 0; i < w->nservers; i++)
         if (w->servers[i] == srv)
             w->servers[i] = NULL;
+}
+
+void bw__ho_worker_close(bw__ho_worker *w)
+{
+    close_channel(w);
+    if (!uv_is_closing((uv_handle_t *)&w->flusher)) {
+        uv_close((uv_handle_t *)&w->flusher, NULL);
+        uv_close((uv_handle_t *)&w->retry, NULL);
+    }
 }
 
 void bw__ho_worker_stats(const bw__ho_worker *w, uint64_t *moved, uint64_t *refused,

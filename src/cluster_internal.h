@@ -229,23 +229,25 @@ BW__HIDDEN int bw__ho_send(int fd, const bw__ho_msg *m);
 BW__HIDDEN int bw__ho_recv(int fd, char *buf, size_t size, bw__ho_msg *m);
 
 typedef struct bw__ho_worker bw__ho_worker;
-BW__HIDDEN bw__ho_worker *bw__ho_worker_new(bw_loop *loop, int fd);
+/* timeout_ms: how long this worker offers its connections before it
+ * closes the rest gracefully itself. */
+BW__HIDDEN bw__ho_worker *bw__ho_worker_new(bw_loop *loop, int fd, uint64_t timeout_ms);
 /* Register a server (to adopt into); give: also hand its connections off
  * when it closes. */
 BW__HIDDEN int bw__ho_worker_add_server(bw__ho_worker *w, bw_http_server *srv, bool give);
 /* The whole cluster stops: connections close here, none move. */
 BW__HIDDEN void bw__ho_worker_stop_giving(bw__ho_worker *w);
 BW__HIDDEN void bw__ho_worker_server_gone(bw__ho_worker *w, bw_http_server *srv);
+/* The worker leaves the primary: the channel and its handles close (what
+ * is still unanswered is taken back). */
+BW__HIDDEN void bw__ho_worker_close(bw__ho_worker *w);
 BW__HIDDEN void bw__ho_worker_stats(const bw__ho_worker *w, uint64_t *moved, uint64_t *refused,
                                     uint64_t *taken);
 
 /* cluster_relay.c: the primary's side. */
 BW__HIDDEN int bw__relay_open(bw_cluster *c, bw_worker *w, int fd);
-/* The worker can take connections now (it listens, and does not drain). */
-BW__HIDDEN void bw__relay_worker_ready(bw_cluster *c);
 /* The worker's channel closed or it exited: fail what was delivered to it. */
 BW__HIDDEN void bw__relay_worker_gone(bw_cluster *c, bw_worker *w);
-BW__HIDDEN void bw__relay_tick(bw_cluster *c);
 BW__HIDDEN void bw__relay_free(bw_cluster *c);
 /* Whether the primary may deliver connections to w (cluster_primary.c). */
 BW__HIDDEN bool bw__worker_can_receive(const bw_worker *w);

@@ -765,7 +765,6 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         char extra[128];
         snprintf(extra, sizeof extra, "\"address\": \"%s\", \"port\": %d", address, port);
         emit(c, &ev, extra);
-        bw__relay_worker_ready(c); /* connections waiting for a worker to take them */
         if (c->rolling && w == c->rolling_new) {
             /* The new one listens: now the old one may drain. */
             c->rolling_new = NULL;
@@ -955,7 +954,6 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < c->npoison; i++)
         if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
             c->poison[i].until_ms = 0;
-    bw__relay_tick(c);
     maintain(c);
 }
 

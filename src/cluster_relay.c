@@ -5,11 +5,12 @@
  * the giver. The protocol and its reasons are in cluster_handoff.c.
  *
  * A batch that finds no worker to take it (a single worker's replacement
- * is still starting, or every sibling drains) waits here, descriptors
- * held, until one listens or handoff_timeout_ms passes; then the giver is
- * told no, and closes those connections gracefully itself. A receiver
- * that dies (or loses its channel) before answering has its batches
- * answered no on its behalf, after whatever answers it did send are read.
+ * is still starting, or every sibling drains) is answered -EAGAIN at once:
+ * the giver keeps serving those connections and offers them again a few
+ * milliseconds later (cluster_handoff.c), so a connection never waits
+ * here, unread. A receiver that dies (or loses its channel) before
+ * answering has its batches answered -EPIPE on its behalf, after whatever
+ * answers it did send are read.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,11 +25,10 @@ typedef struct relay_batch {
     uint32_t id;           /* ours: DELIVER and RESULT carry it */
     bw_worker *giver;      /* NULL once it is gone */
     uint32_t giver_batch;  /* its own id: ANSWER carries it */
-    bw_worker *receiver;   /* NULL while it waits here */
-    uint64_t since_ms;
+    bw_worker *receiver;
     uint64_t since_ns;     /* for the event log */
-    char *packet;          /* while it waits: the states (entries point in) */
-    bw__ho_msg msg;        /* while it waits: the descriptors are ours */
+    char *packet;          /* until delivered: the states (entries point in) */
+    bw__ho_msg msg;        /* until delivered, the descriptors are ours */
 } relay_batch;
 
 struct bw__relay {
@@ -37,11 +37,6 @@ struct bw__relay {
     unsigned rr; /* round robin among the receivers */
     char buf[BW__HO_PACKET_MAX];
 };
-
-static uint64_t now_ms(const bw_cluster *c)
-{
-    return uv_now(c->loop->uv);
-}
 
 static bw__relay *relay_of(bw_cluster *c)
 {
@@ -140,14 +135,18 @@ static bw_worker *pick_receiver(bw_cluster *c, const bw_worker *giver)
 static void route(bw_cluster *c, relay_batch *b)
 {
     bw_worker *to = pick_receiver(c, b->giver);
-    if (to == NULL)
-        return; /* waits for a worker to listen, or for its timeout */
+    if (to == NULL) {
+        answer_all(c, b, b->msg.n, -EAGAIN); /* nobody now: the giver keeps them a while */
+        return;
+    }
     bw__ho_msg d = b->msg;
     d.type = BW__HO_DELIVER;
     d.batch = b->id;
     int rc = bw__ho_send(to->ho_fd, &d);
-    if (rc != 0)
-        return; /* full, or going away: tried again at the next tick or listen */
+    if (rc != 0) {
+        answer_all(c, b, b->msg.n, -EAGAIN); /* full, or going away */
+        return;
+    }
     /* The message holds the descriptors now: ours go. */
     close_held(b);
     b->receiver = to;
@@ -176,7 +175,6 @@ static void on_offer(bw_cluster *c, bw_worker *w, const bw__ho_msg *m, size_t le
     b->id = ++r->next_id;
     b->giver = w;
     b->giver_batch = m->batch;
-    b->since_ms = now_ms(c);
     b->since_ns = bw__mono_ns();
     b->packet = packet;
     b->msg = *m;
@@ -268,18 +266,6 @@ int bw__relay_open(bw_cluster *c, bw_worker *w, int fd)
     return 0;
 }
 
-void bw__relay_worker_ready(bw_cluster *c)
-{
-    if (c->relay == NULL)
-        return;
-    relay_batch *next;
-    for (relay_batch *b = c->relay->head; b != NULL; b = next) {
-        next = b->next;
-        if (b->receiver == NULL)
-            route(c, b);
-    }
-}
-
 void bw__relay_worker_gone(bw_cluster *c, bw_worker *w)
 {
     if (c->relay == NULL || w->ho_fd < 0)
@@ -292,35 +278,10 @@ void bw__relay_worker_gone(bw_cluster *c, bw_worker *w)
         if (b->receiver == w) {
             answer_all(c, b, b->msg.n, -EPIPE);
         } else if (b->giver == w) {
-            b->giver = NULL;
-            if (b->receiver == NULL)
-                answer_all(c, b, b->msg.n, -EPIPE); /* nobody to go to: drop its copies */
+            b->giver = NULL; /* the receiver's answer goes nowhere */
         }
     }
     close_ho(w);
-}
-
-void bw__relay_tick(bw_cluster *c)
-{
-    if (c->relay == NULL)
-        return;
-    uint64_t now = now_ms(c);
-    relay_batch *next;
-    for (relay_batch *b = c->relay->head; b != NULL; b = next) {
-        next = b->next;
-        if (b->receiver != NULL)
-            continue;
-        if (now - b->since_ms >= c->opts.handoff_timeout_ms) {
-            bw_log(BW_LOG_WARN,
-                   "cluster: no worker could take %zu connection(s) from worker %d within %llu "
-                   "ms: they close gracefully there",
-                   b->msg.n, b->giver != NULL ? b->giver->id : 0,
-                   (unsigned long long)c->opts.handoff_timeout_ms);
-            answer_all(c, b, b->msg.n, -ETIMEDOUT);
-            continue;
-        }
-        route(c, b);
-    }
 }
 
 void bw__relay_free(bw_cluster *c)

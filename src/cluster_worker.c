@@ -249,7 +249,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
         _exit(70);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    if (ho_fd >= 0 && (ctx.handoff = bw__ho_worker_new(ctx.loop, ho_fd)) == NULL)
+    if (ho_fd >= 0 && (ctx.handoff = bw__ho_worker_new(ctx.loop, ho_fd, c->opts.handoff_timeout_ms)) == NULL)
         close(ho_fd); /* out of memory: this worker neither gives nor takes */
     uv_poll_init(ctx.loop->uv, &ctx.poll, fd);
     ctx.poll.data = &ctx;
@@ -339,6 +339,8 @@ static void close_channel(bw_worker_ctx *ctx)
     if (!ctx->connected)
         return;
     ctx->connected = false;
+    if (ctx->handoff != NULL)
+        bw__ho_worker_close(ctx->handoff);
     uv_poll_stop(&ctx->poll);
     uv_close((uv_handle_t *)&ctx->poll, on_poll_closed);
     close(ctx->fd);

@@ -592,8 +592,9 @@ static void execute(bw__conn *c, const char *data, size_t len);
 
 static void resume_parsing(bw__conn *c)
 {
-    if (c->wind_down == BW__WIND_MOVE && !c->eof) {
-        /* What is kept unparsed goes with the connection. */
+    if (c->wind_down == BW__WIND_MOVE && !c->eof && !c->srv->handoff_blocked) {
+        /* What is kept unparsed goes with the connection (while nobody
+         * can take it, it is served here meanwhile). */
         bw__conn_try_move(c);
         return;
     }
@@ -787,9 +788,11 @@ static void on_eof(bw__conn *c)
     }
     /* Half-closed (nc -N, HTTP/1.0 tools, some proxies): every request it
      * sent is answered, in order, and the last answer says close. Requests
-     * kept unparsed (pipelining bound) are parsed first. */
+     * kept unparsed (pipelining bound, or kept to move) are parsed first. */
     if (!has_pending_in(c))
         settle_last(c);
+    else if (c->paused && !c->close_after && c->inflight < c->srv->opts.max_pipelined)
+        want_resume(c); /* nothing resumes a connection at rest otherwise */
     maybe_close_when_done(c);
 }
 

@@ -573,20 +573,25 @@ void bw_http_server_handoff_more(bw_http_server *s)
 }
 
 int bw_http_server_handoff_settle(bw_http_server *s, int fd, const void *state, size_t len,
-                                  bool moved)
+                                  int status)
 {
     if (s->handoffs_out == 0)
         return -EINVAL;
     s->handoffs_out--;
-    if (!moved) {
-        int rc = s->closed ? BW_ENOTRUNNING : bw__conn_adopt_state(s, fd, state, len, true);
+    if (status == 0) {
+        close(fd);
+    } else {
+        /* Taken back: to move later (offered again at handoff_more), or
+         * to close here. */
+        if (status == -EAGAIN)
+            s->handoff_blocked = true;
+        int rc = s->closed ? BW_ENOTRUNNING
+                           : bw__conn_adopt_state(s, fd, state, len, status != -EAGAIN);
         if (rc != 0) {
-            bw_log(BW_LOG_WARN, "http: a connection that could not move could not be taken "
-                   "back either (%s): closed", bw_strerror(rc));
+            bw_log(BW_LOG_WARN, "http: a connection given away could not be taken back (%s): "
+                   "closed", bw_strerror(rc));
             close(fd);
         }
-    } else {
-        close(fd);
     }
     if (s->closing)
         bw__server_wake(s); /* the close may complete now */

@@ -203,15 +203,18 @@ BW_EXTERN int bw_http_server_set_handoff(bw_http_server *s, bw_http_handoff_cb c
 BW_EXTERN void bw_http_server_handoff_more(bw_http_server *s);
 
 /*
- * Settle a connection given to the handoff callback. moved: another
- * process adopted it: the fd is closed here (the connection lives on
- * there). Otherwise the server takes it back with its `state` and closes
- * it as it would have without a handoff (what it carried is served first,
- * then the grace read and the lingering close). The fd is the server's in
- * both cases. 0, or -EINVAL if no connection given away is unsettled.
+ * Settle a connection given to the handoff callback: status 0, another
+ * process adopted it (the fd is closed here; the connection lives on
+ * there). -EAGAIN: nobody could take it now: the server takes it back,
+ * serves it if a request comes, and offers it again at the next
+ * bw_http_server_handoff_more. Anything else: it cannot move: the server
+ * takes it back and closes it as it would have without a handoff (what it
+ * carried is served first, then the grace read and the lingering close).
+ * The fd is the server's in every case. 0, or -EINVAL if no connection
+ * given away is unsettled.
  */
 BW_EXTERN int bw_http_server_handoff_settle(bw_http_server *s, int fd, const void *state,
-                                            size_t len, bool moved);
+                                            size_t len, int status);
 
 /*
  * Adopt a connection another process's server gave away (its fd and
