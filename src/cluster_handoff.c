@@ -255,7 +255,7 @@ static void settle_batch(bw__ho_worker *w, ho_batch *b, const int32_t *status)
         int st = status != NULL ? status[i] : -EPIPE;
         if (st == 0)
             w->moved++;
-        else if (again)
+        else if (again && st != -ENOENT) /* -ENOENT: no worker can come to take it */
             st = -EAGAIN;
         else
             w->refused++;

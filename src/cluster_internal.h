@@ -32,7 +32,8 @@ enum bw__msg_type {
                                     the worker's own kill timer fires after kill_ms */
     BW__MSG_DISCONNECTING = 'D', /* worker-initiated disconnect: acknowledge */
     /* primary -> worker */
-    BW__MSG_DISCONNECT = 'd',    /* primary-initiated graceful disconnect */
+    BW__MSG_DISCONNECT = 'd',    /* primary-initiated graceful disconnect; "stay": no worker
+                                    could take its connections (they close there) */
     BW__MSG_SHUTDOWN = 's',      /* the same, the whole cluster stopping: the worker also
                                     serves the connections queued on the listeners */
     BW__MSG_ACK = 'a',           /* acknowledges DISCONNECTING */
@@ -249,6 +250,9 @@ BW__HIDDEN int bw__relay_open(bw_cluster *c, bw_worker *w, int fd);
 /* The worker's channel closed or it exited: fail what was delivered to it. */
 BW__HIDDEN void bw__relay_worker_gone(bw_cluster *c, bw_worker *w);
 BW__HIDDEN void bw__relay_free(bw_cluster *c);
+/* Whether a worker other than giver can take connections now or later (a
+ * sibling, or a replacement supervision forks). */
+BW__HIDDEN bool bw__receiver_may_come(const bw_cluster *c, const bw_worker *giver);
 /* Whether the primary may deliver connections to w (cluster_primary.c). */
 BW__HIDDEN bool bw__worker_can_receive(const bw_worker *w);
 /* A line in the event log (cluster_primary.c). */

@@ -959,6 +959,17 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- Disconnect, shutdown, rolling restart ----------------------------- */
 
+bool bw__receiver_may_come(const bw_cluster *c, const bw_worker *giver)
+{
+    if (c->supervising && !c->shutting_down && !c->gave_up)
+        return true; /* a replacement is forked, or will be */
+    for (const bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (w != giver && w->connected && w->ho_fd >= 0 && !w->exited && !w->retiring &&
+            !w->disconnect_sent && !w->hang_reported)
+            return true;
+    return false;
+}
+
 int bw_worker_disconnect(bw_worker *w)
 {
     if (!w->connected || w->disconnect_sent)
@@ -966,7 +977,10 @@ int bw_worker_disconnect(bw_worker *w)
     w->disconnect_sent = true;
     w->after_disconnect = BW_YES;
     w->kill_deadline_ms = now_ms(w->c) + w->c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
-    bw__msg_send(w->fd, BW__MSG_DISCONNECT, NULL, 0);
+    /* "stay": no worker could take its connections (none other, and no
+     * supervision to fork one): they close there, saying so at once. */
+    bool stay = !bw__receiver_may_come(w->c, w);
+    bw__msg_send(w->fd, BW__MSG_DISCONNECT, stay ? "stay" : NULL, stay ? 4 : 0);
     return 0;
 }
 

@@ -136,7 +136,8 @@ static void route(bw_cluster *c, relay_batch *b)
 {
     bw_worker *to = pick_receiver(c, b->giver);
     if (to == NULL) {
-        answer_all(c, b, b->msg.n, -EAGAIN); /* nobody now: the giver keeps them a while */
+        /* Nobody now: the giver keeps them a while, unless nobody can come. */
+        answer_all(c, b, b->msg.n, bw__receiver_may_come(c, b->giver) ? -EAGAIN : -ENOENT);
         return;
     }
     bw__ho_msg d = b->msg;

@@ -381,6 +381,8 @@ static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
         /* fall through */
     case BW__MSG_DISCONNECT:
         ctx->primary_asked = true;
+        if (len > 1 && strcmp(msg + 1, "stay") == 0 && ctx->handoff != NULL)
+            bw__ho_worker_stop_giving(ctx->handoff); /* nobody could take them */
         begin_drain(ctx);
         return;
     case BW__MSG_ACK:

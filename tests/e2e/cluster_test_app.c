@@ -299,8 +299,9 @@ static bool is_seqpacket(int fd)
     return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
 }
 
-/* The worker's end of the channel, found as the process's only
- * SOCK_SEQPACKET socket (the worker's bw_worker_ctx is opaque). */
+/* The worker's end of the message channel, found as the process's first
+ * SOCK_SEQPACKET socket (the worker's bw_worker_ctx is opaque; the
+ * handoff channel is created after it, so it has the higher number). */
 static int channel_fd(void)
 {
     for (int fd = 3; fd < 1024; fd++)
@@ -310,7 +311,7 @@ static int channel_fd(void)
 }
 
 /* What the worker inherited of the primary's descriptors: channels (its
- * own is one) and the marker file. */
+ * own are two: messages and handoff) and the marker file. */
 static void report_inherited(void)
 {
     int channels = 0;

@@ -153,7 +153,8 @@ def test_C_01_worker_ids_and_environment(app):
     for wid in (1, 2):
         me = p.wait_for(f"worker {wid} is_worker=")
         assert f"is_worker=1 connected=1 env={env}" in me
-        assert lines(p, f"worker {wid} channels=1 marker-open=0"), p.output()
+        # Its own two channels (messages, connection handoff), no sibling's.
+        assert lines(p, f"worker {wid} channels=2 marker-open=0"), p.output()
         assert lines(p, f"worker {wid} probe exited status=0 signal=0"), p.output()
     probes = lines(p, "probe pid=")
     assert len(probes) == 3 and all(f"is_worker=0 env={env}" in l for l in probes), probes

@@ -29,8 +29,8 @@ import time
 
 import pytest
 
-from bwtest import (build, connect, describe, fresh_storm, no_asan, pipeline, read_responses,
-                    request, stop_cluster, tool_binary)
+from bwtest import (Reader, build, connect, describe, fresh_storm, no_asan, pipeline,
+                    read_responses, request, stop_cluster, tool_binary)
 
 # Every fault route that answers 500 on its own (not /hang, which the
 # primary's hang detection ends with SIGKILL).
@@ -145,21 +145,38 @@ def closing_by_sigterm(p, port, log):
 
 
 @no_asan
+@pytest.mark.parametrize("handoff", ["1", "0"], ids=["handoff", "no_handoff"])
 @pytest.mark.parametrize("cause,slow_ms", [(closing_by_fault, 300), (closing_by_sighup, 1000),
                                            (closing_by_sigterm, 300)],
                          ids=["fault", "sighup", "sigterm"])
-def test_I_02_pipeline_answered_when_server_starts_closing(cluster, cause, slow_ms):
+def test_I_02_pipeline_answered_when_server_starts_closing(cluster, cause, slow_ms, handoff):
     """Issue 12 item 2: [/slow (300 ms), /?b, /?c] on one connection; 50 ms
     later the worker starts closing (a fault on another connection, a
-    SIGHUP, a SIGTERM). All three are answered in order, and only the last
-    says Connection: close. (A rolling restart drains the old worker only
-    once its replacement listens, so the SIGHUP case gives it a second.)"""
-    p, port, log = cluster(workers=1)  # the pipeline and the fault share the worker
+    SIGHUP, a SIGTERM). All three are answered in order. With handoff
+    (issue 13, the default) a worker that retires alone moves the
+    connection to a sibling once the three are answered: every response
+    says keep-alive and the connection goes on. Without it, or when the
+    whole cluster stops, only the last says Connection: close. (A rolling
+    restart drains the old worker only once its replacement listens, so
+    the SIGHUP case gives it a second.)"""
+    p, port, log = cluster(workers=1, HANDOFF=handoff)  # the pipeline and the fault share the worker
     t_sent = time.monotonic_ns()
     s = pipeline(port, [build(f"/slow?ms={slow_ms}"), build("/?b"), build("/?c")])
     time.sleep(0.05)  # the stimulus comes while /slow is in flight: the scenario
     told_to_go = cause(p, port, log)
     assert told_to_go < t_sent + slow_ms * 1_000_000, "the worker began closing too late to test"
+    if handoff == "1" and cause is not closing_by_sigterm:
+        reader = Reader(s)
+        responses = [reader.response() for _ in range(3)]
+        why = f"{responses}"
+        assert [(r.status, r.body) for r in responses] == \
+            [(200, SLOW_OK), (200, b"ok"), (200, b"ok")], why
+        assert all(r.header("connection") == "keep-alive" for r in responses), why
+        s.sendall(build("/pid"))
+        r = reader.response()
+        assert r is not None and r.status == 200, f"{why}; then /pid: {r}"
+        assert log.of("handoff") and any(e["moved"] > 0 for e in log.of("handoff")), log.events()
+        return
     responses, end = read_responses(s)
     assert_pipeline_answered(responses, end, [SLOW_OK, b"ok", b"ok"])
     assert responses[-1].header("connection") == "close", describe(responses, end)
@@ -186,7 +203,7 @@ def test_I_02_pipelined_fault_gets_its_500(cluster):
     after the slow response, in order. If the 500 does not close the
     connection, the "/" after it is answered too; whatever comes last says
     Connection: close."""
-    p, port, log = cluster(workers=1)
+    p, port, log = cluster(workers=1, HANDOFF="0")
     s = pipeline(port, [build("/slow?ms=300"), build("/segv"), build("/")])
     responses, end = read_responses(s)
     why = describe(responses, end)
@@ -199,6 +216,27 @@ def test_I_02_pipelined_fault_gets_its_500(cluster):
         assert_pipeline_answered(responses, end, [SLOW_OK, responses[1].body, b"ok"],
                                  [200, 500, 200])
     assert responses[-1].header("connection") == "close", why
+
+
+@no_asan
+def test_I_02_pipelined_fault_then_the_connection_moves(cluster):
+    """The same pipeline with handoff (issue 13): the 500 and the "/" after
+    it are answered in order, and the connection, at rest, moves to the
+    replacement: a request sent on it afterwards is answered 200 by a
+    worker that is not the one that faulted."""
+    p, port, log = cluster(workers=1)
+    s = pipeline(port, [build("/pid"), build("/slow?ms=300"), build("/segv"), build("/")])
+    reader = Reader(s)
+    responses = [reader.response() for _ in range(4)]
+    why = f"{responses}"
+    assert [r.status for r in responses] == [200, 200, 500, 200], why
+    assert [responses[1].body, responses[3].body] == [SLOW_OK, b"ok"], why
+    assert all(r.header("connection") == "keep-alive" for r in responses), why
+    faulted = responses[0].body
+    log.wait_count("handoff", 1)
+    s.sendall(build("/pid"))
+    r = reader.response()
+    assert r is not None and r.status == 200 and r.body != faulted, f"{why}; then /pid: {r}"
 
 
 # ---- Item 3: half-closed pipelines ---------------------------------------
