@@ -39,6 +39,33 @@
  * SIGHUP: rolling restart, one worker at a time, the new one listening
  * before the old one drains.
  *
+ * Connection handoff (`handoff`, on by default): a worker that retires
+ * (a fault, a hang the callback limit interrupted, a rolling restart, a
+ * graceful disconnect) does not close its clients' connections: each one
+ * at rest (no request being read or answered, every response written) is
+ * passed to a worker that serves, with the bytes it had read and not
+ * parsed (pipelined requests behind the last one it answered), how many
+ * requests it carried, the time left on its timeout and the peer's
+ * address. The receiver adopts it as if it had accepted it, parses the
+ * carried bytes first and serves it; the client sees nothing, not even a
+ * Connection: close (responses of a worker that retires say keep-alive).
+ * A connection with a request in flight moves once its response is out;
+ * one whose request head or body is still arriving is served where it
+ * is, then moves. The path goes through the primary (it alone knows which
+ * workers serve, and of which generation: a rolling restart hands the old
+ * generation's connections to the new one), over a second socketpair per
+ * worker, descriptors attached with SCM_RIGHTS, in batches of at most 32
+ * connections and 128 KiB, at most 4 batches unanswered per worker. The
+ * giver keeps its descriptor until the receiver answers, so a connection
+ * is in exactly one worker at any time: a receiver that dies before
+ * answering, one at its descriptor or connection limit, or no receiver at
+ * all (a single worker's replacement still starting) gives the connection
+ * back to the giver, which keeps serving it and offers it again (2 to 50
+ * ms later) for up to `handoff_timeout_ms`; then, and when the whole
+ * cluster stops, connections close as without handoff (a grace read, then
+ * a lingering close; the last response says close where it still can),
+ * with a log line. src/cluster_handoff.c describes the protocol.
+ *
  * A reload that must pick up a new binary needs an exec: bulwark forks
  * workers from the primary's image, so a new binary means restarting the
  * primary (systemd socket activation keeps the listening socket across
@@ -87,8 +114,8 @@ typedef struct bw_cluster_options {
     bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP as above. Default true */
     const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG) */
     bool handoff;                   /* a retiring worker hands its connections at rest to a
-                                       serving sibling instead of closing them (see
-                                       "Connection handoff" above). Default true */
+                                       serving sibling instead of closing them
+                                       ("Connection handoff" above). Default true */
     uint64_t handoff_timeout_ms;    /* how long a batch of connections may wait for a
                                        worker to take it; then they close gracefully where
                                        they are. Default 2000 */

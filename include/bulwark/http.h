@@ -29,7 +29,9 @@
  * connection every request already read is served, in order, and the last
  * response says `Connection: close` (a client that half-closed its side is
  * answered the same way). A callback fires when the last connection is
- * gone.
+ * gone. With a handoff callback (bw_http_server_set_handoff; cluster.h
+ * sets one in every worker), connections at rest are given to it instead
+ * of closed, to live on in another process.
  *
  * Limits (each answered with its status, a log line through bw_log, and the
  * connection closed): head size 431, body size 413, headers timeout and

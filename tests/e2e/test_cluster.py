@@ -5,7 +5,7 @@ workers, real faults, real clients on loopback.
 Every test here faults on purpose (SIGSEGV, SIGABRT, ...), which the
 sanitizers would report before bulwark could catch it, so they run against
 the plain build only (@no_asan). Names: W-NN for the issue's own list,
-H-09 for the seed's crash-safe pattern of ../shared/domain-behaviors.md.
+H-09 for the seed's crash-safe pattern of docs/BEHAVIOURS.md.
 """
 import json
 import os

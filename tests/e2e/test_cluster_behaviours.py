@@ -1,4 +1,4 @@
-"""The cluster against the C behaviours of ../shared/domain-behaviors.md
+"""The cluster against the C behaviours of docs/BEHAVIOURS.md
 (sections 14-18, C-01 ... C-47, and their C adaptation notes), plus the
 cluster halves of D-19 and D-81.
 

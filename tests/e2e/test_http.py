@@ -1,7 +1,7 @@
 """End-to-end tests of bulwark's HTTP server (issue 3), with real clients
 (raw sockets, http.client, curl) on loopback against tests/e2e/http_test_server.
 
-Names: test_H_NN_* cover behaviour H-NN of ../shared/domain-behaviors.md;
+Names: test_H_NN_* cover behaviour H-NN of docs/BEHAVIOURS.md;
 test_E_NN_* cover the server's other promises (limits, keep-alive,
 pipelining, faults). Every test ends the server gracefully and requires
 exit status 0 (under ASan: no leak; always: no handle left open).

@@ -7,7 +7,7 @@
  * its own process with a timeout: `test_x ID_name` runs one case,
  * `test_x --list` lists them.
  *
- * IDs carry the behaviour of ../shared/domain-behaviors.md they cover
+ * IDs carry the behaviour of docs/BEHAVIOURS.md they cover
  * (D_06 is D-06); cases beyond that list use F_ (faults), X_ (other).
  *
  * Checks print where they failed and end the process with status 1 at
