@@ -378,6 +378,14 @@ static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
     switch (msg[0]) {
     case BW__MSG_SHUTDOWN:
         ctx->cluster_stopping = true;
+        if (ctx->draining && ctx->handoff != NULL) {
+            /* Retiring already, and now the whole cluster stops: what has
+             * not moved yet closes here (no sibling will serve it). */
+            bw__ho_worker_stop_giving(ctx->handoff);
+            for (size_t i = 0; i < ctx->nservers; i++)
+                if (ctx->servers[i].open)
+                    bw_http_server_handoff_more(ctx->servers[i].srv);
+        }
         /* fall through */
     case BW__MSG_DISCONNECT:
         ctx->primary_asked = true;
