@@ -43,6 +43,7 @@ requests on reused connections (158 per 1,000), R-02 118 of 1,800 (66 per
 arrived, and 829 (R-01) and 388 (R-02) responses said Connection: close.
 """
 import itertools
+import os
 import random
 import selectors
 import signal
@@ -50,7 +51,7 @@ import socket
 import threading
 import time
 
-from bwtest import build, connect, no_asan, stop_cluster
+from bwtest import Reader, build, connect, no_asan, stop_cluster, wait_until
 
 CLIENTS = 40
 IDLE_MAX_S = 0.2
@@ -435,3 +436,122 @@ def test_R_03_handoff_off_still_answers_correctly(cluster):
     assert t["first_lost"] == 0 and t["connect_failures"] == 0, why
     assert t["reused_ok"] + t["lost_eof"] + t["lost_reset"] == t["reused_sent"], why
     stop_cluster(p)
+
+
+# ---- R-04..R-07: the receiving side fails, or has many to take ----------
+
+def _pid_conns(port, n, timeout=5.0):
+    """n keep-alive connections, each after one GET /pid: [(sock, Reader,
+    pid of the worker that holds it)]."""
+    out = []
+    for _ in range(n):
+        s = connect(port, timeout=timeout)
+        s.sendall(build("/pid"))
+        rd = Reader(s)
+        r = rd.response()
+        assert r.status == 200, r
+        out.append((s, rd, int(r.body)))
+    return out
+
+
+def _ask(conn, path="/pid", timeout=5.0):
+    """A request on a kept connection: (status, body) or the exception's name
+    (EOF before a response is the loss this file is about)."""
+    s, rd, _ = conn
+    s.settimeout(timeout)
+    try:
+        s.sendall(build(path))
+        r = rd.response()
+        return r.status, r.body
+    except EOFError:
+        return "eof", b""
+    except ConnectionResetError:
+        return "reset", b""
+    except socket.timeout:
+        return "timeout", b""
+
+
+def _worker_ids(log):
+    """pid -> worker id, from the fork events."""
+    return {e["pid"]: e["worker"] for e in log.of("fork")}
+
+
+def _handoffs_from(log, pid):
+    return [e for e in log.of("handoff") if e["pid"] == pid]
+
+
+def _wait_moved(log, pid, n, timeout):
+    """Wait until the handoff events of giver `pid` say n moved; the events."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        evs = _handoffs_from(log, pid)
+        if sum(e["moved"] for e in evs) >= n:
+            return evs
+        time.sleep(0.01)
+    raise AssertionError(f"{n} connections of {pid} not moved within {timeout}s: "
+                         f"{_handoffs_from(log, pid)}")
+
+
+@no_asan  # faults on purpose
+def test_R_04_receiver_killed_while_holding_a_batch(cluster, tmp_path):
+    """R-04: the receiver dies while it holds a delivered batch. 2 workers;
+    20 keep-alive connections, each asked /pid. Worker B is stopped
+    (SIGSTOP), A's replacement cannot start (FAIL_AT_START_IF), and a /segv
+    on one of A's own connections retires A: its idle connections can only
+    go to B, which holds them unanswered. A request is sent meanwhile on one
+    of them. Then the replacement may start and B is SIGKILLed. The primary
+    answers B's batch EPIPE on its behalf (the log shows `to` = B, moved 0,
+    why EPIPE), A takes the connections back and offers them again (EAGAIN
+    while no replacement listens) until its replacement takes them all
+    (HANDOFF_TIMEOUT_MS=8000; the replacement's start backs off 100, 200,
+    400... ms meanwhile). The request sent while B held the batch is
+    answered 200 (by A, which serves what it took back, or by the
+    replacement); every connection that was on A (the /segv one included:
+    its 500 keeps it alive) then answers /pid 200 from A's replacement; the
+    primary exits 0."""
+    broken = tmp_path / "broken"
+    p, port, log = cluster(workers=2, HANDOFF_TIMEOUT_MS=8000, HEARTBEAT_TIMEOUT_MS=60000,
+                           FAIL_AT_START_IF=str(broken))
+    conns = _pid_conns(port, 20)
+    by_pid = {}
+    for c in conns:
+        by_pid.setdefault(c[2], []).append(c)
+    assert len(by_pid) == 2, f"the kernel put all 20 on one worker: {list(by_pid)}"
+    a, b = sorted(by_pid, key=lambda pid: -len(by_pid[pid]))
+    on_a = by_pid[a]
+    assert len(on_a) >= 3, by_pid.keys()
+    ids = _worker_ids(log)
+    broken.write_text("replacements cannot start\n")
+    os.kill(b, signal.SIGSTOP)
+    try:
+        assert _ask(on_a[0], "/segv")[0] == 500
+        log.wait_count("retiring", 1)
+        # A's replacement dies before listening: B (stopped) is the only
+        # receiver, and has the batch now (nothing is logged until it answers).
+        assert wait_until(lambda: any(e["event"] == "exit" and e["pid"] not in (a, b)
+                                      for e in log.events()), 5.0), log.events()
+        held = on_a[1]
+        held[0].sendall(build("/pid"))  # waits, unread, in the socket
+        time.sleep(0.2)
+        assert not _handoffs_from(log, a), f"B is stopped, yet answered: {log.events()}"
+        broken.unlink()
+    finally:
+        os.kill(b, signal.SIGKILL)
+    # The /segv connection is at rest after its 500 (keep-alive): it moves too.
+    evs = _wait_moved(log, a, len(on_a), 7.0)
+    epipe = [e for e in evs if e["why"] == "EPIPE"]
+    assert epipe and epipe[0]["to"] == ids[b] and epipe[0]["moved"] == 0, evs
+    assert evs.index(epipe[0]) == 0, f"B's batch was not the first answer: {evs}"
+    assert sum(e["count"] for e in evs if e["moved"]) == len(on_a), evs
+    # The request sent while B held the batch: served by A once it took the
+    # connection back (EPIPE), or by the replacement after the move.
+    held[1].sock.settimeout(5.0)
+    r = held[1].response()
+    assert r.status == 200 and int(r.body) != b, r
+    answers = [_ask(c) for c in on_a]
+    pids = {int(body) for st, body in answers if st == 200}
+    assert all(st == 200 for st, _ in answers) and len(pids) == 1 and not pids & {a, b}, \
+        (answers, a, b, log.events())
+    stop_cluster(p)
+    for s, _, _ in conns:
+        s.close()
