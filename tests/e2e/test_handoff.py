@@ -552,6 +552,49 @@ def test_R_04_receiver_killed_while_holding_a_batch(cluster, tmp_path):
     pids = {int(body) for st, body in answers if st == 200}
     assert all(st == 200 for st, _ in answers) and len(pids) == 1 and not pids & {a, b}, \
         (answers, a, b, log.events())
-    stop_cluster(p)
     for s, _, _ in conns:
-        s.close()
+        s.close()  # first: the workers' lingering closes wait for the client's FIN
+    stop_cluster(p)
+
+
+def _fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@no_asan  # faults on purpose
+def test_R_05_receiver_at_its_descriptor_limit(cluster):
+    """R-05: the receiver is at its descriptor limit. 2 workers, 80
+    keep-alive connections asked /pid (~40 on each). Worker B's
+    RLIMIT_NOFILE is lowered (prlimit) to its open count + 1; a /segv on
+    one of A's connections retires A. B can adopt one at most: the rest of
+    each batch it gets come without their descriptors (MSG_CTRUNC) and are
+    refused EMFILE; A takes them back and offers them again until its
+    replacement (listening a few ms later) takes them. The log shows EMFILE
+    answers from B, the moves add up to every connection that was on A, and
+    each of those then answers /pid 200 (from the replacement, or B for the
+    one it could adopt): nothing lost."""
+    import resource
+    p, port, log = cluster(workers=2, HANDOFF_TIMEOUT_MS=5000)
+    conns = _pid_conns(port, 80)
+    by_pid = {}
+    for c in conns:
+        by_pid.setdefault(c[2], []).append(c)
+    assert len(by_pid) == 2, list(by_pid)
+    a, b = sorted(by_pid, key=lambda pid: -len(by_pid[pid]))
+    on_a = by_pid[a]
+    ids = _worker_ids(log)
+    _, hard = resource.prlimit(b, resource.RLIMIT_NOFILE)
+    resource.prlimit(b, resource.RLIMIT_NOFILE, (_fd_count(b) + 1, hard))
+    assert _ask(on_a[0], "/segv")[0] == 500
+    evs = _wait_moved(log, a, len(on_a), 5.0)
+    why = f"{len(on_a)} on A; handoffs {[(e['to'], e['count'], e['moved'], e['why']) for e in evs]}"
+    print(why)
+    emfile = [e for e in evs if e["why"] == "EMFILE"]
+    assert emfile and all(e["to"] == ids[b] for e in emfile), why
+    assert sum(e["moved"] for e in evs) == len(on_a), why
+    answers = [_ask(c) for c in on_a]
+    bad = [x for x in answers if x[0] != 200 or int(x[1]) == a]
+    assert not bad, f"{bad[:5]}; {why}"
+    for s, _, _ in conns:
+        s.close()  # first: the workers' lingering closes wait for the client's FIN
+    stop_cluster(p)
