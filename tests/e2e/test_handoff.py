@@ -45,6 +45,7 @@ arrived, and 829 (R-01) and 388 (R-02) responses said Connection: close.
 import itertools
 import os
 import random
+import select
 import selectors
 import signal
 import socket
@@ -597,4 +598,74 @@ def test_R_05_receiver_at_its_descriptor_limit(cluster):
     assert not bad, f"{bad[:5]}; {why}"
     for s, _, _ in conns:
         s.close()  # first: the workers' lingering closes wait for the client's FIN
+    stop_cluster(p)
+
+
+def _peek_fin(sock):
+    """True if the server's FIN (or a reset) is already there, unread (a
+    socket with a timeout would wait for it: select first)."""
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@no_asan  # faults on purpose
+def test_R_06_no_sibling_ever_comes_graceful_close(cluster, tmp_path):
+    """R-06: the fallback. 1 worker whose replacement cannot start
+    (FAIL_AT_START_IF, the file made once the first worker listens),
+    HANDOFF_TIMEOUT_MS=300; 20 keep-alive connections, a /segv on one of
+    them. The worker offers the others again and again (EAGAIN: a
+    replacement may come), and serves them meanwhile: a request sent 100 ms
+    after the fault on 5 of them is answered 200 by the giver itself. At
+    300 ms it logs `no sibling took its connections within 300 ms` and
+    closes the rest gracefully, as with HANDOFF=0: a request sent on each at
+    once, as soon as that line is out, is answered (200, Connection: close:
+    the grace read serves it) or finds the server's FIN already there before
+    it went out (a client that checks would reconnect); none meets EOF or a
+    reset after it was sent with no FIN there. Once the file is gone a
+    replacement starts, and the primary exits 0."""
+    broken = tmp_path / "broken"
+    p, port, log = cluster(workers=1, HANDOFF_TIMEOUT_MS=300, FAIL_AT_START_IF=str(broken))
+    conns = _pid_conns(port, 20)
+    a = conns[0][2]
+    broken.write_text("replacements cannot start\n")
+    early, late = conns[1:6], conns[6:]
+    t0 = time.monotonic()
+    assert _ask(conns[0], "/segv")[0] == 500
+    time.sleep(0.1)
+    answers = [_ask(c) for c in early]
+    assert all(st == 200 and int(body) == a for st, body in answers), answers
+    start = len(p.output().split("\n")) - 1
+    line = p.wait_for("no sibling took its connections", 5.0, start=max(0, start - 50))
+    outcomes = {"line_seen_ms": round((time.monotonic() - t0) * 1000)}
+    for c in late:
+        if _peek_fin(c[0]):
+            outcomes["fin_before_send"] = outcomes.get("fin_before_send", 0) + 1
+            continue
+        c[0].settimeout(5.0)
+        try:
+            c[0].sendall(build("/pid"))
+            r = c[1].response()
+            key = f"{r.status} {r.body.strip().decode()} Connection: {r.header('connection')}"
+            key = key.replace(str(a), "giver")
+        except (EOFError, ConnectionResetError, socket.timeout) as e:
+            key = f"lost: {type(e).__name__}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    why = f"{line!r}; late connections: {outcomes}; handoffs " \
+          f"{[(e['count'], e['moved'], e['why']) for e in _handoffs_from(log, a)]}"
+    print(why)
+    assert "within 300 ms" in line, why
+    assert set(outcomes) - {"line_seen_ms"} <= {"fin_before_send",
+                                                 "200 giver Connection: close"}, why
+    assert not [e for e in _handoffs_from(log, a) if e["moved"]], why
+    assert {e["why"] for e in _handoffs_from(log, a)} <= {"EAGAIN"}, why
+    broken.unlink()
+    log.wait_count("listening", 2, timeout=10.0)
+    for s, _, _ in conns:
+        s.close()
     stop_cluster(p)
