@@ -52,6 +52,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from bwtest import Reader, build, connect, no_asan, stop_cluster, wait_until
 
 CLIENTS = 40
@@ -667,5 +669,84 @@ def test_R_06_no_sibling_ever_comes_graceful_close(cluster, tmp_path):
     broken.unlink()
     log.wait_count("listening", 2, timeout=10.0)
     for s, _, _ in conns:
+        s.close()
+    stop_cluster(p)
+
+
+R07_ON_A = int(os.environ.get("R07_ON_A", "10000"))
+R07_ON_B = 500
+
+
+@no_asan  # faults on purpose
+def test_R_07_many_idle_connections_move(cluster):
+    """R-07: many idle connections. 2 workers; R07_ON_A (10,000) keep-alive
+    connections on worker A and 500 on B, each after one GET /pid (the
+    kernel spreads new connections: those that land on B beyond 500 are
+    closed and opened again). A prober on B asks GET / back to back
+    throughout. A /segv on one of A's connections retires A: its 10,000
+    connections move in batches of 32, to B and to A's replacement. The
+    handoff events from A add up to every connection it held, all moved,
+    the last answered within HANDOFF_TIMEOUT_MS (2,000, the default) of the
+    first offer (a functional bound, not a benchmark: bench/handoff-move
+    measures it). Then every one of A's connections answers GET /pid 200
+    from another worker (all asked at once, one selector loop), and every
+    request of the prober was answered 200."""
+    from massconn import Prober, ask_all, open_many, raise_nofile
+    need = R07_ON_A + R07_ON_B + 200
+    hard = raise_nofile(need)
+    if hard < need:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}: cannot hold {R07_ON_A} "
+                    f"connections on one worker")
+    p, port, log = cluster(workers=2)
+    t0 = time.monotonic()
+    first = open_many(port, 1)
+    a = first[0][1]
+    kept = {"a": 1, "b": 0}
+
+    def keep(pid):  # as many as wanted on each worker, no more
+        k = "a" if pid == a else "b"
+        if kept[k] >= (R07_ON_A if k == "a" else R07_ON_B):
+            return False
+        kept[k] += 1
+        return True
+
+    conns = first + open_many(port, R07_ON_A - 1 + R07_ON_B, keep=keep)
+    on_a = [s for s, pid in conns if pid == a]
+    on_b = [s for s, pid in conns if pid != a]
+    conns = on_a + on_b
+    t_open = time.monotonic() - t0
+    b = [e["pid"] for e in log.of("listening") if e["pid"] != a][0]
+    assert len(on_a) == R07_ON_A, (len(on_a), len(on_b))
+    prober = Prober(port, want_pid=b)
+    prober.start()
+    try:
+        time.sleep(0.2)  # the prober's baseline
+        n_before = len(prober.lat)
+        f = on_a[0]
+        f.setblocking(True)
+        f.settimeout(5.0)
+        f.sendall(build("/segv"))
+        assert Reader(f).response().status == 500
+        evs = _wait_moved(log, a, len(on_a), 10.0)
+        time.sleep(0.2)
+    finally:
+        prober.stop()
+    span_ms = (max(e["mono_ns"] for e in evs) - min(e["since_ns"] for e in evs)) / 1e6
+    t1 = time.monotonic()
+    answers = ask_all(on_a)
+    t_ask = time.monotonic() - t1
+    bad = [x for x in answers if not (isinstance(x, tuple) and x[0] == 200 and int(x[1]) != a)]
+    why = (f"{len(on_a)} connections on A, {len(on_b)} on B opened in {t_open:.1f} s; "
+           f"{len(evs)} handoff answers, moved {sum(e['moved'] for e in evs)}, refused "
+           f"{sorted({e['why'] for e in evs if e['why']})}, first offer to last answer "
+           f"{span_ms:.0f} ms; asked again in {t_ask:.1f} s; prober {len(prober.lat)} "
+           f"requests ({len(prober.lat) - n_before} during and after the fault), failures "
+           f"{prober.failures[:3]}")
+    print(why)
+    assert not bad, f"{len(bad)} not answered 200 by another worker: {bad[:5]}; {why}"
+    assert sum(e["count"] for e in evs if e["moved"] == e["count"]) == len(on_a), why
+    assert span_ms < 2000, why
+    assert not prober.failures and len(prober.lat) - n_before > 10, why
+    for s in conns:
         s.close()
     stop_cluster(p)
