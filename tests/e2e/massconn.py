@@ -159,12 +159,14 @@ class Prober(threading.Thread):
         self.sock.settimeout(timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.lat = []
+        self.sent_ns = []  # CLOCK_MONOTONIC, as the primary's event log
         self.failures = []
         self.halt = threading.Event()
 
     def run(self):
         req = build("/")
         while not self.halt.is_set():
+            t_ns = time.monotonic_ns()
             t = time.monotonic()
             try:
                 self.sock.sendall(req)
@@ -181,6 +183,7 @@ class Prober(threading.Thread):
                 self.failures.append(repr(e))
                 return
             self.lat.append(time.monotonic() - t)
+            self.sent_ns.append(t_ns)
             if r[0] != 200 or r[1] != b"ok":
                 self.failures.append(f"status {r[0]} body {r[1]!r}")
 
