@@ -750,3 +750,67 @@ def test_R_07_many_idle_connections_move(cluster):
     for s in conns:
         s.close()
     stop_cluster(p)
+
+
+@no_asan  # faults on purpose
+def test_R_08_stopped_receiver_holds_a_batch_until_its_hang_is_seen(cluster, tmp_path):
+    """R-08: a receiver that stops (SIGSTOP: alive, silent) while it holds a
+    delivered batch. What the design does, shown: the giver cannot take
+    those connections back while the batch is unanswered (the receiver
+    could still adopt them), so HANDOFF_TIMEOUT_MS (300 here) does not bound
+    it; only the primary can fail the batch, once it sees the receiver hung
+    (HEARTBEAT_TIMEOUT_MS=1500) and kills it: EPIPE. A request sent on one
+    of those connections meanwhile sits unread in its socket, and is then
+    answered 200 (by the giver, which takes the connection back and, its
+    time being up, serves what came and closes: Connection: close), about
+    1.5 s late, but not lost. The log shows B's hang, then the batch's
+    EPIPE from B."""
+    broken = tmp_path / "broken"
+    p, port, log = cluster(workers=2, HANDOFF_TIMEOUT_MS=300, HEARTBEAT_TIMEOUT_MS=1500,
+                           FAIL_AT_START_IF=str(broken))
+    conns = _pid_conns(port, 20)
+    by_pid = {}
+    for c in conns:
+        by_pid.setdefault(c[2], []).append(c)
+    assert len(by_pid) == 2, list(by_pid)
+    a, b = sorted(by_pid, key=lambda pid: -len(by_pid[pid]))
+    on_a = by_pid[a]
+    ids = _worker_ids(log)
+    broken.write_text("replacements cannot start\n")
+    os.kill(b, signal.SIGSTOP)
+    t_stop = time.monotonic()
+    try:
+        assert _ask(on_a[0], "/segv")[0] == 500
+        # A's replacement cannot listen: the batch can only go to B.
+        assert wait_until(lambda: any(e["event"] == "exit" and e["pid"] not in (a, b)
+                                      for e in log.events()), 5.0), log.events()
+        broken.unlink()  # before the crash-loop protection gives up
+        held = on_a[1]
+        held[0].settimeout(10.0)
+        t_sent = time.monotonic()
+        held[0].sendall(build("/pid"))
+        try:
+            r = held[1].response()
+            got = (r.status, int(r.body), r.header("connection"))
+        except (EOFError, ConnectionResetError, socket.timeout) as e:
+            got = type(e).__name__
+        waited = time.monotonic() - t_sent
+    finally:
+        try:
+            os.kill(b, signal.SIGKILL)  # if the primary has not already
+        except ProcessLookupError:
+            pass
+    evs = _handoffs_from(log, a)
+    order = [(e["event"], e.get("why")) for e in log.events()
+             if (e["event"] == "hang" and e["pid"] == b) or (e["event"] == "handoff" and e["pid"] == a)]
+    why = (f"request on a held connection: {got} after {waited:.2f} s (B stopped "
+           f"{t_sent - t_stop:.2f} s before it was sent); hang and handoffs: {order[:6]}")
+    print(why)
+    assert isinstance(got, tuple) and got[0] == 200 and got[1] != b, why
+    assert order and order[0] == ("hang", None), why
+    assert any(e["why"] == "EPIPE" and e["to"] == ids[b] for e in evs), why
+    # Held by the stopped receiver, not by the giver's own time limit.
+    assert 0.5 < waited < 1.5 + 2.0, why
+    for s, _, _ in conns:
+        s.close()
+    stop_cluster(p)
