@@ -25,6 +25,12 @@ Each test is named R-NN:
   lost, but every response that arrives is complete and is the answer to
   the request it follows (no corrupted or misattributed bytes). The loss
   count is printed, not asserted: this checks the fallback path.
+- R-04..R-08: the receiving side. A receiver killed while it holds a
+  delivered batch (EPIPE, then the move to the replacement); a receiver at
+  its descriptor limit (EMFILE, retried); no sibling ever (offered until
+  HANDOFF_TIMEOUT_MS, then the graceful close serves what comes); 10,000
+  idle connections moved while the receiver's own client is served; a
+  stopped receiver, which holds its batch until the primary sees it hung.
 
 The client (ReuseLoad) is one selector loop. A connection that idles is not
 watched; when its idle time is up the request is sent, and EOF or reset
