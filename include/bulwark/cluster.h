@@ -64,7 +64,13 @@
  * ms later) for up to `handoff_timeout_ms`; then, and when the whole
  * cluster stops, connections close as without handoff (a grace read, then
  * a lingering close; the last response says close where it still can),
- * with a log line. src/cluster_handoff.c describes the protocol.
+ * with a log line. One limit: a batch delivered to a receiver that then
+ * stops answering while still alive (stopped, or its loop stuck) cannot
+ * be recalled (its descriptors are in the receiver's socket): those
+ * connections wait, and requests sent on them are answered late, until
+ * the primary finds the receiver hung (`heartbeat_timeout_ms`) and kills
+ * it; then the giver takes them back (tests/e2e/test_handoff.py, R-08).
+ * src/cluster_handoff.c describes the protocol.
  *
  * A reload that must pick up a new binary needs an exec: bulwark forks
  * workers from the primary's image, so a new binary means restarting the
