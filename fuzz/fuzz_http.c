@@ -24,7 +24,23 @@
  * then follows a chunked POST head, with small limits, so the fuzzer spends
  * its time on chunk sizes, extensions, trailers and the body and header
  * limits.
+ *
+ * Built a third time with -DBW_FUZZ_ADOPT (fuzz_http_adopt): the connection
+ * arrives as another server gave it away (bw_http_server_adopt), carrying
+ * bytes read there and not parsed. After the first byte, a meta byte and
+ * a 16-bit little-endian split: that many of the following bytes (at most
+ * what there is) are the carried bytes, restored with bw__conn_restore
+ * into a freshly attached memory connection; the rest is the usual series
+ * of reads. The meta byte picks the clocks the state carries (requests
+ * begun, head age, keep-alive time left). A length byte of 253 makes the
+ * server begin to close with a handoff callback set: the memory transport
+ * can export a descriptor (of /dev/null), so connections at rest are
+ * offered; the callback checks the state it is given (it must be one
+ * bw__conn_restore takes) and, as the first byte's bit 64 says, takes the
+ * connection (settling it at once) or refuses it (-EPIPE: closed here).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,9 +122,22 @@ static bool mem_input_pending(bw__conn *c)
     return false;
 }
 
+#ifdef BW_FUZZ_ADOPT
+/* The connection can move: a descriptor stands for its socket. */
+static int mem_export_fd(bw__conn *c)
+{
+    (void)c;
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    return fd >= 0 ? fd : -1;
+}
+#define MEM_EXPORT_FD mem_export_fd
+#else
+#define MEM_EXPORT_FD NULL
+#endif
+
 static const bw__transport mem_transport = {
     mem_read_start, mem_read_stop, mem_try_write, mem_write, mem_shutdown, mem_close, mem_peer,
-    mem_input_pending,
+    mem_input_pending, MEM_EXPORT_FD,
 };
 
 /* Complete what the transport promised, as a socket would, later. */
@@ -238,6 +267,70 @@ static void check_output(const bw__buf *out)
     }
 }
 
+/* ---- A connection that arrives with a state (BW_FUZZ_ADOPT) ----------- */
+
+#ifdef BW_FUZZ_ADOPT
+/* The state's framing, as http_conn.c writes it (bw__state_hdr): if the
+ * two drift apart, bw__conn_restore refuses every input and the harness
+ * says so. */
+typedef struct fuzz_state_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t peer_len;
+    uint32_t requests_begun;
+    uint32_t head_age_ms;
+    uint32_t deadline_left_ms;
+    uint32_t bytes_len;
+} fuzz_state_hdr;
+
+static const char fuzz_peer[] = "127.0.0.1:4242";
+
+static uint32_t pick_ms(unsigned k)
+{
+    static const uint32_t ms[] = {0, 1, 30000, UINT32_MAX};
+    return ms[k & 3];
+}
+
+/* A state with `carried` bytes, in a buffer to free(). */
+static char *make_state(uint8_t meta, const uint8_t *carried, size_t n, size_t *len)
+{
+    fuzz_state_hdr h = {
+        .magic = 0x31435742u,
+        .version = 1,
+        .peer_len = (uint16_t)(sizeof fuzz_peer - 1),
+        .requests_begun = (meta & 1) ? (meta & 2 ? UINT32_MAX : 1) : 0,
+        .head_age_ms = pick_ms(meta >> 2),
+        .deadline_left_ms = pick_ms(meta >> 4),
+        .bytes_len = (uint32_t)n,
+    };
+    *len = sizeof h + h.peer_len + n;
+    char *st = malloc(*len);
+    if (st == NULL)
+        return NULL;
+    memcpy(st, &h, sizeof h);
+    memcpy(st + sizeof h, fuzz_peer, h.peer_len);
+    if (n > 0)
+        memcpy(st + sizeof h + h.peer_len, carried, n);
+    return st;
+}
+
+static bool take_handoff; /* the first byte's bit 64 */
+
+static int on_handoff(bw_http_server *s, int fd, const void *state, size_t len, void *data)
+{
+    (void)data;
+    if (fd < 0 || !bw__conn_state_valid(state, len))
+        fuzz_crash("a handoff gave a state that restore refuses");
+    if (len > BW_HTTP_HANDOFF_STATE_MAX)
+        fuzz_crash("a handoff gave a state larger than BW_HTTP_HANDOFF_STATE_MAX");
+    if (!take_handoff)
+        return -EPIPE;
+    if (bw_http_server_handoff_settle(s, fd, state, len, 0) != 0)
+        fuzz_crash("settle refused");
+    return 0;
+}
+#endif
+
 /* ---- One input --------------------------------------------------------- */
 
 static void on_server_closed(bw_http_server *s, int status, void *data)
@@ -278,6 +371,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     saw_head = false;
+#ifdef BW_FUZZ_ADOPT
+    if (size < 3)
+        return 0;
+    uint8_t meta = data[0];
+    size_t carried = (size_t)data[1] | (size_t)data[2] << 8;
+    data += 3;
+    size -= 3;
+    if (carried > size)
+        carried = size;
+    size_t state_len;
+    char *state = make_state(meta, data, carried, &state_len);
+    if (state == NULL)
+        return 0;
+    data += carried;
+    size -= carried;
+    take_handoff = (ctl & 64) != 0;
+    bool server_closing = false;
+#endif
 
     bw_loop *loop;
     if (bw_loop_new(&loop) != 0)
@@ -307,6 +418,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #ifdef BW_FUZZ_CHUNKED
     bw__conn_input(io.conn, prefix, (ssize_t)(sizeof prefix - 1));
 #endif
+#ifdef BW_FUZZ_ADOPT
+    if (bw__conn_restore(io.conn, state, state_len) != 0)
+        fuzz_crash("restore refused a valid state");
+    free(state);
+    bw_http_server_set_handoff(srv, on_handoff, NULL);
+    bool closed = false;
+#endif
     size_t pos = 0;
     while (pos < size && !io.closed) {
         uint8_t len = data[pos++];
@@ -318,6 +436,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 bw__conn_input(io.conn, NULL, UV_EOF);
         } else if (len == 254) {
             time_jumps(srv, &io);
+#ifdef BW_FUZZ_ADOPT
+        } else if (len == 253) {
+            if (!server_closing && bw_http_server_close(srv, on_server_closed, &closed) != 0)
+                fuzz_crash("server close refused");
+            server_closing = true;
+#endif
         } else {
             size_t n = len <= size - pos ? len : size - pos;
             if (!io.close_pending && io.reading)
@@ -339,9 +463,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bw_http_server_close_all_connections(srv);
         complete(&io);
     }
+#ifdef BW_FUZZ_ADOPT
+    if (!server_closing && bw_http_server_close(srv, on_server_closed, &closed) != 0)
+        fuzz_crash("server close refused");
+#else
     bool closed = false;
     if (bw_http_server_close(srv, on_server_closed, &closed) != 0)
         fuzz_crash("server close refused");
+#endif
     for (int i = 0; i < 100 && !closed; i++)
         bw_loop_run(loop, UV_RUN_NOWAIT);
     if (!closed || bw_http_server_free(srv) != 0) {
