@@ -1008,3 +1008,42 @@ BW_TEST(V_08, a_server_without_handoff_closes_as_before)
     side_finish(&a);
     bw_test_loop_finish(g_loop);
 }
+
+/* Adopted by a server that is itself closing (without a handoff callback):
+ * the carried requests are served there, the last response says close. */
+BW_TEST(V_09, a_closing_adopter_serves_the_carried_requests_then_closes)
+{
+    test_start();
+    bw_http_options o;
+    options(&o);
+    o.close_grace_ms = 1000;
+    side a, b;
+    bw_http_options oa = o;
+    oa.max_pipelined = 1;
+    side_start(&a, 'A', &oa);
+    side_start(&b, 'B', &o);
+    handoff_reset(&b, GIVE_ADOPT_SETTLE);
+    bw_http_server_set_handoff(a.srv, on_handoff, NULL);
+
+    client hold; /* keeps B's close from completing */
+    client_connect(&hold, side_port(&b));
+    WAIT_UNTIL(bw_http_server_connection_count(b.srv) == 1);
+    client c;
+    client_connect(&c, side_port(&a));
+    client_send(&c, GET("/slow") GET("/2") GET("/3"));
+    WAIT_UNTIL(a.slow_started == 1);
+    BW_CHECK_INT_EQ(bw_http_server_close(b.srv, on_closed, &b), 0);
+    close_a(&a);
+    expect_response(&c, "A:/slow", true);
+    expect_response(&c, "B:/2", true);
+    expect_response(&c, "B:/3", false);
+    WAIT_UNTIL(client_closed(&c));
+    BW_CHECK(c.eof && c.err == 0 && c.len == 0);
+    BW_CHECK_INT_EQ(H.adopt_rc, 0);
+    client_close(&c);
+    client_close(&hold);
+    WAIT_UNTIL(a.closed && b.closed);
+    BW_CHECK_INT_EQ(bw_http_server_free(a.srv), 0);
+    BW_CHECK_INT_EQ(bw_http_server_free(b.srv), 0);
+    bw_test_loop_finish(g_loop);
+}
