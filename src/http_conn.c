@@ -389,6 +389,13 @@ void bw__conn_server_closing(bw__conn *c)
 {
     if (c->srv->handoff_cb != NULL && !c->no_move) {
         c->wind_down = BW__WIND_MOVE;
+        /* Requests in flight, none being parsed: what arrives from now on
+         * is kept unparsed, to go with the connection once they are
+         * answered (as on_message_complete does for a request parsed
+         * while moving). */
+        if (c->state == BW__CONN_OPEN && c->parsing == NULL && c->inflight > 0 &&
+            !c->close_after && !c->eof)
+            c->paused = true;
         bw__conn_try_move(c);
         return;
     }
