@@ -178,9 +178,12 @@ BW_EXTERN void bw_http_server_close_all_connections(bw_http_server *s);
  * for the next process: a request whose head or body is arriving is
  * served here first.
  *
- * cb returns 0 when it took the connection: the fd is then the callee's,
- * and the server forgets the connection (closing only its own descriptor:
- * the client sees nothing). -EAGAIN: not now (the connection stays, is
+ * cb returns 0 when it took the connection: the server forgets it
+ * (closing only its own descriptor: the client sees nothing), and `fd` is
+ * the callee's until it gives it back with bw_http_server_handoff_settle
+ * (which closes it, or adopts it back): to pass the connection to another
+ * process, send a copy of fd (SCM_RIGHTS does); to adopt it in this one,
+ * adopt dup(fd). -EAGAIN: not now (the connection stays, is
  * served if a request comes, and is offered again at the next
  * bw_http_server_handoff_more). Anything else: this one cannot move; the
  * server closes it gracefully, as without a callback. cb runs under a
