@@ -159,7 +159,10 @@ def check(result, workers=2):
            if not (k == "/ 200" or (k.split()[0] in FAULTS and k.endswith(" 500")))}
     assert not bad, f"requests not answered as promised: {bad}"
     fb, fa = result["primary_fds"]
-    assert abs(fa - fb) <= 1, f"primary descriptors {fb} -> {fa}"
+    # One worker's two channels (messages, handoff) may be counted on one
+    # side only: its disconnect and its exit are separate events. A leak
+    # grows with the restarts, far past that.
+    assert abs(fa - fb) <= 2, f"primary descriptors {fb} -> {fa}"
     rb, ra = result["primary_rss_kb"]
     assert ra - rb <= 1024, f"primary RSS {rb} kB -> {ra} kB"
     assert result["zombies"] == 0
