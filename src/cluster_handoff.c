@@ -222,6 +222,11 @@ struct bw__ho_worker {
     uint64_t giving_until; /* loop ms; 0: not giving yet */
     bool gave_up;
     uv_timer_t retry;     /* offers again what nobody could take */
+    /* Answers for adopted batches the channel could not take at once: they
+     * must reach the primary (until they do, the giver holds copies of
+     * sockets this worker reads). */
+    bw__ho_msg *unsent[BW__HO_WINDOW * 4];
+    size_t nunsent;
     uint64_t retry_ms;
     bw_loop *loop;
     char buf[BW__HO_PACKET_MAX];
@@ -315,6 +320,17 @@ static void update_poll(bw__ho_worker *w);
 static void send_pending(bw__ho_worker *w)
 {
     w->want_write = false;
+    while (w->nunsent > 0 && w->open) {
+        int rc = bw__ho_send(w->fd, w->unsent[0]);
+        if (rc == -EAGAIN) {
+            w->want_write = true;
+            update_poll(w);
+            return; /* answers first: offers wait behind them */
+        }
+        bw_free(w->unsent[0]);
+        memmove(&w->unsent[0], &w->unsent[1], (w->nunsent - 1) * sizeof w->unsent[0]);
+        w->nunsent--;
+    }
     for (size_t i = 0; i < w->nbatches; i++) {
         ho_batch *b = w->batches[i];
         if (b->sent || b->n == 0)
@@ -440,7 +456,18 @@ static void on_delivery(bw__ho_worker *w, const bw__ho_msg *m)
         }
         a.status[i] = rc;
     }
-    int rc = bw__ho_send(w->fd, &a);
+    int rc = w->nunsent > 0 ? -EAGAIN : bw__ho_send(w->fd, &a);
+    if (rc == -EAGAIN) {
+        bw__ho_msg *copy = w->nunsent < sizeof w->unsent / sizeof w->unsent[0]
+                               ? bw_malloc(sizeof *copy) : NULL;
+        if (copy != NULL) {
+            *copy = a;
+            w->unsent[w->nunsent++] = copy;
+            w->want_write = true;
+            update_poll(w);
+            return;
+        }
+    }
     if (rc != 0)
         bw_log(BW_LOG_ERROR, "worker: cannot answer a handoff (%s)", bw_strerror(rc));
 }
@@ -454,6 +481,8 @@ static void close_channel(bw__ho_worker *w)
     uv_close((uv_handle_t *)&w->poll, NULL);
     close(w->fd);
     w->fd = -1;
+    while (w->nunsent > 0)
+        bw_free(w->unsent[--w->nunsent]);
     fail_all(w, -EPIPE);
 }
 
