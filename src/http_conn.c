@@ -887,6 +887,15 @@ void bw__conn_sweep(bw__conn *c, uint64_t now)
     }
     bw_http_request *r = c->parsing;
     if (r == NULL) {
+        if (c->inflight == 0 && has_pending_in(c) && !c->close_after) {
+            /* Requests kept unparsed (to move with the connection) are not
+             * idleness: serve them here. */
+            c->deadline = now + c->srv->opts.keepalive_timeout_ms;
+            c->wind_down = c->wind_down == BW__WIND_MOVE ? BW__WIND_CLOSE : c->wind_down;
+            c->no_move = true;
+            want_resume(c);
+            return;
+        }
         if (c->inflight == 0)
             begin_lingering_close(c); /* keep-alive idle, or never sent a byte */
         return;
