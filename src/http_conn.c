@@ -1025,11 +1025,12 @@ static void protocol_error(bw__conn *c, llhttp_errno_t e)
     int status = c->error_status ? c->error_status : 400;
     /* llhttp's own reason only when llhttp found the error (not a limit). */
     bool parser_error = c->error_status == 0 && e != HPE_USER;
+    const char *detail = parser_error ? llhttp_get_error_reason(&c->parser) : c->error_detail;
     if (status != 408)
         bw_log(BW_LOG_WARN, "http: %d %s from %s%s%s", status, error_reason(status),
-               bw__conn_peer(c), parser_error ? ": " : "",
-               parser_error ? llhttp_get_error_reason(&c->parser) : "");
+               bw__conn_peer(c), detail != NULL ? ": " : "", detail != NULL ? detail : "");
     c->error_status = 0;
+    c->error_detail = NULL;
     c->close_after = true;
     c->paused = true;
     stop_reading(c);
@@ -1087,6 +1088,17 @@ static int head_append(bw__conn *c, const char *at, size_t len)
     return 0;
 }
 
+/* The NUL after a span (target, name, value): the common case inline, the
+ * limits and growth in head_append. */
+static inline int head_nul(bw__conn *c)
+{
+    bw__buf *h = &c->parsing->head;
+    if (h->len + 2 > c->srv->opts.max_head_size || h->len == h->cap)
+        return head_append(c, "", 1);
+    h->base[h->len++] = '\0';
+    return 0;
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
@@ -1114,7 +1126,7 @@ static int on_url_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
     c->parsing->target_len = (uint32_t)c->parsing->head.len;
-    return head_append(c, "", 1);
+    return head_nul(c);
 }
 
 /* Trailers (the header section after a chunked body) come through the same
@@ -1166,17 +1178,19 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 /* A field name must be a token (RFC 9110 5.1). llhttp 8 lets whitespace
  * before the colon through, which RFC 9112 5.1 requires a server to reject
  * with 400: it is a classic smuggling vector between proxies. */
+static const unsigned char tchar[256] = {
+    ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1,
+    ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1,
+    ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
+
 static bool is_token(const char *s, size_t len)
 {
-    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
     if (len == 0)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        bool alnum = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-        if (!alnum && (ch == '\0' || strchr(tchar_punct, ch) == NULL))
+    for (size_t i = 0; i < len; i++)
+        if (!tchar[(unsigned char)s[i]])
             return false;
-    }
     return true;
 }
 
@@ -1193,9 +1207,17 @@ static int on_header_field_complete(llhttp_t *p)
         return HPE_USER;
     }
     r->field_open = false;
-    if (name_len == 6 && strncasecmp(r->head.base + name, "expect", 6) == 0)
+    const char *n = r->head.base + name;
+    if (name_len == 4) {
+        uint32_t w;
+        memcpy(&w, n, 4); /* "host" in any case: one compare (ASCII letters only) */
+        if ((w | 0x20202020u) == ('h' | 'o' << 8 | 's' << 16 | (uint32_t)'t' << 24) &&
+            r->hosts++ == 0)
+            r->host = (uint32_t)r->nheaders + 1;
+    } else if (name_len == 6 && strncasecmp(n, "expect", 6) == 0) {
         r->expect = (int32_t)r->nheaders;
-    int rc = head_append(c, "", 1);
+    }
+    int rc = head_nul(c);
     r->headers[r->nheaders].value = (uint32_t)r->head.len;
     r->value_start = (uint32_t)r->head.len;
     return rc;
@@ -1231,7 +1253,7 @@ static int on_header_value_complete(llhttp_t *p)
     bw__conn *c = conn_of(p);
     if (in_trailers(c))
         return 0;
-    int rc = head_append(c, "", 1);
+    int rc = head_nul(c);
     if (rc == 0)
         c->parsing->nheaders++;
     return rc;
@@ -1281,6 +1303,69 @@ static void dispatch(bw__conn *c, bw_http_request *r)
     bw__request_release(r);
 }
 
+/* The characters of a Host's reg-name or IPv4address (RFC 3986 3.2.2):
+ * unreserved, sub-delims and '%' (checked as pct-encoded below). */
+static const unsigned char host_char[256] = {
+    ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1,
+    ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, ['%'] = 2,
+};
+
+static bool is_hex(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2); empty is valid (a target
+ * without authority). An IP-literal is brackets around hex digits, ':' and
+ * '.' (IPv6, IPvFuture's "v" and its sub-delims too). */
+static bool valid_host(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (*p == '[') {
+        for (p++; *p != ']'; p++)
+            if (*p == '\0' || !(is_hex(*p) || *p == ':' || *p == '.' || *p == 'v' || *p == 'V' ||
+                                 host_char[*p] == 1))
+                return false;
+        p++;
+    } else {
+        for (; host_char[*p]; p++)
+            if (host_char[*p] == 2 && !(is_hex(p[1]) && is_hex(p[2])))
+                return false;
+    }
+    if (*p == ':')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
+    return *p == '\0';
+}
+
+/* RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any
+ * request with more than one Host line or an invalid Host. A server's
+ * clients send it the same Host request after request: the last valid one
+ * is remembered, and a Host equal to it is not parsed again. Called before
+ * the head grows past the last header value. */
+static const char *host_problem(bw_http_server *srv, const bw_http_request *r)
+{
+    if (r->hosts == 1) {
+        size_t i = r->host - 1;
+        const char *v = r->head.base + r->headers[i].value;
+        size_t end = i + 1 < r->nheaders ? r->headers[i + 1].name : r->head.len;
+        size_t len = end - r->headers[i].value - 1; /* its NUL */
+        if (len == srv->good_host_len && memcmp(v, srv->good_host, len) == 0)
+            return NULL;
+        if (!valid_host(v))
+            return "invalid Host header";
+        if (len < sizeof srv->good_host) {
+            memcpy(srv->good_host, v, len);
+            srv->good_host_len = (uint8_t)len;
+        }
+        return NULL;
+    }
+    if (r->hosts > 1)
+        return "more than one Host header";
+    return r->version_minor >= 1 ? "no Host header" : NULL;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
@@ -1290,12 +1375,18 @@ static int on_headers_complete(llhttp_t *p)
         c->error_status = 505;
         return HPE_USER;
     }
+    r->version_minor = p->http_minor;
+    const char *bad_host = host_problem(srv, r);
+    if (bad_host != NULL) {
+        c->error_status = 400;
+        c->error_detail = bad_host;
+        return HPE_USER;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > srv->opts.max_body_size) {
         c->error_status = 413;
         return HPE_USER;
     }
     r->method = (uint8_t)p->method;
-    r->version_minor = p->http_minor;
     r->keep_alive = llhttp_should_keep_alive(p);
     bw__request_finish_head(r);
     if (r->expect >= 0) {

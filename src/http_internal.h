@@ -99,6 +99,8 @@ struct bw_http_request {
     uint32_t target_len;
     uint32_t value_start; /* offset of the header value being parsed */
     int32_t expect;       /* index of the Expect header, or -1 */
+    uint32_t host;        /* 1 + the index of the first Host header; 0: none */
+    uint32_t hosts;       /* Host header lines seen */
     bool field_open;      /* a header name is being parsed */
     uint32_t path_len; /* bytes of target before '?' */
     bw__header *headers;
@@ -168,6 +170,7 @@ struct bw__conn {
      * still become "Connection: close" (http_conn.c, settle_last). 0: none. */
     uint32_t out_ka_at;
     int16_t error_status; /* status to answer for a parse error (400, 413, 431) */
+    const char *error_detail; /* why, for the log line, when llhttp did not say */
     uint8_t state;        /* enum bw__conn_state */
     bool in_feed;         /* inside the read callback: writes are batched */
     bool reading;
@@ -219,6 +222,8 @@ struct bw_http_server {
     size_t nout_pool;
     bool spare_busy;
     uv_stream_t *spare_waiting;
+    char good_host[47];    /* the last valid Host a request carried (http_conn.c) */
+    uint8_t good_host_len; /* 0: none yet (an empty Host is checked each time: cheap) */
     bw_http_handoff_cb handoff_cb;
     void *handoff_data;
     size_t handoffs_out;  /* given to handoff_cb, not yet settled */
