@@ -349,16 +349,27 @@ BW_EXTERN int bw_http_response_add_header(bw_http_response *res, const char *nam
                                           const char *value);
 
 /* Write part of the body; the headers go out with the first write. Without
- * a Content-Length, HTTP/1.1 bodies are chunked. 0, BW_ESTATE after end,
- * BW_ELIMIT past a Content-Length you set, or -ENOMEM. */
+ * a Content-Length, HTTP/1.1 bodies are chunked. The bytes are copied
+ * before this returns (the caller may free or reuse `data` at once).
+ * 0; BW_ESTATE after end; BW_ELIMIT past a Content-Length you set (nothing
+ * of this call is sent); -EPIPE if the client is gone (the request was
+ * aborted: nothing is sent); -ENOMEM (the connection is reset). */
 BW_EXTERN int bw_http_response_write(bw_http_response *res, const void *data, size_t len);
 
-/* Finish the response, with a last piece of body (may be NULL/0). If no
- * header went out yet and no Content-Length was set, Content-Length is
- * len. 0, or BW_ESTATE if already ended. */
+/* Finish the response, with a last piece of body (may be NULL/0), copied
+ * before this returns. If no header went out yet and no Content-Length was
+ * set, Content-Length is len. A body shorter than the Content-Length set
+ * closes the connection after it (the client cannot reuse it). The
+ * response is ended in every case but BW_ESTATE: 0; BW_ESTATE if already
+ * ended; BW_ELIMIT if len goes past a Content-Length you set (the excess is
+ * not sent); -EPIPE if the client is gone. */
 BW_EXTERN int bw_http_response_end(bw_http_response *res, const void *data, size_t len);
 
-/* Convenience: status, Content-Type (may be NULL), body, end. */
+/* Convenience: status, Content-Type (may be NULL), body (copied), end.
+ * -EINVAL for a status outside 100-999 (nothing is sent, the response
+ * stays open). An invalid Content-Type is left out: the response goes
+ * without it and -EINVAL is returned (out of memory for it: 0, the same).
+ * Otherwise as bw_http_response_end. */
 BW_EXTERN int bw_http_response_send(bw_http_response *res, int status, const char *content_type,
                                     const void *body, size_t len);
 

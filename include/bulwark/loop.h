@@ -24,7 +24,7 @@ extern "C" {
  */
 BW_EXTERN int bw_loop_new(bw_loop **out);
 
-/* Wrap an existing uv_loop_t, which the caller keeps owning (bw_loop_free
+/* Wrap an existing uv_loop_t, which the caller keeps owning (bw_loop_close
  * then does not close it). */
 BW_EXTERN int bw_loop_wrap(uv_loop_t *uv, bw_loop **out);
 
