@@ -1339,6 +1339,20 @@ static bool valid_host(const char *s)
     return *p == '\0';
 }
 
+/* memcmp(a, b, len) == 0, in two overlapping words for the usual Host
+ * ("127.0.0.1:8080", "example.com"): no call. Both are readable for len. */
+static inline bool same_bytes(const char *a, const char *b, size_t len)
+{
+    if (len < 8 || len > 16)
+        return memcmp(a, b, len) == 0;
+    uint64_t a1, a2, b1, b2;
+    memcpy(&a1, a, 8);
+    memcpy(&b1, b, 8);
+    memcpy(&a2, a + len - 8, 8);
+    memcpy(&b2, b + len - 8, 8);
+    return ((a1 ^ b1) | (a2 ^ b2)) == 0;
+}
+
 /* RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any
  * request with more than one Host line or an invalid Host. A server's
  * clients send it the same Host request after request: the last valid one
@@ -1351,7 +1365,7 @@ static const char *host_problem(bw_http_server *srv, const bw_http_request *r)
         const char *v = r->head.base + r->headers[i].value;
         size_t end = i + 1 < r->nheaders ? r->headers[i + 1].name : r->head.len;
         size_t len = end - r->headers[i].value - 1; /* its NUL */
-        if (len == srv->good_host_len && memcmp(v, srv->good_host, len) == 0)
+        if (len == srv->good_host_len && same_bytes(v, srv->good_host, len))
             return NULL;
         if (!valid_host(v))
             return "invalid Host header";
@@ -1366,6 +1380,24 @@ static const char *host_problem(bw_http_server *srv, const bw_http_request *r)
     return r->version_minor >= 1 ? "no Host header" : NULL;
 }
 
+/* A request-target in none of the forms of RFC 9112 3.2 for its method:
+ * origin-form ("/p") for any, absolute-form ("http://h/p") for any,
+ * asterisk-form ("*") for OPTIONS only, authority-form ("h:port") for
+ * CONNECT only. NULL if it is fine. */
+static const char *target_problem(const bw_http_request *r, uint8_t method)
+{
+    const char *t = r->head.base;
+    if (method == HTTP_CONNECT)
+        return t[0] != '/' && memchr(t, '/', r->target_len) == NULL ? NULL
+                                                                    : "CONNECT without an authority-form target";
+    if (t[0] == '*')
+        return method == HTTP_OPTIONS && r->target_len == 1 ? NULL
+                                                            : "asterisk-form target outside OPTIONS *";
+    if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)
+        return NULL;
+    return "request-target in no valid form";
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
@@ -1377,6 +1409,8 @@ static int on_headers_complete(llhttp_t *p)
     }
     r->version_minor = p->http_minor;
     const char *bad_host = host_problem(srv, r);
+    if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT))
+        bad_host = target_problem(r, (uint8_t)p->method);
     if (bad_host != NULL) {
         c->error_status = 400;
         c->error_detail = bad_host;

@@ -38,28 +38,63 @@ void bw__request_init(bw_http_request *r, bw__conn *c)
     bw__response_init(&r->res, r);
 }
 
-void bw__request_finish_head(bw_http_request *r)
+/* Where the path begins in an absolute-form target ("http://host/p?q",
+ * RFC 9112 3.2.2: a server MUST accept it; the path is what follows the
+ * authority), or 0 for any other form. *empty: no path at all ("/"). */
+static size_t absolute_path_at(const char *t, size_t len, bool *empty)
+{
+    *empty = false;
+    size_t scheme = strncasecmp(t, "http://", 7) == 0 ? 7 : strncasecmp(t, "https://", 8) == 0 ? 8 : 0;
+    if (scheme == 0 || len < scheme)
+        return 0;
+    size_t i = scheme;
+    while (i < len && t[i] != '/' && t[i] != '?')
+        i++;
+    *empty = i == len || t[i] == '?';
+    return i;
+}
+
+/* Copy the path (what follows `skip` bytes of the target; "/" if
+ * empty_path) and the query out of the target, each with its NUL. Inline:
+ * the origin-form call (0, false) is the request path's. */
+static inline void copy_path_query(bw_http_request *r, size_t skip, bool empty_path)
 {
     const char *target = r->head.base;
-    const char *q = memchr(target, '?', r->target_len);
-    size_t path_len = q != NULL ? (size_t)(q - target) : r->target_len;
-    size_t query_len = q != NULL ? r->target_len - path_len - 1 : 0;
+    const char *q = memchr(target + skip, '?', r->target_len - skip);
+    size_t q_off = q != NULL ? (size_t)(q - target) : r->target_len;
+    size_t path_len = q_off - skip;
+    size_t query_len = q != NULL ? r->target_len - q_off - 1 : 0;
     size_t path_off = r->head.len;
     /* Copies with their own NUL after the headers; the head buffer does not
      * change after this, so pointers into it stay valid. */
-    if (bw__buf_reserve(&r->head, path_len + query_len + 2) != 0) {
+    if (bw__buf_reserve(&r->head, path_len + query_len + 3) != 0) {
         r->path = r->query = (char *)"";
         return;
     }
-    target = r->head.base;
-    bw__buf_append(&r->head, target, path_len);
+    target = r->head.base; /* it may have moved */
+    if (empty_path)
+        bw__buf_append(&r->head, "/", 1); /* "http://host" asks for "/" */
+    else
+        bw__buf_append(&r->head, target + skip, path_len);
     bw__buf_append(&r->head, "", 1);
     size_t query_off = r->head.len;
     if (q != NULL)
-        bw__buf_append(&r->head, target + path_len + 1, query_len);
+        bw__buf_append(&r->head, target + q_off + 1, query_len);
     bw__buf_append(&r->head, "", 1);
     r->path = r->head.base + path_off;
     r->query = r->head.base + query_off;
+}
+
+void bw__request_finish_head(bw_http_request *r)
+{
+    const char *target = r->head.base;
+    if (target[0] == '/' || target[0] == '*') {
+        copy_path_query(r, 0, false);
+        return;
+    }
+    bool empty_path;
+    size_t skip = absolute_path_at(target, r->target_len, &empty_path);
+    copy_path_query(r, skip, skip != 0 && empty_path);
 }
 
 /* ---- Head -------------------------------------------------------------- */
