@@ -11,6 +11,7 @@
 
 #include "bulwark/http.h"
 #include "buf.h"
+#include "http_decode.h"
 #include "internal.h"
 
 typedef struct bw__conn bw__conn;

@@ -109,6 +109,38 @@ const char *bw_http_request_target(const bw_http_request *req)
     return req->head.base;
 }
 
+int bw_http_request_path_decoded(bw_http_request *req, const char **out)
+{
+    size_t len = strlen(req->path), n;
+    char *buf = bw_http_request_alloc(req, len + 1);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = bw__pct_decode(req->path, len, buf, &n, BW__DECODE_PATH);
+    if (rc == 0)
+        *out = buf;
+    return rc;
+}
+
+int bw_http_request_query_param(bw_http_request *req, const char *name, size_t n,
+                                const char **out)
+{
+    size_t qlen = strlen(req->query);
+    char *scratch = bw_http_request_alloc(req, qlen + 1);
+    if (scratch == NULL)
+        return -ENOMEM;
+    const char *value;
+    size_t vlen;
+    int rc = bw__query_find(req->query, name, n, &value, &vlen, scratch);
+    if (rc != 0)
+        return rc;
+    /* The scratch space is free again: the value decodes into it. */
+    size_t dlen;
+    rc = bw__pct_decode(value, vlen, scratch, &dlen, BW__DECODE_PLUS);
+    if (rc == 0)
+        *out = scratch;
+    return rc;
+}
+
 const char *bw_http_request_path(const bw_http_request *req)
 {
     return req->path;

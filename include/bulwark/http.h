@@ -271,8 +271,33 @@ BW_EXTERN bw_member *bw_http_server_member(bw_http_server *s);
 
 BW_EXTERN const char *bw_http_request_method(const bw_http_request *req);
 BW_EXTERN const char *bw_http_request_target(const bw_http_request *req); /* as sent */
-BW_EXTERN const char *bw_http_request_path(const bw_http_request *req);   /* before '?' */
-BW_EXTERN const char *bw_http_request_query(const bw_http_request *req);  /* after '?', or "" */
+/* The path (before '?') and the query (after it, or ""), raw: as sent,
+ * not percent-decoded. For an absolute-form target ("http://h/p?q") the
+ * path is what follows the authority ("/p"; "/" if none). */
+BW_EXTERN const char *bw_http_request_path(const bw_http_request *req);
+BW_EXTERN const char *bw_http_request_query(const bw_http_request *req);
+
+/*
+ * The path percent-decoded (RFC 3986 2.1), in the request's memory (valid
+ * as long as the request). 0; BW_EPROTO if the path holds a '%' without
+ * two hex digits after it, an encoded NUL (%00: it would cut the string
+ * short), or an encoded '/' (%2F: a slash inside a segment changes what
+ * the segments are; answer such a request 400, or work from the raw
+ * path); -ENOMEM. *out is set only on 0.
+ */
+BW_EXTERN int bw_http_request_path_decoded(bw_http_request *req, const char **out);
+
+/*
+ * The value of the n-th (0-based) query parameter named `name`
+ * (application/x-www-form-urlencoded: pairs split at '&', name and value
+ * at the first '=', names compared after decoding), decoded ('+' is a
+ * space, %XX a byte), in the request's memory; "" for a name without '='
+ * ("?debug"). 0; -ENOENT if there is no such parameter; BW_EPROTO if its
+ * value holds an invalid escape or %00; BW_ELIMIT if the query has more
+ * than 1,024 pairs before it; -ENOMEM. *out is set only on 0.
+ */
+BW_EXTERN int bw_http_request_query_param(bw_http_request *req, const char *name, size_t n,
+                                          const char **out);
 /* HTTP version: 1.0 or 1.1 -> minor 0 or 1. */
 BW_EXTERN int bw_http_request_version_minor(const bw_http_request *req);
 

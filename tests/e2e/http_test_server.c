@@ -196,6 +196,20 @@ static void answer_then_fail_in_cleanup(bw_http_request *req, bw_http_response *
     bw_http_response_end(res, "ok", 2);
 }
 
+/* /decode/...?...: the decoded path and the first two values of "q"
+ * (http.h's decoding accessors), each as its status and value. */
+static void answer_decoded(bw_http_request *req, bw_http_response *res)
+{
+    char body[1024];
+    const char *path = "", *q0 = "", *q1 = "";
+    int prc = bw_http_request_path_decoded(req, &path);
+    int q0rc = bw_http_request_query_param(req, "q", 0, &q0);
+    int q1rc = bw_http_request_query_param(req, "q", 1, &q1);
+    int n = snprintf(body, sizeof body, "path %s [%s]\nq0 %s [%s]\nq1 %s [%s]\n",
+                     bw_err_name(prc), path, bw_err_name(q0rc), q0, bw_err_name(q1rc), q1);
+    bw_http_response_send(res, 200, "text/plain", body, (size_t)n);
+}
+
 static void handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     (void)data;
@@ -203,6 +217,8 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
     bw_loop *l = bw_http_request_loop(req);
     if (strcmp(path, "/") == 0) {
         bw_http_response_end(res, "ok", 2);
+    } else if (strncmp(path, "/decode", 7) == 0) {
+        answer_decoded(req, res);
     } else if (strcmp(path, "/slow") == 0) {
         bw_timeout(l, (uint64_t)query_num(req, "ms", 100), answer_later, res);
     } else if (strcmp(path, "/segv-timer") == 0) {

@@ -625,3 +625,25 @@ def test_E_30_response_timeout_off_by_default_and_without_domains(server):
     assert p.wait_count("no response to GET /hold within 200 ms", 1)
     assert request(p.port).body == b"ok"
     stop_server(p)
+
+
+def test_E_31_decoded_path_and_query_parameters(server):
+    """Issue 14, decoding: bw_http_request_path_decoded and
+    bw_http_request_query_param through a real request (the rules
+    themselves: tests/unit/test_decode.c). An encoded '/' or an invalid
+    escape in the path is BW_EPROTO, the raw path still served; '+' is a
+    space in the query; repeated names come in order; an absent one is
+    ENOENT; the absolute-form's path is the path."""
+    p = server()
+    r = request(p.port, "/decode/caf%C3%A9%20x?q=a+b&z=1&q=%2F")
+    assert r.status == 200, r
+    assert r.body.decode().splitlines() == ["path OK [/decode/caf\u00e9 x]", "q0 OK [a b]",
+                                            "q1 OK [/]"], r.body
+    r = request(p.port, "/decode/a%2Fb?z=1")
+    assert r.body.decode().splitlines() == ["path BW_EPROTO []", "q0 ENOENT []", "q1 ENOENT []"], r.body
+    r = request(p.port, "/decode/%zz?q=%00")
+    assert r.body.decode().splitlines()[:2] == ["path BW_EPROTO []", "q0 BW_EPROTO []"], r.body
+    s = connect(p.port)
+    s.sendall(b"GET http://h.example/decode/x?q=1 HTTP/1.1\r\nHost: h.example\r\n\r\n")
+    r = Reader(s).response()
+    assert r.body.decode().splitlines()[0:2] == ["path OK [/decode/x]", "q0 OK [1]"], r.body
