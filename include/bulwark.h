@@ -15,6 +15,7 @@
  *   resource.h  the user's own objects (raw libuv handles) in domains
  *   fs.h        a few asynchronous file-system requests
  *   http.h      the HTTP/1.1 server with a domain per request
+ *   router.h    method + path routing for an HTTP server
  *   cluster.h   the primary that supervises workers; the crash-safe policy
  */
 #ifndef BULWARK_H
@@ -34,6 +35,7 @@
 #include "bulwark/resource.h"
 #include "bulwark/fs.h"
 #include "bulwark/http.h"
+#include "bulwark/router.h"
 #include "bulwark/cluster.h"
 
 #endif /* BULWARK_H */

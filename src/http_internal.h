@@ -121,6 +121,8 @@ struct bw_http_request {
     uint64_t received_ms; /* loop time when the whole request had arrived; 0 before */
     bw__arena arena;
     char *peer; /* the peer's address, in the arena, once asked for */
+    const char *route; /* the matched pattern (router.h), or NULL */
+    void *route_state;
     void *data;
 };
 

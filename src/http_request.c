@@ -141,6 +141,22 @@ int bw_http_request_query_param(bw_http_request *req, const char *name, size_t n
     return rc;
 }
 
+const char *bw_http_request_route(const bw_http_request *req)
+{
+    return req->route;
+}
+
+void bw_http_request_set_route(bw_http_request *req, const char *pattern, void *state)
+{
+    req->route = pattern;
+    req->route_state = state;
+}
+
+void *bw_http_request_route_state(const bw_http_request *req)
+{
+    return req->route_state;
+}
+
 const char *bw_http_request_path(const bw_http_request *req)
 {
     return req->path;

@@ -2,7 +2,9 @@
  * bw-http-single: one bulwark process answering `GET /` with "ok", for the
  * throughput and instruction-count benchmarks (bench/http/run, bench/counts).
  * PORT (default 8080); DOMAIN_PER_REQUEST=0 turns the per-request domain
- * off, to measure what it costs. Prints "listening <port>" when ready;
+ * off, to measure what it costs; ROUTES=N serves `/` through a router
+ * (router.h) holding N routes (`/` and N - 1 others: literal, with a
+ * parameter, with a wildcard), to measure what routing costs. Prints "listening <port>" when ready;
  * SIGINT/SIGTERM close it gracefully.
  */
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include "bulwark.h"
 
 static bw_http_server *server;
+static bw_http_router *router;
 static uv_signal_t sigint, sigterm;
 
 static void handler(bw_http_request *req, bw_http_response *res, void *data)
@@ -48,7 +51,25 @@ int main(void)
     const char *dpr = getenv("DOMAIN_PER_REQUEST");
     o.domain_per_request = dpr == NULL || atoi(dpr) != 0;
     const char *port = getenv("PORT");
-    if (bw_http_server_new(loop, &o, handler, NULL, &server) != 0 ||
+    const char *routes = getenv("ROUTES");
+    int nroutes = routes != NULL ? atoi(routes) : 0;
+    if (nroutes > 0) {
+        if (bw_http_router_new(&router) != 0 || bw_http_router_add(router, "GET", "/", handler, NULL))
+            return 1;
+        for (int i = 1; i < nroutes; i++) {
+            char pattern[64];
+            if (i % 3 == 0)
+                snprintf(pattern, sizeof pattern, "/api/r%d", i);
+            else if (i % 3 == 1)
+                snprintf(pattern, sizeof pattern, "/items%d/:id", i);
+            else
+                snprintf(pattern, sizeof pattern, "/static%d/*", i);
+            if (bw_http_router_add(router, i % 2 ? "GET" : "POST", pattern, handler, NULL) != 0)
+                return 1;
+        }
+    }
+    if (bw_http_server_new(loop, &o, router != NULL ? bw_http_router_handler : handler, router,
+                           &server) != 0 ||
         bw_http_server_listen(server, "127.0.0.1", port ? atoi(port) : 8080) != 0) {
         fprintf(stderr, "cannot listen\n");
         return 1;
@@ -61,5 +82,6 @@ int main(void)
     fflush(stdout);
     bw_loop_run(loop, UV_RUN_DEFAULT);
     bw_http_server_free(server);
+    bw_http_router_free(router);
     return bw_loop_close(loop) == 0 ? 0 : 1;
 }

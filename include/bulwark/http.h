@@ -347,6 +347,14 @@ BW_EXTERN bw_loop *bw_http_request_loop(const bw_http_request *req);
 /* The peer's address as text ("127.0.0.1:51234"). */
 BW_EXTERN const char *bw_http_request_peer(const bw_http_request *req);
 
+/* The pattern of the route that matched ("/items/:id", router.h), or
+ * NULL: for handlers and logs. */
+BW_EXTERN const char *bw_http_request_route(const bw_http_request *req);
+/* For a router: record the pattern that matched (kept as a pointer: it
+ * must outlive the request) and the router's own per-request state. */
+BW_EXTERN void bw_http_request_set_route(bw_http_request *req, const char *pattern, void *state);
+BW_EXTERN void *bw_http_request_route_state(const bw_http_request *req);
+
 /* A user pointer the library never touches. */
 BW_EXTERN void bw_http_request_set_data(bw_http_request *req, void *data);
 BW_EXTERN void *bw_http_request_data(const bw_http_request *req);

@@ -1,0 +1,163 @@
+/*
+ * json_service: a small JSON API on the router (router.h), served by the
+ * crash-safe cluster (cluster.h): what a new service looks like.
+ *
+ *   GET  /health          {"ok": true}
+ *   GET  /items/:id       {"id": "<id>"} (the parameter, decoded)
+ *   POST /items           {"created": <bytes of the body>}, 201
+ *   GET  /slow?ms=N       answers after N ms (default 100), asynchronously
+ *   GET  /static/...      {"file": "<the rest of the path>"} (a wildcard route)
+ *   GET  /bug             a deliberate NULL dereference: that request gets
+ *                         a 500 (JSON, like every error here), its worker
+ *                         retires, and nobody else notices
+ *   anything else         404, or 405 with Allow
+ *
+ * Environment: PORT (default 8080; 0 picks one), WORKERS (default 2),
+ * BW_EVENT_LOG (the cluster's events as JSON lines).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bulwark.h"
+
+static void send_json(bw_http_response *res, int status, const char *json)
+{
+    bw_http_response_send(res, status, "application/json", json, strlen(json));
+}
+
+static void health(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)req;
+    (void)data;
+    send_json(res, 200, "{\"ok\": true}\n");
+}
+
+/* A string as a JSON string's contents: quotes, backslashes and control
+ * characters escaped (a route parameter is the client's). */
+static void json_escape(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    for (; *in != '\0' && o + 7 < size; in++) {
+        unsigned char ch = (unsigned char)*in;
+        if (ch == '"' || ch == '\\')
+            o += (size_t)snprintf(out + o, size - o, "\\%c", ch);
+        else if (ch < 0x20)
+            o += (size_t)snprintf(out + o, size - o, "\\u%04x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+}
+
+static void get_item(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)data;
+    char id[256], body[320];
+    json_escape(bw_http_route_param(req, "id"), id, sizeof id);
+    snprintf(body, sizeof body, "{\"id\": \"%s\"}\n", id);
+    send_json(res, 200, body);
+}
+
+static void on_item_body(bw_http_request *req, const char *body, size_t len, void *arg)
+{
+    (void)body;
+    char out[64];
+    snprintf(out, sizeof out, "{\"created\": %zu}\n", len);
+    send_json(bw_http_request_response(req), 201, out);
+    (void)arg;
+}
+
+static void post_item(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)res;
+    (void)data;
+    bw_http_request_read_body(req, on_item_body, NULL);
+}
+
+static void answer_slow(bw_timer *t, void *res)
+{
+    (void)t;
+    send_json(res, 200, "{\"slow\": true}\n");
+}
+
+static void slow(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)data;
+    const char *ms = "100";
+    bw_http_request_query_param(req, "ms", 0, &ms);
+    bw_timeout(bw_http_request_loop(req), strtoull(ms, NULL, 10), answer_slow, res);
+}
+
+static void static_file(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)data;
+    char file[256], body[320];
+    json_escape(bw_http_route_param(req, "*"), file, sizeof file);
+    snprintf(body, sizeof body, "{\"file\": \"%s\"}\n", file);
+    send_json(res, 200, body);
+}
+
+struct widget {
+    int (*render)(void);
+};
+static struct widget *volatile missing_widget = NULL;
+
+static void bug(bw_http_request *req, bw_http_response *res, void *data)
+{
+    (void)req;
+    (void)res;
+    (void)data;
+    missing_widget->render(); /* the deliberate bug: a NULL dereference */
+}
+
+static bw_http_router *router;
+
+static int worker_main(bw_worker_ctx *ctx, void *data)
+{
+    (void)data;
+    bw_loop *loop = bw_worker_loop(ctx);
+    bw_http_server *server;
+    int rc = bw_http_server_new(loop, NULL, bw_http_router_handler, router, &server);
+    /* Errors answer JSON too: the crash policy's 500 has this body. */
+    bw_crash_policy policy = {.body = "{\"error\": \"internal\"}\n",
+                              .content_type = "application/json"};
+    if (rc == 0)
+        rc = bw_worker_serve_http(ctx, server, &policy);
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "json_service: cannot serve: %s", bw_strerror(rc));
+        return 1;
+    }
+    bw_loop_run(loop, UV_RUN_DEFAULT);
+    bw_http_server_free(server);
+    return bw_loop_close(loop) == 0 ? 0 : 1;
+}
+
+int main(void)
+{
+    int rc = bw_http_router_new(&router);
+    struct {
+        const char *method, *pattern;
+        bw_http_handler handler;
+    } routes[] = {
+        {"GET", "/health", health},      {"GET", "/items/:id", get_item},
+        {"POST", "/items", post_item},   {"GET", "/slow", slow},
+        {"GET", "/static/*", static_file}, {"GET", "/bug", bug},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof routes / sizeof routes[0]; i++)
+        rc = bw_http_router_add(router, routes[i].method, routes[i].pattern, routes[i].handler,
+                                NULL);
+    if (rc != 0) {
+        fprintf(stderr, "json_service: routes: %s\n", bw_strerror(rc));
+        return 1;
+    }
+    bw_cluster_options o;
+    bw_cluster_options_init(&o);
+    const char *w = getenv("WORKERS"), *port = getenv("PORT");
+    if (w != NULL)
+        o.workers = atoi(w);
+    o.poison_threshold = 0; /* /bug is hit on purpose, again and again */
+    rc = bw_cluster_run(&o, "127.0.0.1", port != NULL ? atoi(port) : 8080, worker_main, NULL);
+    bw_http_router_free(router);
+    return rc;
+}

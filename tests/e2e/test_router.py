@@ -1,0 +1,84 @@
+"""The router (include/bulwark/router.h) through examples/json-service, a
+small JSON API on the crash-safe cluster: real primary and workers, real
+clients on loopback. T-NN: issue 14's router and its example service.
+"""
+import json
+
+from bwtest import Reader, build, connect, no_asan, request, start_cluster, stop_cluster
+
+
+def start(tmp_path, workers=2):
+    return start_cluster(tmp_path, workers, {"POISON_THRESHOLD": 0}, name="json-service")
+
+
+@no_asan  # the example exists in the plain build only
+def test_T_01_routes_parameters_and_wildcards(tmp_path):
+    """Literal routes, a named parameter (percent-decoded), a trailing
+    wildcard (the rest of the path, empty included), a POST with a body."""
+    p, port, log = start(tmp_path)
+    r = request(port, "/health")
+    assert (r.status, r.header("content-type"), json.loads(r.body)) == \
+        (200, "application/json", {"ok": True}), r
+    r = request(port, "/items/42")
+    assert json.loads(r.body) == {"id": "42"}, r
+    r = request(port, "/items/a%20b%22")
+    assert json.loads(r.body) == {"id": 'a b"'}, r
+    r = request(port, "/static/css/site.css")
+    assert json.loads(r.body) == {"file": "css/site.css"}, r
+    r = request(port, "/static")
+    assert json.loads(r.body) == {"file": ""}, r
+    r = request(port, "/items", method="POST", body=b"0123456789")
+    assert (r.status, json.loads(r.body)) == (201, {"created": 10}), r
+    r = request(port, "/slow?ms=20")
+    assert json.loads(r.body) == {"slow": True}, r
+    stop_cluster(p)
+
+
+@no_asan
+def test_T_02_404_405_head_and_options(tmp_path):
+    """No match: 404. A path routed for other methods: 405 with Allow (HEAD
+    with GET, OPTIONS always). HEAD runs the GET route without a body;
+    OPTIONS without a route of its own: 204 with Allow. A parameter with an
+    invalid escape: 400."""
+    p, port, log = start(tmp_path)
+    assert request(port, "/nope").status == 404
+    assert request(port, "/items/1/extra").status == 404
+    r = request(port, "/health", method="DELETE")
+    assert (r.status, r.header("allow")) == (405, "GET, HEAD, OPTIONS"), r
+    r = request(port, "/items", method="GET")
+    assert (r.status, r.header("allow")) == (405, "POST, OPTIONS"), r
+    s = connect(port)
+    s.sendall(build("/health", method="HEAD") + build("/health"))
+    reader = Reader(s)
+    r = reader.response(head_request=True)
+    assert (r.status, r.header("content-type"), r.body) == (200, "application/json", b""), r
+    assert json.loads(reader.response().body) == {"ok": True}  # nothing of a body came before
+    s.close()
+    r = request(port, "/health", method="OPTIONS")
+    assert (r.status, r.header("allow"), r.body) == (204, "GET, HEAD, OPTIONS", b""), r
+    assert request(port, "/items/%zz").status == 400
+    stop_cluster(p)
+
+
+@no_asan
+def test_T_03_the_deliberate_bug_costs_one_500(tmp_path):
+    """GET /bug dereferences NULL: that request gets the policy's JSON 500,
+    its worker retires (logged with the request), a replacement is forked,
+    and requests on other connections, before and after, are answered."""
+    p, port, log = start(tmp_path)
+    keep = connect(port)
+    keep.sendall(build("/items/1"))
+    kr = Reader(keep)
+    assert json.loads(kr.response().body) == {"id": "1"}
+    for i in range(3):
+        r = request(port, "/bug")
+        assert (r.status, r.header("content-type"), json.loads(r.body)) == \
+            (500, "application/json", {"error": "internal"}), r
+        keep.sendall(build(f"/items/{i}"))
+        assert json.loads(kr.response().body) == {"id": str(i)}
+    retiring = log.wait_count("retiring", 3)
+    assert all(e["request"] == "GET /bug" for e in retiring), retiring
+    log.wait_count("listening", 5)
+    assert p.count("crash in request GET /bug") == 3, p.output()
+    keep.close()
+    stop_cluster(p)
