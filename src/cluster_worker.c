@@ -589,6 +589,7 @@ static void worker_handler(bw_http_request *req, bw_http_response *res, void *da
     if (ctx->nquarantine > 0 && is_quarantined(ctx, req)) {
         static const char body[] = "Service Unavailable: this request is quarantined after "
                                    "crashing workers\n";
+        bw_http_request_set_outcome(req, BW_HTTP_QUARANTINED);
         bw_http_response_set_header(res, "Retry-After", "60");
         bw_http_response_send(res, 503, "text/plain", body, sizeof body - 1);
         return;

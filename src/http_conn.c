@@ -197,6 +197,8 @@ static void abort_queue(bw__conn *c)
     while (r != NULL) {
         bw_http_request *next = r->next;
         r->next = NULL;
+        if (c->srv->finished_cb != NULL)
+            (void)bw_http_request_peer(r); /* for the finished hook, once c is gone */
         bw__request_abort(r);
         r = next;
     }
@@ -941,6 +943,7 @@ static void call_error_hook(void *arg)
  * directly, as from a domain, under a guard of its own. */
 static void report_response_timeout(bw_http_request *r)
 {
+    r->flags |= BW__REQ_ERRORED;
     bw_domain *d = bw_member_owner(&r->member);
     if (d == NULL)
         d = r->domain;
@@ -1058,8 +1061,9 @@ static void protocol_error(bw__conn *c, llhttp_errno_t e)
         }
         bw__request_init(r, c);
     }
-    /* A response of the server's own, queued after those in flight. */
-    r->flags |= BW__REQ_HEAD_DONE | BW__REQ_MSG_DONE;
+    /* A response of the server's own, queued after those in flight (no
+     * handler ran: the finished hook does not see it). */
+    r->flags |= BW__REQ_HEAD_DONE | BW__REQ_MSG_DONE | BW__REQ_REPORTED;
     r->keep_alive = false;
     queue_request(c, r);
     bw__response_send_error(&r->res, status);
@@ -1264,6 +1268,7 @@ static void on_request_domain_error(bw_domain *d, bw_error *err, void *arg)
     (void)d;
     bw_http_request *r = arg;
     bw_http_server *srv = bw_http_request_server(r);
+    r->flags |= BW__REQ_ERRORED;
     srv->opts.on_request_error(r, &r->res, err, srv->opts.request_error_data);
 }
 

@@ -83,6 +83,10 @@ enum bw__req_flag {
     BW__REQ_FINALIZING = 1 << 5,    /* queued for finalization */
     BW__REQ_BODY_TOO_BIG = 1 << 6,
     BW__REQ_TIMED_OUT = 1 << 7,     /* response_timeout_ms passed; reported once */
+    BW__REQ_ERRORED = 1 << 8,       /* an error reached its domain (or the hook for it) */
+    BW__REQ_RESET = 1 << 9,         /* the server reset its connection */
+    BW__REQ_REPORTED = 1 << 10,     /* the finished hook has seen it */
+    BW__REQ_QUARANTINED = 1 << 11,  /* bw_http_request_set_outcome said so */
 };
 
 struct bw_http_request {
@@ -227,6 +231,8 @@ struct bw_http_server {
     uv_stream_t *spare_waiting;
     char good_host[47];    /* the last valid Host a request carried (http_conn.c) */
     uint8_t good_host_len; /* 0: none yet (an empty Host is checked each time: cheap) */
+    bw_http_finished_cb finished_cb;
+    void *finished_data;
     bw_http_handoff_cb handoff_cb;
     void *handoff_data;
     size_t handoffs_out;  /* given to handoff_cb, not yet settled */

@@ -141,6 +141,12 @@ int bw_http_request_query_param(bw_http_request *req, const char *name, size_t n
     return rc;
 }
 
+void bw_http_request_set_outcome(bw_http_request *req, bw_http_outcome outcome)
+{
+    if (outcome == BW_HTTP_QUARANTINED)
+        req->flags |= BW__REQ_QUARANTINED;
+}
+
 const char *bw_http_request_route(const bw_http_request *req)
 {
     return req->route;
@@ -417,6 +423,8 @@ bw_loop *bw_http_request_loop(const bw_http_request *req)
 
 const char *bw_http_request_peer(const bw_http_request *req)
 {
+    if (req->peer != NULL)
+        return req->peer; /* asked before its connection went */
     if (req->conn == NULL)
         return "?";
     /* Kept in the request's memory once asked for. */

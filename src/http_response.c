@@ -465,8 +465,10 @@ void bw_http_response_reset(bw_http_response *res)
 {
     bw_http_request *r = res->req;
     res->ended = true;
-    if (r->conn != NULL)
+    if (r->conn != NULL) {
+        r->flags |= BW__REQ_RESET;
         bw__conn_destroy(r->conn, true);
+    }
 }
 
 bool bw_http_response_headers_sent(const bw_http_response *res)

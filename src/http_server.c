@@ -109,6 +109,42 @@ static uint64_t sweep_period(const bw_http_options *o)
     return m < 5 ? 5 : m > 1000 ? 1000 : m;
 }
 
+typedef struct finished_call {
+    bw_http_server *s;
+    bw_http_request *r;
+    const bw_http_finished *f;
+} finished_call;
+
+static void call_finished_cb(void *arg)
+{
+    finished_call *fc = arg;
+    fc->s->finished_cb(fc->r, fc->f, fc->s->finished_data);
+}
+
+/* The finished hook, once per dispatched request, as it is finalized:
+ * before its domain is disposed (the callee may still read it). */
+__attribute__((noinline, cold)) static void report_finished(bw_http_server *s,
+                                                            bw_http_request *r)
+{
+    r->flags |= BW__REQ_REPORTED;
+    uint32_t fl = r->flags;
+    bw_http_finished f = {
+        .status = r->res.headers_sent ? r->res.status : 0,
+        .body_bytes = r->res.body_sent,
+        .duration_ms = r->received_ms != 0 ? uv_now(s->loop->uv) - r->received_ms : 0,
+        .outcome = (fl & BW__REQ_ERRORED)       ? BW_HTTP_FAULTED
+                   : (fl & BW__REQ_RESET)       ? BW_HTTP_RESET
+                   : (fl & BW__REQ_ABORTED)     ? BW_HTTP_ABORTED
+                   : (fl & BW__REQ_QUARANTINED) ? BW_HTTP_QUARANTINED
+                                                : BW_HTTP_ANSWERED,
+        .method = bw_http_request_method(r),
+        .target = bw_http_request_target(r),
+        .route = r->route,
+    };
+    finished_call fc = {s, r, &f};
+    bw_invoke(s->member.owner, call_finished_cb, &fc);
+}
+
 static void finalize_pending(bw_http_server *s)
 {
     while (s->finalize_head != NULL) {
@@ -116,6 +152,8 @@ static void finalize_pending(bw_http_server *s)
         s->finalize_head = r->next;
         r->next = NULL;
         r->flags &= ~(uint32_t)BW__REQ_FINALIZING;
+        if (__builtin_expect(s->finished_cb != NULL, 0) && !(r->flags & BW__REQ_REPORTED))
+            report_finished(s, r);
         bw__request_dispose_domain(r);
         bw__request_release(r);
     }
@@ -550,6 +588,13 @@ void bw__server_conn_gone(bw_http_server *s, bw__conn *c)
     s->nconns--;
     if (s->closing && s->nconns == 0)
         bw__server_wake(s); /* completes the close from the check phase */
+}
+
+int bw_http_server_on_finished(bw_http_server *s, bw_http_finished_cb cb, void *data)
+{
+    s->finished_cb = cb;
+    s->finished_data = cb != NULL ? data : NULL;
+    return 0;
 }
 
 /* ---- Handing connections to another process ---------------------------- */

@@ -233,6 +233,45 @@ BW_EXTERN int bw_http_server_handoff_settle(bw_http_server *s, int fd, const voi
  */
 BW_EXTERN int bw_http_server_adopt(bw_http_server *s, int fd, const void *state, size_t len);
 
+/*
+ * The finished hook: what an access log and metrics are built on. Called
+ * once per request whose handler ran, when it is done with: its response
+ * complete (and its body read), or abandoned (the client went away, the
+ * connection was reset). It runs under a guard in the server's domain,
+ * before the request's domain is disposed, so req (its headers, its
+ * peer, even once its connection is gone, its data) may still be read; f
+ * is valid during the call. Requests refused
+ * before a handler (400, 408, 413, 431, 503 at the limits) are logged by
+ * the server itself and do not come here. No cost when unset.
+ */
+typedef enum bw_http_outcome {
+    BW_HTTP_ANSWERED = 0,    /* its response went out whole */
+    BW_HTTP_FAULTED = 1,     /* an error reached its domain (a fault, a throw, a timeout);
+                                what was sent is the error's answer (or a reset) */
+    BW_HTTP_RESET = 2,       /* the server reset the connection (bw_http_response_reset) */
+    BW_HTTP_ABORTED = 3,     /* the client went away before the response was complete */
+    BW_HTTP_QUARANTINED = 4, /* refused 503 by the cluster's quarantine (cluster.h) */
+} bw_http_outcome;
+
+typedef struct bw_http_finished {
+    int status;           /* the status sent; 0 if no head went out */
+    uint64_t body_bytes;  /* body bytes handed to the connection */
+    uint64_t duration_ms; /* from the whole request's arrival to now (loop time) */
+    bw_http_outcome outcome;
+    const char *method;
+    const char *target;   /* as sent */
+    const char *route;    /* the matched route pattern (router.h), or NULL */
+} bw_http_finished;
+
+typedef void (*bw_http_finished_cb)(bw_http_request *req, const bw_http_finished *f, void *data);
+
+/* Set (or clear, cb NULL) the finished hook. Returns 0. */
+BW_EXTERN int bw_http_server_on_finished(bw_http_server *s, bw_http_finished_cb cb, void *data);
+
+/* For a layer that answers for the server (cluster.h's quarantine): the
+ * outcome the finished hook reports for req (BW_HTTP_QUARANTINED). */
+BW_EXTERN void bw_http_request_set_outcome(bw_http_request *req, bw_http_outcome outcome);
+
 /* The request handler and its data, as given to bw_http_server_new or the
  * last bw_http_server_set_handler (to wrap them: cluster.h's policy does). */
 BW_EXTERN void bw_http_server_get_handler(const bw_http_server *s, bw_http_handler *handler,

@@ -210,6 +210,16 @@ static void answer_decoded(bw_http_request *req, bw_http_response *res)
     bw_http_response_send(res, 200, "text/plain", body, (size_t)n);
 }
 
+/* FINISHED_LOG=1: the finished hook's view of each request, a line each. */
+static void on_finished(bw_http_request *req, const bw_http_finished *f, void *data)
+{
+    (void)data;
+    static const char *outcomes[] = {"answered", "faulted", "reset", "aborted", "quarantined"};
+    printf("finished %s %s status=%d bytes=%llu outcome=%s peer-ok=%d\n", f->method, f->target,
+           f->status, (unsigned long long)f->body_bytes, outcomes[f->outcome],
+           strchr(bw_http_request_peer(req), ':') != NULL);
+}
+
 static void handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     (void)data;
@@ -363,6 +373,8 @@ int main(void)
     bw_http_options o;
     options_from_env(&o);
     int rc = bw_http_server_new(loop, &o, handler, NULL, &server);
+    if (rc == 0 && env_num("FINISHED_LOG", 0))
+        rc = bw_http_server_on_finished(server, on_finished, NULL);
     if (rc == 0)
         rc = bw_http_server_listen(server, "127.0.0.1", (int)env_num("PORT", 0));
     if (rc == 0 && env_num("LISTEN6", 0))

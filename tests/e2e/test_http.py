@@ -10,6 +10,7 @@ import http.client
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -647,3 +648,39 @@ def test_E_31_decoded_path_and_query_parameters(server):
     s.sendall(b"GET http://h.example/decode/x?q=1 HTTP/1.1\r\nHost: h.example\r\n\r\n")
     r = Reader(s).response()
     assert r.body.decode().splitlines()[0:2] == ["path OK [/decode/x]", "q0 OK [1]"], r.body
+
+
+def test_E_32_finished_hook_sees_every_handled_request_once(server):
+    """Issue 14, the response-finished hook (bw_http_server_on_finished):
+    once per request whose handler ran, with its status, body bytes and
+    outcome: answered, faulted (a throw; a fault after the head went out,
+    then a reset), aborted (the client left before the answer); a request
+    refused before any handler (400) does not come."""
+    p = server(FINISHED_LOG=1)
+    assert request(p.port, "/").status == 200
+    assert request(p.port, "/throw").status == 500
+    s = connect(p.port)
+    s.sendall(build("/headers-then-fault"))
+    with pytest.raises((EOFError, ConnectionError)):
+        Reader(s).response()
+    s.close()
+    s = connect(p.port)
+    s.sendall(build("/slow?ms=300"))
+    time.sleep(0.05)  # in flight when the client leaves: the scenario
+    # A reset, not a FIN: a client that only half-closes is still answered.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    s = connect(p.port)
+    s.sendall(b"GET / HTTP/1.1\r\n\r\n")  # no Host: 400, no handler
+    assert Reader(s).response().status == 400
+    s.close()
+    assert p.wait_for("finished GET /slow?ms=300 ", 5.0)
+    lines = [l for l in p.output().splitlines() if l.startswith("finished ")]
+    assert lines == [
+        "finished GET / status=200 bytes=2 outcome=answered peer-ok=1",
+        "finished GET /throw status=500 bytes=22 outcome=faulted peer-ok=1",
+        lines[2],
+        "finished GET /slow?ms=300 status=0 bytes=0 outcome=aborted peer-ok=1",
+    ], lines
+    assert lines[2].startswith("finished GET /headers-then-fault status=200 ") and \
+        lines[2].endswith("outcome=faulted peer-ok=1"), lines  # the peer survives the reset
