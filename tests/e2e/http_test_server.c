@@ -247,7 +247,7 @@ static const struct {
     {"X-Bad", "a\r\nX-Injected: 1", false},        /* 1: CRLF in the value */
     {"X-Bad", "a\nX-Injected: 1", false},          /* 2: LF in the value */
     {"X-Bad", "a\rX-Injected: 1", false},          /* 3: CR in the value */
-    {"X-Bad", "a\x01b", false},                    /* 4: a CTL in the value */
+    {"X-Bad", "a\x01" "b", false},                 /* 4: a CTL in the value */
     {"X-Bad", "a\x7f" "b", false},                 /* 5: DEL in the value */
     {"X Bad", "v", false},                         /* 6: SP in the name */
     {"X-Bad:", "v", false},                        /* 7: a colon in the name */
