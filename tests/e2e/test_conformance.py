@@ -140,8 +140,6 @@ def test_Q_01_origin_form_served(p):
     served(p, b"GET /?a=1 HTTP/1.1\r\n" + H + b"\r\n", body=b"ok")
 
 
-@xfail("absolute-form reaches the handler with the whole URI as its path "
-       "('http://test/'): the route '/' is not found (404)")
 def test_Q_02_absolute_form_accepted(p):
     """Q-02: 3.2.2 'A server MUST accept the absolute-form'; the target URI's
     path is the path, and the Host field is ignored for it."""
@@ -155,7 +153,6 @@ def test_Q_03_asterisk_form_options_answered(p):
     assert r.status != 400 and 200 <= r.status < 600
 
 
-@xfail("GET * reaches the handler (it answers 404) instead of 400")
 def test_Q_04_asterisk_form_only_for_options(p):
     """Q-04: 3.2.4 the asterisk-form is only for OPTIONS: any other method
     with it is an invalid request-line (3: SHOULD 400)."""
@@ -179,7 +176,6 @@ def test_Q_06_authority_form_only_for_connect(p):
     rejected(p, b"GET test:443 HTTP/1.1\r\n" + H + b"\r\n")
 
 
-@xfail("CONNECT with an origin-form target ('/') reaches the handler")
 def test_Q_07_connect_requires_authority_form(p):
     """Q-07: 3.2.3 CONNECT's target is the authority-form only; anything else
     is an invalid request-line (3: SHOULD 400)."""
@@ -194,19 +190,18 @@ def test_Q_08_bare_cr_in_request_line(p, line):
     rejected(p, line + H + b"\r\n")
 
 
-@pytest.mark.parametrize("target", [b"/a b", b"/a\x01b", b"/a\x7fb", b"/a\x00b"])
+@pytest.mark.parametrize("target", [b"/a b", b"/a\x01b", b"/a\x7fb", b"/a\x00b", b"/a\x80b"])
 def test_Q_09_invalid_octets_in_target(p, target):
-    """Q-09: 3 / 3.2 SP, CTL, DEL, NUL in the request-target: invalid
-    request-line -> 400."""
+    """Q-09: 3 / 3.2 SP, CTL, DEL, NUL, obs-text in the request-target:
+    invalid request-line -> 400."""
     rejected(p, b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
 
 
-@xfail("obs-text and '#' in the request-target are served (the handler answers 404)")
-@pytest.mark.parametrize("target", [b"/a\x80b", b"/#frag"])
-def test_Q_10_target_outside_uri_grammar(p, target):
-    """Q-10: 3 / 3.2.1 origin-form = absolute-path [ "?" query ]: an octet
-    outside the URI grammar (obs-text) or a fragment is an invalid
-    request-line (SHOULD 400)."""
+@xfail("a fragment in the request-target is served (the handler answers 404)")
+@pytest.mark.parametrize("target", [b"/#frag", b"/a?b#c"])
+def test_Q_10_fragment_in_target(p, target):
+    """Q-10: 3 / 3.2.1 origin-form = absolute-path [ "?" query ]: a fragment
+    ('#') is outside it: an invalid request-line (SHOULD 400)."""
     rejected(p, b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
 
 
@@ -306,8 +301,6 @@ def test_Q_22_whitespace_before_colon(p, line):
     rejected(p, b"POST / HTTP/1.1\r\n" + H + line + b"\r\nhello")
 
 
-@xfail("a trailer field with whitespace before its colon is accepted (trailers "
-       "are dropped unchecked)")
 def test_Q_23_whitespace_before_colon_in_trailer(p):
     """Q-23: 5.1 applies to 'any received request message': a trailer field
     line 'X-T : v' -> 400."""
@@ -334,8 +327,6 @@ def test_Q_26_bare_cr_in_field_line(p, line):
     rejected(p, b"GET / HTTP/1.1\r\n" + H + line + b"\r\n")
 
 
-@xfail("a bare CR followed by any octet ends the header section: "
-       "'...\\r\\n\\rX' is served")
 def test_Q_27_bare_cr_ending_header_section(p):
     """Q-27: 2.2 the header section ends with CRLF; a bare CR there (CR not
     followed by LF) MUST be rejected or replaced: 400."""
@@ -397,29 +388,26 @@ def test_Q_34_long_field_line_is_431(p):
 
 # ---- Host (RFC 9112 3.2, RFC 9110 7.2) -----------------------------------
 
-@xfail("an HTTP/1.1 request without Host is served (200)")
 def test_Q_35_http11_without_host(p):
     """Q-35: 3.2 'A server MUST respond with a 400 (Bad Request) status code
     to any HTTP/1.1 request message that lacks a Host header field'."""
     rejected(p, b"GET / HTTP/1.1\r\n\r\n")
 
 
-@xfail("a request with two Host field lines is served (200)")
 def test_Q_36_more_than_one_host(p):
     """Q-36: 3.2 ... 'and to any request message that contains more than one
     Host header field line' -> 400."""
     rejected(p, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
 
 
-@xfail("a Host whose value is not uri-host [ ':' port ] is served (200)")
-@pytest.mark.parametrize("value", [b"a b", b"a/b", b"a@b", b"a:b", b"a,b"])
+@pytest.mark.parametrize("value", [b"a b", b"a/b", b"a@b", b"a:b", b"a:80x", b"[::1", b"a%zz"])
 def test_Q_37_invalid_host_value(p, value):
     """Q-37: 3.2 ... 'or a Host header field with an invalid field value'
     (Host = uri-host [ ":" port ]) -> 400."""
     rejected(p, b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n")
 
 
-@pytest.mark.parametrize("value", [b"test", b"test:8080", b"[::1]:80", b"127.0.0.1"])
+@pytest.mark.parametrize("value", [b"test", b"test:8080", b"[::1]:80", b"127.0.0.1", b"a,b", b"a%41"])
 def test_Q_38_valid_host_values(p, value):
     """Q-38: valid Host values are served."""
     served(p, b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n", body=b"ok")
@@ -584,8 +572,6 @@ def test_Q_57_chunk_extension_grammar(p, ext):
     served(p, chunked(b"/echo-whole", b"5" + ext + b"\r\nhello\r\n0\r\n\r\n"), body=b"hello")
 
 
-@xfail("a CR followed by any octet ends a chunk-size line or the last chunk "
-       "('5\\rXhello...' is served with body 'hello')")
 @pytest.mark.parametrize("body", [b"5\rXhello\r\n0\r\n\r\n", b"5;a=b\rXhello\r\n0\r\n\r\n",
                                   b"5\r\nhello\r\n0\rX\r\n", b"5\r\nhello\r\n0\r\n\rX"])
 def test_Q_58_bare_cr_in_chunked_framing(p, body):
@@ -594,8 +580,6 @@ def test_Q_58_bare_cr_in_chunked_framing(p, body):
     rejected(p, chunked(b"/echo-whole", body))
 
 
-@xfail("the two octets after chunk data are skipped unchecked: 'helloXY0\\r\\n\\r\\n' "
-       "is served with body 'hello'")
 @pytest.mark.parametrize("body", [b"5\r\nhelloXY0\r\n\r\n", b"5\r\nhello\n\n0\r\n\r\n"])
 def test_Q_59_chunk_data_must_end_with_crlf(p, body):
     """Q-59: 7.1 chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF: other
