@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "bulwark.h"
@@ -127,12 +128,17 @@ static void list_headers(bw_http_request *req, bw_http_response *res)
     char out[8192];
     size_t n = 0;
     const char *name, *value;
-    for (size_t i = 0; bw_http_request_header_at(req, i, &name, &value); i++)
+    /* snprintf returns what it would have written: n is clamped, so that
+     * more headers than fit truncate the listing instead of overrunning. */
+    for (size_t i = 0; bw_http_request_header_at(req, i, &name, &value) && n < sizeof out; i++)
         n += (size_t)snprintf(out + n, sizeof out - n, "%s: %s\n", name, value);
     const char *x = bw_http_request_header(req, "X-TEST");
     const char *x2 = bw_http_request_header_nth(req, "x-test", 1);
-    n += (size_t)snprintf(out + n, sizeof out - n, "lookup x-test: %s | second: %s\n",
-                          x ? x : "-", x2 ? x2 : "-");
+    if (n < sizeof out)
+        n += (size_t)snprintf(out + n, sizeof out - n, "lookup x-test: %s | second: %s\n",
+                              x ? x : "-", x2 ? x2 : "-");
+    if (n >= sizeof out)
+        n = sizeof out - 1;
     bw_http_response_send(res, 200, "text/plain", out, n);
 }
 
@@ -220,15 +226,94 @@ static void on_finished(bw_http_request *req, const bw_http_finished *f, void *d
            strchr(bw_http_request_peer(req), ':') != NULL);
 }
 
+/* ---- Routes that try the response API's validations (tests/e2e/
+ * test_conformance.py): each reports the status the call returned. ---- */
+
+/* /api-status?code=N[&stream=1]: set_status(N); if refused, 200 with
+ * "set_status=<name>"; if accepted, the body "body" (written, then ended,
+ * with stream=1: the length unknown when the head goes out). */
+static void api_status(bw_http_request *req, bw_http_response *res)
+{
+    int rc = bw_http_response_set_status(res, (int)query_num(req, "code", 200));
+    if (rc != 0) {
+        char out[64];
+        int n = snprintf(out, sizeof out, "set_status=%s\n", bw_err_name(rc));
+        bw_http_response_send(res, 200, "text/plain", out, n > 0 ? (size_t)n : 0);
+    } else if (query_num(req, "stream", 0)) {
+        bw_http_response_write(res, "body", 4);
+        bw_http_response_end(res, NULL, 0);
+    } else {
+        bw_http_response_end(res, "body", 4);
+    }
+}
+
+/* /api-header?case=N: one set_header (or add_header) call from the table;
+ * the body says what it returned ("set_header=<name>"). */
+static const struct {
+    const char *name, *value;
+    bool add;
+} api_header_cases[] = {
+    {"X-Ok", "fine", false},                       /* 0: a valid header */
+    {"X-Bad", "a\r\nX-Injected: 1", false},        /* 1: CRLF in the value */
+    {"X-Bad", "a\nX-Injected: 1", false},          /* 2: LF in the value */
+    {"X-Bad", "a\rX-Injected: 1", false},          /* 3: CR in the value */
+    {"X-Bad", "a\x01" "b", false},                 /* 4: a CTL in the value */
+    {"X-Bad", "a\x7f" "b", false},                 /* 5: DEL in the value */
+    {"X Bad", "v", false},                         /* 6: SP in the name */
+    {"X-Bad:", "v", false},                        /* 7: a colon in the name */
+    {"", "v", false},                              /* 8: an empty name */
+    {"Transfer-Encoding", "chunked", false},       /* 9: framing is the server's */
+    {"Content-Length", "abc", false},              /* 10: not a number */
+    {"Content-Length", "-1", false},               /* 11: negative */
+    {"X-Obs", "caf\xc3\xa9", false},               /* 12: obs-text: allowed */
+    {"X\x80", "v", false},                         /* 13: obs-text in the name */
+    {"X-Tab", "a\tb", false},                      /* 14: HTAB inside: allowed */
+    {"X-Bad", "a\r\nX-Injected: 1", true},         /* 15: add_header, CRLF */
+    {"Transfer-Encoding", "gzip", true},           /* 16: add_header, framing */
+    {"Content-Length", "5, 6", false},             /* 17: a list */
+};
+
+static void api_header(bw_http_request *req, bw_http_response *res)
+{
+    long i = query_num(req, "case", 0);
+    if (i < 0 || (size_t)i >= sizeof api_header_cases / sizeof api_header_cases[0]) {
+        bw_http_response_send(res, 404, "text/plain", "no such case\n", 13);
+        return;
+    }
+    int rc = api_header_cases[i].add
+                 ? bw_http_response_add_header(res, api_header_cases[i].name,
+                                               api_header_cases[i].value)
+                 : bw_http_response_set_header(res, api_header_cases[i].name,
+                                               api_header_cases[i].value);
+    char out[64];
+    int n = snprintf(out, sizeof out, "set_header=%s\n", bw_err_name(rc));
+    /* A Content-Length the call accepted would frame this body: the real
+     * length replaces it. */
+    if (rc == 0 && strcasecmp(api_header_cases[i].name, "Content-Length") == 0) {
+        char len[24];
+        snprintf(len, sizeof len, "%d", n > 0 ? n : 0);
+        bw_http_response_set_header(res, "Content-Length", len);
+    }
+    bw_http_response_send(res, 200, "text/plain", out, n > 0 ? (size_t)n : 0);
+}
+
 static void handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     (void)data;
     const char *path = bw_http_request_path(req);
     bw_loop *l = bw_http_request_loop(req);
-    if (strcmp(path, "/") == 0) {
+    if (strcmp(bw_http_request_method(req), "CONNECT") == 0) {
+        /* A 2xx to CONNECT (RFC 9110 9.3.6): test_conformance.py looks at
+         * its framing headers. */
+        bw_http_response_end(res, NULL, 0);
+    } else if (strcmp(path, "/") == 0) {
         bw_http_response_end(res, "ok", 2);
     } else if (strncmp(path, "/decode", 7) == 0) {
         answer_decoded(req, res);
+    } else if (strcmp(path, "/api-status") == 0) {
+        api_status(req, res);
+    } else if (strcmp(path, "/api-header") == 0) {
+        api_header(req, res);
     } else if (strcmp(path, "/slow") == 0) {
         bw_timeout(l, (uint64_t)query_num(req, "ms", 100), answer_later, res);
     } else if (strcmp(path, "/segv-timer") == 0) {
