@@ -1018,14 +1018,33 @@ static const char *error_reason(int status)
         return "no memory for the request";
     case 505:
         return "HTTP version not supported";
+    case 414:
+        return "request-target too long";
+    case 501:
+        return "method not implemented";
     default:
         return "malformed request";
     }
 }
 
+/* token characters (RFC 9110 5.6.2) */
+static const unsigned char tchar[256] = {
+    ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1,
+    ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1,
+    ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
+
 static void protocol_error(bw__conn *c, llhttp_errno_t e)
 {
     int status = c->error_status ? c->error_status : 400;
+    if (c->error_status == 0 && e == HPE_INVALID_METHOD) {
+        /* A token llhttp does not know is a method this server does not
+         * implement (RFC 9110 9.1: 501); anything else there (a leading
+         * space, a control) is a malformed request line (400). */
+        const char *at = llhttp_get_error_pos(&c->parser);
+        if (at != NULL && tchar[(unsigned char)*at])
+            status = 501;
+    }
     /* llhttp's own reason only when llhttp found the error (not a limit). */
     bool parser_error = c->error_status == 0 && e != HPE_USER;
     const char *detail = parser_error ? llhttp_get_error_reason(&c->parser) : c->error_detail;
@@ -1123,7 +1142,11 @@ static int on_message_begin(llhttp_t *p)
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
-    return head_append(conn_of(p), at, len);
+    bw__conn *c = conn_of(p);
+    int rc = head_append(c, at, len);
+    if (rc != 0 && c->error_status == 431)
+        c->error_status = 414; /* the target alone is too long (RFC 9112 3) */
+    return rc;
 }
 
 static int on_url_complete(llhttp_t *p)
@@ -1182,11 +1205,6 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 /* A field name must be a token (RFC 9110 5.1). llhttp 8 lets whitespace
  * before the colon through, which RFC 9112 5.1 requires a server to reject
  * with 400: it is a classic smuggling vector between proxies. */
-static const unsigned char tchar[256] = {
-    ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1,
-    ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1,
-    ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-};
 
 static bool is_token(const char *s, size_t len)
 {
@@ -1257,6 +1275,12 @@ static int on_header_value_complete(llhttp_t *p)
     bw__conn *c = conn_of(p);
     if (in_trailers(c))
         return 0;
+    /* A field value has no trailing whitespace (RFC 9110 5.5; llhttp drops
+     * the leading whitespace only). */
+    bw__buf *h = &c->parsing->head;
+    while (h->len > c->parsing->value_start &&
+           (h->base[h->len - 1] == ' ' || h->base[h->len - 1] == '\t'))
+        h->len--;
     int rc = head_nul(c);
     if (rc == 0)
         c->parsing->nheaders++;
@@ -1414,6 +1438,8 @@ static int on_headers_complete(llhttp_t *p)
     }
     r->version_minor = p->http_minor;
     const char *bad_host = host_problem(srv, r);
+    if (bad_host == NULL && r->version_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
+        bad_host = "Transfer-Encoding in HTTP/1.0"; /* RFC 9112 6.1: framing is unsure */
     if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT))
         bad_host = target_problem(r, (uint8_t)p->method);
     if (bad_host != NULL) {

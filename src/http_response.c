@@ -125,11 +125,16 @@ static bool valid_token(const char *s)
     return true;
 }
 
+/* A field value (RFC 9110 5.5): visible characters, SP, HTAB and
+ * obs-text; never another control character or DEL (CR and LF above all:
+ * they would let a value write headers of its own). */
 static bool valid_value(const char *s)
 {
-    for (; *s; s++)
-        if (*s == '\r' || *s == '\n')
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
             return false;
+    }
     return true;
 }
 
@@ -222,7 +227,9 @@ int bw_http_response_set_status(bw_http_response *res, int status)
 {
     if (res->headers_sent)
         return BW_ESTATE;
-    if (status < 100 || status > 999)
+    /* A final status: 200-599 (RFC 9110 15: three digits, 1xx interim
+     * only; bulwark sends 100 Continue itself and no other interim). */
+    if (status < 200 || status > 599)
         return -EINVAL;
     res->status = status;
     return 0;
@@ -431,8 +438,8 @@ int bw_http_response_end(bw_http_response *res, const void *data, size_t len)
         rc = send_head(res, (int64_t)len);
     if (rc == 0 && len > 0)
         rc = write_body(res, data, len);
-    if (rc == 0 && res->chunked)
-        rc = emit(res, "0\r\n\r\n", 5);
+    if (rc == 0 && res->chunked && !res->head_only)
+        rc = emit(res, "0\r\n\r\n", 5); /* a HEAD response has no body, nor its end */
     if (res->content_length >= 0 && !res->head_only && !no_body_status(res->status) &&
         res->body_sent != (uint64_t)res->content_length)
         res->close_after = true; /* short body: the connection cannot be reused */
