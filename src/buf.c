@@ -6,7 +6,7 @@
 #include "buf.h"
 #include "internal.h"
 
-int bw__buf_reserve(bw__buf *b, size_t extra)
+int bw__buf_grow(bw__buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
         return 0;

@@ -16,11 +16,15 @@ typedef struct bw__buf {
 } bw__buf;
 
 /* Make room for `extra` more bytes. 0 or -ENOMEM. */
-int bw__buf_reserve(bw__buf *b, size_t extra);
+int bw__buf_grow(bw__buf *b, size_t extra);
+static inline int bw__buf_reserve(bw__buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra ? 0 : bw__buf_grow(b, extra); /* the call only to grow */
+}
 
 static inline int bw__buf_append(bw__buf *b, const void *data, size_t len)
 {
-    if (b->cap - b->len < len && bw__buf_reserve(b, len) != 0)
+    if (b->cap - b->len < len && bw__buf_grow(b, len) != 0)
         return -12; /* -ENOMEM, without pulling errno.h into every user */
     memcpy(b->base + b->len, data, len);
     b->len += len;

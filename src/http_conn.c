@@ -1278,9 +1278,12 @@ static int on_header_value_complete(llhttp_t *p)
     /* A field value has no trailing whitespace (RFC 9110 5.5; llhttp drops
      * the leading whitespace only). */
     bw__buf *h = &c->parsing->head;
-    while (h->len > c->parsing->value_start &&
-           (h->base[h->len - 1] == ' ' || h->base[h->len - 1] == '\t'))
-        h->len--;
+    char last = h->base[h->len - 1]; /* an empty value: the name's NUL */
+    if (__builtin_expect(last == ' ' || last == '\t', 0)) {
+        while (h->len > c->parsing->value_start &&
+               (h->base[h->len - 1] == ' ' || h->base[h->len - 1] == '\t'))
+            h->len--;
+    }
     int rc = head_nul(c);
     if (rc == 0)
         c->parsing->nheaders++;

@@ -100,13 +100,13 @@ struct bw_http_request {
     uint8_t method;
     uint8_t version_minor;
     bool keep_alive;
+    bool field_open; /* a header name is being parsed */
     bw__buf head; /* target, then name\0value\0 pairs */
     uint32_t target_len;
     uint32_t value_start; /* offset of the header value being parsed */
     int32_t expect;       /* index of the Expect header, or -1 */
     uint32_t host;        /* 1 + the index of the first Host header; 0: none */
     uint32_t hosts;       /* Host header lines seen */
-    bool field_open;      /* a header name is being parsed */
     uint32_t path_len; /* bytes of target before '?' */
     bw__header *headers;
     size_t nheaders;

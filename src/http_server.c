@@ -145,14 +145,15 @@ __attribute__((noinline, cold)) static void report_finished(bw_http_server *s,
     bw_invoke(s->member.owner, call_finished_cb, &fc);
 }
 
-static void finalize_pending(bw_http_server *s)
+__attribute__((always_inline)) static inline void finalize_pending(bw_http_server *s)
 {
+    bool report = __builtin_expect(s->finished_cb != NULL, 0); /* read once per batch */
     while (s->finalize_head != NULL) {
         bw_http_request *r = s->finalize_head;
         s->finalize_head = r->next;
         r->next = NULL;
         r->flags &= ~(uint32_t)BW__REQ_FINALIZING;
-        if (__builtin_expect(s->finished_cb != NULL, 0) && !(r->flags & BW__REQ_REPORTED))
+        if (report && !(r->flags & BW__REQ_REPORTED) && s->finished_cb != NULL)
             report_finished(s, r);
         bw__request_dispose_domain(r);
         bw__request_release(r);
