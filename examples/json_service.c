@@ -13,7 +13,8 @@
  *   anything else         404, or 405 with Allow
  *
  * Environment: PORT (default 8080; 0 picks one), WORKERS (default 2),
- * BW_EVENT_LOG (the cluster's events as JSON lines).
+ * POISON_THRESHOLD (crashes of one route that quarantine it; default 0:
+ * off), QUARANTINE_MS, BW_EVENT_LOG (the cluster's events as JSON lines).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,21 @@ static void bug(bw_http_request *req, bw_http_response *res, void *data)
     missing_widget->render(); /* the deliberate bug: a NULL dereference */
 }
 
+/* A quarantined route (it crashed POISON_THRESHOLD workers) answers JSON
+ * too, with the real time left. */
+static void quarantined(bw_http_request *req, bw_http_response *res, uint64_t retry_after_s,
+                        void *data)
+{
+    (void)req;
+    (void)data;
+    char body[96], retry[24];
+    snprintf(body, sizeof body, "{\"error\": \"quarantined\", \"retry_after\": %llu}\n",
+             (unsigned long long)retry_after_s);
+    snprintf(retry, sizeof retry, "%llu", (unsigned long long)retry_after_s);
+    bw_http_response_set_header(res, "Retry-After", retry);
+    send_json(res, 503, body);
+}
+
 static bw_http_router *router;
 
 static int worker_main(bw_worker_ctx *ctx, void *data)
@@ -121,7 +137,8 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     int rc = bw_http_server_new(loop, NULL, bw_http_router_handler, router, &server);
     /* Errors answer JSON too: the crash policy's 500 has this body. */
     bw_crash_policy policy = {.body = "{\"error\": \"internal\"}\n",
-                              .content_type = "application/json"};
+                              .content_type = "application/json",
+                              .on_quarantined = quarantined};
     if (rc == 0)
         rc = bw_worker_serve_http(ctx, server, &policy);
     if (rc != 0) {
@@ -156,7 +173,12 @@ int main(void)
     const char *w = getenv("WORKERS"), *port = getenv("PORT");
     if (w != NULL)
         o.workers = atoi(w);
-    o.poison_threshold = 0; /* /bug is hit on purpose, again and again */
+    /* /bug is hit on purpose, again and again: no quarantine unless asked
+     * (POISON_THRESHOLD, QUARANTINE_MS). */
+    const char *pt = getenv("POISON_THRESHOLD"), *qm = getenv("QUARANTINE_MS");
+    o.poison_threshold = pt != NULL ? atoi(pt) : 0;
+    if (qm != NULL)
+        o.quarantine_ms = strtoull(qm, NULL, 10);
     rc = bw_cluster_run(&o, "127.0.0.1", port != NULL ? atoi(port) : 8080, worker_main, NULL);
     bw_http_router_free(router);
     return rc;

@@ -568,15 +568,63 @@ static size_t request_key(bw_http_request *req, char *out, size_t size, bool wit
     return m + 1 + p;
 }
 
-static bool is_quarantined(bw_worker_ctx *ctx, bw_http_request *req)
+/* The seconds left on req's quarantine (at least 1), or 0 if it is not
+ * quarantined. */
+static uint64_t quarantine_left_s(bw_worker_ctx *ctx, bw_http_request *req)
 {
     char key[BW__REQUEST_TEXT];
     request_key(req, key, sizeof key, false);
     uint64_t now = bw__mono_ns();
     for (size_t i = 0; i < ctx->nquarantine; i++)
-        if (ctx->quarantine[i].until_mono_ns > now && strcmp(ctx->quarantine[i].key, key) == 0)
-            return true;
-    return false;
+        if (ctx->quarantine[i].until_mono_ns > now && strcmp(ctx->quarantine[i].key, key) == 0) {
+            uint64_t left = (ctx->quarantine[i].until_mono_ns - now + 999999999u) / 1000000000u;
+            return left > 0 ? left : 1;
+        }
+    return 0;
+}
+
+typedef struct quarantine_call {
+    bw_worker_ctx *ctx;
+    bw_http_request *req;
+    bw_http_response *res;
+    uint64_t left;
+} quarantine_call;
+
+static void call_quarantine_cb(void *arg)
+{
+    quarantine_call *q = arg;
+    q->ctx->policy.on_quarantined(q->req, q->res, q->left, q->ctx->policy.quarantine_data);
+}
+
+/* The 503 of a quarantined request: the user's hook, or (if it has none,
+ * or leaves the response open) plain text with the real time left. */
+static void answer_quarantined(bw_worker_ctx *ctx, bw_http_request *req, bw_http_response *res,
+                               uint64_t left)
+{
+    bw_http_request_set_outcome(req, BW_HTTP_QUARANTINED);
+    if (ctx->policy.on_quarantined != NULL) {
+        quarantine_call q = {ctx, req, res, left};
+        bw_error *err = bw_try(call_quarantine_cb, &q);
+        if (err != NULL) {
+            char report[2048];
+            bw_error_format(err, report, sizeof report);
+            bw_log(BW_LOG_ERROR, "worker %d (pid %ld): the quarantine hook failed: %s", ctx->id,
+                   (long)getpid(), report);
+            bw_error_release(err);
+        }
+        if (bw_http_response_finished(res))
+            return;
+        if (bw_http_response_headers_sent(res)) {
+            bw_http_response_reset(res);
+            return;
+        }
+    }
+    static const char body[] = "Service Unavailable: this request is quarantined after "
+                               "crashing workers\n";
+    char retry[24];
+    snprintf(retry, sizeof retry, "%llu", (unsigned long long)left);
+    bw_http_response_set_header(res, "Retry-After", retry);
+    bw_http_response_send(res, 503, "text/plain", body, sizeof body - 1);
 }
 
 static void worker_handler(bw_http_request *req, bw_http_response *res, void *data)
@@ -586,12 +634,9 @@ static void worker_handler(bw_http_request *req, bw_http_response *res, void *da
     /* What this worker is doing, for the primary if it stops answering. */
     request_key(req, ctx->shm->last_request, sizeof ctx->shm->last_request, true);
     ctx->shm->dispatched++;
-    if (ctx->nquarantine > 0 && is_quarantined(ctx, req)) {
-        static const char body[] = "Service Unavailable: this request is quarantined after "
-                                   "crashing workers\n";
-        bw_http_request_set_outcome(req, BW_HTTP_QUARANTINED);
-        bw_http_response_set_header(res, "Retry-After", "60");
-        bw_http_response_send(res, 503, "text/plain", body, sizeof body - 1);
+    uint64_t left = ctx->nquarantine > 0 ? quarantine_left_s(ctx, req) : 0;
+    if (left > 0) {
+        answer_quarantined(ctx, req, res, left);
         return;
     }
     s->handler(req, res, s->data);
@@ -713,6 +758,10 @@ int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash
             ctx->policy.body = policy->body;
         if (policy->content_type != NULL)
             ctx->policy.content_type = policy->content_type;
+        if (policy->on_quarantined != NULL) {
+            ctx->policy.on_quarantined = policy->on_quarantined;
+            ctx->policy.quarantine_data = policy->quarantine_data;
+        }
     }
     served *s = &ctx->servers[ctx->nservers];
     s->ctx = ctx;

@@ -293,10 +293,21 @@ BW_EXTERN int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i);
  * this body and content type; a response whose headers went out already is
  * reset. Every other request on the worker is served; then it exits.
  */
+/* Writes the 503 of a quarantined request (headers, body): a JSON API
+ * answers JSON. retry_after_s: the seconds left on the quarantine (at
+ * least 1), which the default also sends as Retry-After. It runs under a
+ * guard; a response it leaves unfinished (or a throw) gets the default. */
+typedef void (*bw_quarantine_cb)(bw_http_request *req, bw_http_response *res,
+                                 uint64_t retry_after_s, void *data);
+
 typedef struct bw_crash_policy {
     uint64_t kill_timeout_ms; /* 0: the cluster's kill_timeout_ms (the default) */
     const char *body;         /* the 500's body; NULL: "Oops, there was a problem!\n" */
-    const char *content_type; /* the 500's Content-Type; NULL: "text/plain" */
+    const char *content_type; /* the 500's Content-Type; NULL: "text/plain" (headers and
+                                 the rest: the server's on_request_error hook, which the
+                                 policy calls first, see bw_worker_serve_http) */
+    bw_quarantine_cb on_quarantined; /* NULL: a plain-text 503 with Retry-After */
+    void *quarantine_data;
 } bw_crash_policy;
 
 /*

@@ -279,7 +279,8 @@ def test_W_08_poison_request_is_quarantined(cluster):
     assert p.wait_count('quarantined "GET /segv"', 1)
     log.wait_count("quarantine", 1)
     r = request(port, "/segv")
-    assert r.status == 503 and r.header("retry-after") == "60"
+    # Retry-After: the seconds left on the quarantine (60 s, just begun).
+    assert r.status == 503 and 50 <= int(r.header("retry-after")) <= 60, r
     assert len(log.of("retiring")) == 3  # the fourth crashed nobody
     assert request(port, "/").body == b"ok"
     stop_cluster(p)
@@ -495,7 +496,8 @@ def test_W_23_hangs_count_towards_the_quarantine(cluster):
         log.wait_count("listening", 3 + i)
     assert p.wait_count('quarantined "GET /hang"', 1)
     r = request(port, "/hang")
-    assert r.status == 503 and r.header("retry-after") == "60"
+    # Retry-After: the seconds left on the quarantine (60 s, just begun).
+    assert r.status == 503 and 50 <= int(r.header("retry-after")) <= 60, r
     assert len(log.of("retiring")) == 3
     assert request(port).body == b"ok"
     stop_cluster(p)

@@ -82,3 +82,34 @@ def test_T_03_the_deliberate_bug_costs_one_500(tmp_path):
     assert p.count("crash in request GET /bug") == 3, p.output()
     keep.close()
     stop_cluster(p)
+
+
+@no_asan
+def test_T_04_a_quarantined_route_answers_the_services_own_503(tmp_path):
+    """Issue 14, error responses a service controls: after /bug crashed
+    POISON_THRESHOLD workers it is quarantined, and its 503 is the
+    service's own JSON (bw_crash_policy.on_quarantined) with Retry-After
+    and retry_after saying the real time left, which shrinks; other routes
+    are still served."""
+    p, port, log = start_cluster(tmp_path, 2, {"POISON_THRESHOLD": 2, "QUARANTINE_MS": 4000},
+                                 name="json-service")
+    for _ in range(2):
+        assert request(port, "/bug").status == 500
+    log.wait_count("quarantine", 1)
+    log.wait_count("listening", 4)
+    r = request(port, "/bug")
+    assert (r.status, r.header("content-type")) == (503, "application/json"), r
+    body = json.loads(r.body)
+    assert body["error"] == "quarantined" and 1 <= body["retry_after"] <= 4, body
+    assert r.header("retry-after") == str(body["retry_after"]), r
+    first = body["retry_after"]
+    assert request(port, "/health").status == 200
+    # The time left follows the clock: wait until it has moved on.
+    import time
+    deadline = time.monotonic() + 3.5
+    later = first
+    while later == first and time.monotonic() < deadline:
+        time.sleep(0.1)
+        later = json.loads(request(port, "/bug").body)["retry_after"]
+    assert later < first, (first, later)
+    stop_cluster(p)
