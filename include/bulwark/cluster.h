@@ -87,9 +87,9 @@
 #ifndef BULWARK_CLUSTER_H
 #define BULWARK_CLUSTER_H
 
+#include "common.h" /* first: the feature macros uv.h needs */
 #include <sys/types.h>
 
-#include "common.h"
 #include "http.h"
 
 #ifdef __cplusplus

@@ -9,6 +9,15 @@
 #ifndef BULWARK_COMMON_H
 #define BULWARK_COMMON_H
 
+/* uv.h, which loop.h and fs.h include, needs POSIX types
+ * (pthread_rwlock_t...). A program built with a strict -std=c11 and no
+ * feature macro gets them from here when a bulwark header is its first
+ * include; bulwark.pc's Cflags say -D_DEFAULT_SOURCE for the others. */
+#if !defined(_FEATURES_H) && !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE) && \
+    !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(_BSD_SOURCE)
+#define _DEFAULT_SOURCE 1
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

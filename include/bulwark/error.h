@@ -22,8 +22,8 @@
 #ifndef BULWARK_ERROR_H
 #define BULWARK_ERROR_H
 
+#include "common.h" /* first: the feature macros uv.h needs */
 #include <stdarg.h>
-#include "common.h"
 
 #ifdef __cplusplus
 extern "C" {

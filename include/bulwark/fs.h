@@ -15,8 +15,8 @@
 #ifndef BULWARK_FS_H
 #define BULWARK_FS_H
 
+#include "common.h" /* first: the feature macros uv.h needs */
 #include <uv.h>
-#include "common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -48,9 +48,9 @@
 #ifndef BULWARK_HTTP_H
 #define BULWARK_HTTP_H
 
+#include "common.h" /* first: the feature macros uv.h needs */
 #include <sys/socket.h>
 
-#include "common.h"
 #include "error.h"
 
 #ifdef __cplusplus

@@ -10,8 +10,8 @@
 #ifndef BULWARK_LOOP_H
 #define BULWARK_LOOP_H
 
+#include "common.h" /* first: the feature macros uv.h needs */
 #include <uv.h>
-#include "common.h"
 
 #ifdef __cplusplus
 extern "C" {
