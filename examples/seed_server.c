@@ -41,6 +41,8 @@
  * domain, handled like a fault; default 0: off),
  * CALLBACK_LIMIT_MS (a callback busy this long, in CPU time, is interrupted
  * and is an error in its domain, handled like a fault; default 1000; 0: off),
+ * KEEP_ON_ERRORS (1: a throw or an unhandled error event costs only its
+ * request, a fault still retires the worker; default 0, the seed's policy),
  * HANDOFF (0: a retiring worker closes its idle connections instead of
  * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
@@ -181,9 +183,12 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     bw_http_options_init(&opts);
     opts.response_timeout_ms = env_u64("RESPONSE_TIMEOUT_MS", opts.response_timeout_ms);
     bw_http_server *server;
+    /* KEEP_ON_ERRORS=1: a throw or an error event costs its request only
+     * (cluster.h, bw_crash_policy.keep_on_errors); faults still retire. */
+    bw_crash_policy policy = {.keep_on_errors = env_u64("KEEP_ON_ERRORS", 0) != 0};
     int rc = bw_http_server_new(loop, &opts, handle_request, NULL, &server);
     if (rc == 0)
-        rc = bw_worker_serve_http(ctx, server, NULL);
+        rc = bw_worker_serve_http(ctx, server, &policy);
     if (rc != 0) {
         bw_log(BW_LOG_FATAL, "worker %d: cannot serve: %s", bw_worker_ctx_id(ctx),
                bw_strerror(rc));

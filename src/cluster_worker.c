@@ -684,12 +684,16 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
     bw_worker_ctx *ctx = s->ctx;
     char key[BW__REQUEST_TEXT];
     size_t n = request_key(req, key, sizeof key, false);
-    retire(ctx, key, n);
+    bw_error_origin origin = bw_error_origin_of(err);
+    bool damaged = origin == BW_ORIGIN_FAULT || origin == BW_ORIGIN_TIMEOUT;
+    if (damaged || !ctx->policy.keep_on_errors)
+        retire(ctx, key, n);
     if (bw_log_get_level() <= BW_LOG_ERROR) {
         char report[8192];
         bw_error_format(err, report, sizeof report);
-        bw_log(BW_LOG_ERROR, "worker %d (pid %ld): crash in request %s %s: %s", ctx->id,
-               (long)getpid(), bw_http_request_method(req), bw_http_request_target(req), report);
+        bw_log(BW_LOG_ERROR, "worker %d (pid %ld): %s in request %s %s: %s", ctx->id,
+               (long)getpid(), ctx->retiring ? "crash" : "error (the worker goes on)",
+               bw_http_request_method(req), bw_http_request_target(req), report);
     }
     if (bw_http_response_finished(res))
         return;
@@ -758,6 +762,7 @@ int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash
             ctx->policy.body = policy->body;
         if (policy->content_type != NULL)
             ctx->policy.content_type = policy->content_type;
+        ctx->policy.keep_on_errors = policy->keep_on_errors;
         if (policy->on_quarantined != NULL) {
             ctx->policy.on_quarantined = policy->on_quarantined;
             ctx->policy.quarantine_data = policy->quarantine_data;

@@ -308,6 +308,17 @@ typedef struct bw_crash_policy {
                                  policy calls first, see bw_worker_serve_http) */
     bw_quarantine_cb on_quarantined; /* NULL: a plain-text 503 with Retry-After */
     void *quarantine_data;
+    /* false (the seed's policy, the default): every error that reaches a
+     * request's domain retires the worker. true: only a fault or an
+     * interrupted hang (origins fault and timeout: memory or the loop may
+     * be damaged) does; a throw, an emitter's unhandled error or an error
+     * handed to a callback (an ENOENT) costs its request the error
+     * response and the disposal of its domain (timers cleared, cleanups
+     * run, arena freed), and the worker goes on. That assumes of the
+     * request's code that everything it holds is owned by its domain
+     * (members, cleanups, the request's memory), and that it holds no lock
+     * and leaves no shared state half-changed across a throw. */
+    bool keep_on_errors;
 } bw_crash_policy;
 
 /*

@@ -520,3 +520,30 @@ def test_W_24_heartbeat_hangs_count_towards_the_quarantine(cluster):
     assert r.status == 503
     assert [e["request"] for e in log.of("hang")] == ["GET /hang?n=0", "GET /hang?n=1"]
     stop_cluster(p)
+
+
+@no_asan
+def test_W_25_keep_on_errors_retires_only_for_faults(cluster):
+    # Issue 14, which errors retire a worker: with KEEP_ON_ERRORS=1
+    # (bw_crash_policy.keep_on_errors) a throw and an error event with no
+    # listener cost their request a 500 and nothing else: same worker, no
+    # retirement, its other requests served; a fault (the seed's /error is
+    # a NULL dereference) still retires it.
+    p, port, log = cluster(workers=1, KEEP_ON_ERRORS=1)
+    keep = connect(port)
+    reader = Reader(keep)
+    keep.sendall(build("/pid"))
+    pid = reader.response().body
+    for route in ["/throw", "/emit-error"]:
+        r = request(port, route)
+        assert r.status == 500 and r.body == b"Oops, there was a problem!\n", (route, r)
+        keep.sendall(build("/pid"))
+        assert reader.response().body == pid, route
+    assert p.wait_count("error (the worker goes on) in request GET /emit-error", 1)
+    assert log.of("retiring") == [] and len(log.of("fork")) == 1, log.events()
+    r = request(port, "/error")
+    assert r.status == 500
+    retiring = log.wait_count("retiring", 1)
+    assert retiring[0]["request"] == "GET /error", retiring
+    keep.close()
+    stop_cluster(p)
