@@ -113,3 +113,41 @@ def test_T_04_a_quarantined_route_answers_the_services_own_503(tmp_path):
         later = json.loads(request(port, "/bug").body)["retry_after"]
     assert later < first, (first, later)
     stop_cluster(p)
+
+
+@no_asan
+def test_T_05_the_service_builds_against_the_installed_library(tmp_path):
+    """examples/json_service.c, compiled as a user would: against the
+    library installed with `cmake --install` (its headers and bulwark.pc),
+    in a strict C11 build with warnings as errors, then run: its routes
+    answer and its deliberate bug costs one 500."""
+    import glob
+    import os
+    import subprocess
+    from bwtest import BUILD_DIR, EventLog, Process, listening_port
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", str(prefix)], check=True,
+                   capture_output=True, timeout=120)
+    pcs = glob.glob(str(prefix / "**" / "bulwark.pc"), recursive=True)
+    assert len(pcs) == 1, pcs
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "bulwark"], env=env, check=True,
+                           capture_output=True, text=True, timeout=30).stdout.split()
+    libdir = [f[2:] for f in flags if f.startswith("-L")][0]
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "json_service.c")
+    exe = str(tmp_path / "json-service")
+    build_run = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", source, "-o", exe,
+                                *flags, f"-Wl,-rpath,{libdir}"],
+                               capture_output=True, text=True, timeout=120)
+    assert build_run.returncode == 0, build_run.stderr
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    p = Process([exe], env={"PORT": 0, "WORKERS": 2, "BW_EVENT_LOG": log.path},
+                ready_pattern=None)
+    port = listening_port(log, 2)
+    assert json.loads(request(port, "/health").body) == {"ok": True}
+    assert json.loads(request(port, "/items/7").body) == {"id": "7"}
+    r = request(port, "/bug")
+    assert (r.status, json.loads(r.body)) == (500, {"error": "internal"}), r
+    assert log.wait_count("retiring", 1)[0]["request"] == "GET /bug"
+    assert json.loads(request(port, "/health").body) == {"ok": True}
+    stop_cluster(p)
