@@ -1238,6 +1238,8 @@ static int on_header_field_complete(llhttp_t *p)
             r->host = (uint32_t)r->nheaders + 1;
     } else if (name_len == 6 && strncasecmp(n, "expect", 6) == 0) {
         r->expect = (int32_t)r->nheaders;
+    } else if (name_len == 17 && strncasecmp(n, "transfer-encoding", 17) == 0) {
+        r->te_seen = true;
     }
     int rc = head_nul(c);
     r->headers[r->nheaders].value = (uint32_t)r->head.len;
@@ -1443,6 +1445,8 @@ static int on_headers_complete(llhttp_t *p)
     const char *bad_host = host_problem(srv, r);
     if (bad_host == NULL && r->version_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
         bad_host = "Transfer-Encoding in HTTP/1.0"; /* RFC 9112 6.1: framing is unsure */
+    if (bad_host == NULL && r->te_seen && !(p->flags & F_CHUNKED))
+        bad_host = "Transfer-Encoding whose last coding is not chunked"; /* 6.3: an empty one */
     if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT))
         bad_host = target_problem(r, (uint8_t)p->method);
     if (bad_host != NULL) {

@@ -101,6 +101,7 @@ struct bw_http_request {
     uint8_t version_minor;
     bool keep_alive;
     bool field_open; /* a header name is being parsed */
+    bool te_seen;    /* a Transfer-Encoding line came */
     bw__buf head; /* target, then name\0value\0 pairs */
     uint32_t target_len;
     uint32_t value_start; /* offset of the header value being parsed */

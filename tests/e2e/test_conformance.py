@@ -443,8 +443,6 @@ def test_Q_42_chunked_not_final(p, te):
     rejected(p, post(b"/echo-whole", b"Transfer-Encoding: " + te + b"\r\n", b"hello"))
 
 
-@xfail("an empty Transfer-Encoding field is ignored: the request is served with "
-       "no body and its would-be body parsed as the next request")
 def test_Q_43_empty_transfer_encoding(p):
     """Q-43: 6.3 a Transfer-Encoding present whose final coding is not chunked
     (here: none): MUST 400 and close."""
