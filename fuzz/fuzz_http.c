@@ -270,18 +270,9 @@ static void check_output(const bw__buf *out)
 /* ---- A connection that arrives with a state (BW_FUZZ_ADOPT) ----------- */
 
 #ifdef BW_FUZZ_ADOPT
-/* The state's framing, as http_conn.c writes it (bw__state_hdr): if the
- * two drift apart, bw__conn_restore refuses every input and the harness
- * says so. */
-typedef struct fuzz_state_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t peer_len;
-    uint32_t requests_begun;
-    uint32_t head_age_ms;
-    uint32_t deadline_left_ms;
-    uint32_t bytes_len;
-} fuzz_state_hdr;
+/* The state's framing: src/http_state.h, shared with http_conn.c. */
+#include "http_state.h"
+typedef bw__state_hdr fuzz_state_hdr;
 
 static const char fuzz_peer[] = "127.0.0.1:4242";
 
@@ -295,8 +286,8 @@ static uint32_t pick_ms(unsigned k)
 static char *make_state(uint8_t meta, const uint8_t *carried, size_t n, size_t *len)
 {
     fuzz_state_hdr h = {
-        .magic = 0x31435742u,
-        .version = 1,
+        .magic = BW__STATE_MAGIC,
+        .version = BW__STATE_VERSION,
         .peer_len = (uint16_t)(sizeof fuzz_peer - 1),
         .requests_begun = (meta & 1) ? (meta & 2 ? UINT32_MAX : 1) : 0,
         .head_age_ms = pick_ms(meta >> 2),

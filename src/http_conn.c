@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "http_internal.h"
+#include "http_state.h"
 
 static void begin_lingering_close(bw__conn *c);
 static void unqueue_resume(bw__conn *c);
@@ -1538,24 +1539,6 @@ const llhttp_settings_t *bw__http_parser_settings(void)
 
 /* ---- Moving to another process ----------------------------------------- */
 
-/*
- * The state a connection carries to another process's server: a fixed
- * header, the peer's address as text, then the bytes read and not parsed.
- * Both ends are the same machine, and in practice the same build: native
- * byte order; the magic and the version refuse anything else.
- */
-#define BW__STATE_MAGIC 0x31435742u /* "BWC1" */
-#define BW__STATE_VERSION 1
-
-typedef struct bw__state_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t peer_len;
-    uint32_t requests_begun;
-    uint32_t head_age_ms;      /* since the current head's clock started (no request yet) */
-    uint32_t deadline_left_ms; /* left on its timeout (keep-alive, or headers) */
-    uint32_t bytes_len;
-} bw__state_hdr;
 
 static bool parse_state(const void *state, size_t len, bw__state_hdr *h, const char **peer,
                         const char **bytes)

@@ -13,6 +13,7 @@
  * Handlers tell the servers apart by the body: "A:/path" or "B:/path".
  */
 #include "bw_test.h"
+#include "http_state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -748,16 +749,8 @@ BW_TEST(V_05, settle_eagain_takes_back_and_settle_error_closes_gracefully)
 
 /* ---- V-06: what adopt refuses ----------------------------------------- */
 
-/* The state's framing (http_conn.c, bw__state_hdr): native byte order. */
-typedef struct state_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t peer_len;
-    uint32_t requests_begun;
-    uint32_t head_age_ms;
-    uint32_t deadline_left_ms;
-    uint32_t bytes_len;
-} state_hdr;
+/* The state's framing: src/http_state.h, shared with http_conn.c. */
+typedef bw__state_hdr state_hdr;
 
 /* A connected loopback pair of the test's own: [0] the end given to
  * adopt, [1] its peer. */
