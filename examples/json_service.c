@@ -87,7 +87,7 @@ static void slow(bw_http_request *req, bw_http_response *res, void *data)
     (void)data;
     const char *ms = "100";
     bw_http_request_query_param(req, "ms", 0, &ms);
-    bw_timeout(bw_http_request_loop(req), strtoull(ms, NULL, 10), answer_slow, res);
+    bw_timeout(bw_http_request_loop(req), strtoull(ms, NULL, 10), answer_slow, res, NULL);
 }
 
 static void static_file(bw_http_request *req, bw_http_response *res, void *data)
@@ -132,7 +132,7 @@ static bw_http_router *router;
 static int worker_main(bw_worker_ctx *ctx, void *data)
 {
     (void)data;
-    bw_loop *loop = bw_worker_loop(ctx);
+    bw_loop *loop = bw_worker_ctx_loop(ctx);
     bw_http_server *server;
     int rc = bw_http_server_new(loop, NULL, bw_http_router_handler, router, &server);
     /* Errors answer JSON too: the crash policy's 500 has this body. */
@@ -140,14 +140,14 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
                               .content_type = "application/json",
                               .on_quarantined = quarantined};
     if (rc == 0)
-        rc = bw_worker_serve_http(ctx, server, &policy);
+        rc = bw_worker_ctx_serve_http(ctx, server, &policy);
     if (rc != 0) {
         bw_log(BW_LOG_FATAL, "json_service: cannot serve: %s", bw_strerror(rc));
         return 1;
     }
     bw_loop_run(loop, UV_RUN_DEFAULT);
     bw_http_server_free(server);
-    return bw_loop_close(loop) == 0 ? 0 : 1;
+    return bw_loop_free(loop) == 0 ? 0 : 1;
 }
 
 int main(void)

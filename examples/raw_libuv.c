@@ -72,15 +72,17 @@ int main(void)
     if (bw_loop_new(&loop) != 0)
         return 1;
     counter *c = calloc(1, sizeof *c);
-    c->domain = bw_domain_create();
+    if (c == NULL || bw_domain_new(&c->domain) != 0)
+        return 1;
     bw_domain_on_error(c->domain, on_error, NULL);
     uv_idle_init(bw_loop_uv(loop), &c->idle);
     c->idle.data = c;
-    c->resource = bw_resource_new(c, close_counter);
+    if (bw_resource_new(c, close_counter, &c->resource) != 0)
+        return 1;
     bw_domain_add(c->domain, bw_resource_member(c->resource));
     uv_idle_start(&c->idle, on_idle);
     bw_loop_run(loop, UV_RUN_DEFAULT);
     bw_resource_free(c->resource);
     bw_domain_release(c->domain);
-    return bw_loop_close(loop) == 0 ? 0 : 1;
+    return bw_loop_free(loop) == 0 ? 0 : 1;
 }

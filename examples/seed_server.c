@@ -132,7 +132,7 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
     bw_loop *loop = bw_http_request_loop(req);
     if (strcmp(path, "/error") == 0) {
         /* We do some async stuff, and then... */
-        bw_timeout(loop, error_delay_ms, bark_later, NULL);
+        bw_timeout(loop, error_delay_ms, bark_later, NULL, NULL);
     } else if (strcmp(path, "/throw") == 0) {
         bw_throwf(-EINVAL, "thrown by the /throw handler");
     } else if (strcmp(path, "/segv") == 0) {
@@ -146,11 +146,16 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
     } else if (strcmp(path, "/stack-overflow") == 0) {
         bw_http_response_end(res, NULL, (size_t)recurse(0));
     } else if (strcmp(path, "/emit-error") == 0) {
-        bw_emitter *e = bw_emitter_new(); /* bound to the request's domain */
+        bw_emitter *e; /* bound to the request's domain */
+        if (bw_emitter_new(&e) != 0)
+            bw_throwf(-ENOMEM, "no memory for the emitter");
         bw_emitter_emit_error(e, bw_error_new(-EIO, "an emitter failed, and nobody listened"));
         bw_emitter_free(e);
     } else if (strcmp(path, "/callback-error") == 0) {
-        bw_bound *cb = bw_domain_intercept(bw_http_request_domain(req), on_opened, res);
+        bw_bound *cb;
+        int rc = bw_domain_intercept(bw_http_request_domain(req), on_opened, res, &cb);
+        if (rc != 0)
+            bw_throwf(rc, "bw_domain_intercept: %s", bw_strerror(rc));
         bw_fs_open(loop, "/nonexistent/bulwark/callback-error", 0, 0, bw_bound_callback,
                    bw_bound_once(cb));
     } else if (strcmp(path, "/hang") == 0) {
@@ -164,7 +169,7 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
         bw_http_response_send(res, 200, "text/plain", pid, (size_t)n);
     } else if (strcmp(path, "/slow") == 0) {
-        bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res);
+        bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res, NULL);
     } else {
         bw_http_response_end(res, "ok", 2);
     }
@@ -178,7 +183,7 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     const char *fail_if = getenv("FAIL_AT_START_IF");
     if (env_u64("FAIL_AT_START", 0) != 0 || (fail_if != NULL && access(fail_if, F_OK) == 0))
         *nowhere = 1; /* dies of SIGSEGV before listening */
-    bw_loop *loop = bw_worker_loop(ctx);
+    bw_loop *loop = bw_worker_ctx_loop(ctx);
     bw_http_options opts;
     bw_http_options_init(&opts);
     opts.response_timeout_ms = env_u64("RESPONSE_TIMEOUT_MS", opts.response_timeout_ms);
@@ -188,7 +193,7 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     bw_crash_policy policy = {.keep_on_errors = env_u64("KEEP_ON_ERRORS", 0) != 0};
     int rc = bw_http_server_new(loop, &opts, handle_request, NULL, &server);
     if (rc == 0)
-        rc = bw_worker_serve_http(ctx, server, &policy);
+        rc = bw_worker_ctx_serve_http(ctx, server, &policy);
     if (rc != 0) {
         bw_log(BW_LOG_FATAL, "worker %d: cannot serve: %s", bw_worker_ctx_id(ctx),
                bw_strerror(rc));
@@ -196,7 +201,7 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     }
     bw_loop_run(loop, UV_RUN_DEFAULT);
     bw_http_server_free(server);
-    return bw_loop_close(loop) == 0 ? 0 : 1;
+    return bw_loop_free(loop) == 0 ? 0 : 1;
 }
 
 int main(void)

@@ -43,7 +43,7 @@ static void later_callback(bw_timer *t, void *data)
 static void *start(void *arg)
 {
     bw_loop *loop = arg;
-    bw_timeout(loop, 10, faulty_callback, NULL);
+    bw_timeout(loop, 10, faulty_callback, NULL, NULL);
     return NULL;
 }
 
@@ -52,14 +52,16 @@ int main(void)
     bw_loop *loop;
     if (bw_loop_new(&loop) != 0)
         return 1;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d;
+    if (bw_domain_new(&d) != 0)
+        return 1;
     bw_domain_set_name(d, "example");
     bw_domain_on_error(d, on_error, NULL);
     bw_domain_run(d, start, loop); /* the timer is bound to d */
-    bw_timeout(loop, 50, later_callback, NULL);
+    bw_timeout(loop, 50, later_callback, NULL, NULL);
     bw_loop_run(loop, UV_RUN_DEFAULT);
     bw_domain_release(d);
-    int rc = bw_loop_close(loop);
+    int rc = bw_loop_free(loop);
     printf("loop closed: %s\n", bw_strerror(rc));
     return rc == 0 ? 0 : 1;
 }

@@ -258,7 +258,7 @@ static bool step(void)
     case OP_CREATE:
         i = next_byte() % NSLOTS;
         if (S->slot[i] == NULL) {
-            S->slot[i] = bw_domain_create();
+            bw_domain_new(&S->slot[i]); /* NULL if out of memory */
             S->disposed[i] = false;
         }
         break;
@@ -314,7 +314,7 @@ static bool step(void)
     case OP_EMITTER_NEW:
         i = next_byte() % NEMITTERS;
         if (S->emitter[i] == NULL)
-            S->emitter[i] = bw_emitter_new(); /* bound to the active domain */
+            bw_emitter_new(&S->emitter[i]); /* bound to the active domain */
         break;
     case OP_EMITTER_ADD:
         i = next_byte() % NEMITTERS;
@@ -339,14 +339,15 @@ static bool step(void)
         break;
     case OP_BIND_CALL:
         if ((i = pick_live()) >= 0) {
-            bw_bound *b = bw_domain_bind(S->slot[i], bound_fn, NULL);
-            if (b != NULL)
+            bw_bound *b;
+            if (bw_domain_bind(S->slot[i], bound_fn, NULL, &b) == 0)
                 bw_bound_call(bw_bound_once(b), next_byte() & 1 ? (void *)1 : NULL);
         }
         break;
     case OP_INTERCEPT:
         if ((i = pick_live()) >= 0) {
-            bw_bound *b = bw_domain_intercept(S->slot[i], intercepted_fn, NULL);
+            bw_bound *b;
+            bw_domain_intercept(S->slot[i], intercepted_fn, NULL, &b); /* NULL on failure */
             /* Lent, not given: released after the tick even if it is thrown. */
             S->ours = next_byte() & 1 ? new_error() : NULL;
             if (b != NULL)
@@ -432,7 +433,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bw_domain_release(st.slot[i]);
         }
     }
-    if (bw_loop_close(st.loop) != 0)
+    if (bw_loop_free(st.loop) != 0)
         fail("the loop did not close cleanly");
     S = NULL;
     return 0;

@@ -208,13 +208,13 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
         bw_http_response_end(res, "d", 1);
         break;
     case 't': /* later */
-        bw_timeout(loop, 0, on_timer_answer, res);
+        bw_timeout(loop, 0, on_timer_answer, res, NULL);
         break;
     case 'f': /* fail before anything went out */
         bw_throwf(-22, "thrown by the handler");
     case 'g': /* fail after the headers went out */
         bw_http_response_write(res, "partial", 7);
-        bw_timeout(loop, 0, on_timer_throw, NULL);
+        bw_timeout(loop, 0, on_timer_throw, NULL, NULL);
         break;
     case 'b': /* body, streamed */
         bw_http_request_on_body(req, on_chunk, res);
@@ -468,7 +468,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_crash("the server did not close");
     }
     bw_loop_run(loop, UV_RUN_DEFAULT);
-    if (bw_loop_close(loop) != 0) {
+    if (bw_loop_free(loop) != 0) {
         fuzz_crash("a handle was left open");
     }
     bw__buf_free(&io.out);

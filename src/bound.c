@@ -31,20 +31,30 @@ static bw_bound *bound_new(bw_domain *d, int kind, void *ctx)
     return b;
 }
 
-bw_bound *bw_domain_bind(bw_domain *d, bw_bound_fn fn, void *ctx)
+int bw_domain_bind(bw_domain *d, bw_bound_fn fn, void *ctx, bw_bound **out)
 {
+    *out = NULL;
+    if (d == NULL || fn == NULL)
+        return -EINVAL;
     bw_bound *b = bound_new(d, BOUND_BIND, ctx);
-    if (b != NULL)
-        b->fn = fn;
-    return b;
+    if (b == NULL)
+        return -ENOMEM;
+    b->fn = fn;
+    *out = b;
+    return 0;
 }
 
-bw_bound *bw_domain_intercept(bw_domain *d, bw_intercept_fn fn, void *ctx)
+int bw_domain_intercept(bw_domain *d, bw_intercept_fn fn, void *ctx, bw_bound **out)
 {
+    *out = NULL;
+    if (d == NULL || fn == NULL)
+        return -EINVAL;
     bw_bound *b = bound_new(d, BOUND_INTERCEPT, ctx);
-    if (b != NULL)
-        b->ifn = fn;
-    return b;
+    if (b == NULL)
+        return -ENOMEM;
+    b->ifn = fn;
+    *out = b;
+    return 0;
 }
 
 bw_bound *bw_bound_once(bw_bound *b)

@@ -1294,7 +1294,7 @@ int bw_cluster_run(const bw_cluster_options *options, const char *host, int port
     bw_loop_run(loop, UV_RUN_DEFAULT);
     int status = s.closed ? bw_cluster_exit_status(c) : 1;
     bw_cluster_free(c);
-    bw_loop_close(loop);
+    bw_loop_free(loop);
     bw_log(BW_LOG_INFO, "cluster: primary exits with status %d", status);
     return status;
 }

@@ -68,9 +68,9 @@ struct bw_worker_ctx {
     quarantined quarantine[BW__MAX_QUARANTINE];
     size_t nquarantine;
     bw__worker_shm *shm;
-    bw_worker_message_cb message_cb;
+    bw_worker_ctx_message_cb message_cb;
     void *message_data;
-    bw_worker_disconnect_cb disconnect_cb;
+    bw_worker_ctx_disconnect_cb disconnect_cb;
     void *disconnect_data;
     bool kill_timer_armed;
     bw__ho_worker *handoff; /* connection handoff (cluster_handoff.c), or NULL */
@@ -256,8 +256,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
     ctx.connected = true;
     uv_poll_start(&ctx.poll, UV_READABLE | UV_DISCONNECT, on_channel);
     bw_domain_on_teardown_error(on_teardown_error, &ctx);
-    ctx.callbacks_domain = bw_domain_create();
-    if (ctx.callbacks_domain == NULL ||
+    if (bw_domain_new(&ctx.callbacks_domain) != 0 ||
         bw_domain_on_error(ctx.callbacks_domain, on_callback_error, &ctx) != 0) {
         bw_log(BW_LOG_FATAL, "worker %d: out of memory at start-up", ctx.id);
         _exit(70);
@@ -747,7 +746,7 @@ static void announce_listening(bw_worker_ctx *ctx, int fd)
     bw__msg_send(ctx->fd, BW__MSG_LISTENING, msg, (size_t)n);
 }
 
-int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash_policy *policy)
+int bw_worker_ctx_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash_policy *policy)
 {
     if (ctx->nservers == BW__MAX_SERVED)
         return BW_ELIMIT;
@@ -803,7 +802,7 @@ int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_crash
 
 /* ---- Accessors --------------------------------------------------------- */
 
-bw_loop *bw_worker_loop(bw_worker_ctx *ctx)
+bw_loop *bw_worker_ctx_loop(bw_worker_ctx *ctx)
 {
     return ctx->loop;
 }
@@ -813,12 +812,12 @@ int bw_worker_ctx_id(const bw_worker_ctx *ctx)
     return ctx->id;
 }
 
-size_t bw_worker_listen_fd_count(const bw_worker_ctx *ctx)
+size_t bw_worker_ctx_listen_fd_count(const bw_worker_ctx *ctx)
 {
     return ctx->nlisten;
 }
 
-int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i)
+int bw_worker_ctx_listen_fd(const bw_worker_ctx *ctx, size_t i)
 {
     return i < ctx->nlisten ? ctx->listen_fds[i] : -1;
 }
@@ -828,7 +827,7 @@ bool bw_worker_ctx_is_connected(const bw_worker_ctx *ctx)
     return ctx->connected;
 }
 
-void bw_worker_on_message(bw_worker_ctx *ctx, bw_worker_message_cb cb, void *data)
+void bw_worker_ctx_on_message(bw_worker_ctx *ctx, bw_worker_ctx_message_cb cb, void *data)
 {
     ctx->message_cb = cb;
     ctx->message_data = data;
@@ -839,7 +838,7 @@ int bw_worker_ctx_send(bw_worker_ctx *ctx, const void *msg, size_t len)
     return bw__msg_send(ctx->connected ? ctx->fd : -1, BW__MSG_USER, msg, len);
 }
 
-void bw_worker_on_disconnect(bw_worker_ctx *ctx, bw_worker_disconnect_cb cb, void *data)
+void bw_worker_ctx_on_disconnect(bw_worker_ctx *ctx, bw_worker_ctx_disconnect_cb cb, void *data)
 {
     ctx->disconnect_cb = cb;
     ctx->disconnect_data = data;

@@ -19,7 +19,7 @@ static const bw__member_ops domain_member_ops = {"domain", domain_member_dispose
  * is linked through the `data` field. */
 #define BW__DOMAIN_CACHE 64
 
-bw_domain *bw_domain_create(void)
+bw_domain *bw__domain_alloc(void)
 {
     bw__thread *t = bw__thread_get();
     bw_domain *d = t->free_domains;
@@ -38,6 +38,12 @@ bw_domain *bw_domain_create(void)
     d->handlers = d->inline_handlers;
     d->caphandlers = BW__INLINE_HANDLERS;
     return d;
+}
+
+int bw_domain_new(bw_domain **out)
+{
+    *out = bw__domain_alloc();
+    return *out != NULL ? 0 : -ENOMEM;
 }
 
 bw_domain *bw_domain_hold(bw_domain *d)

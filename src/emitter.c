@@ -38,15 +38,16 @@ struct bw_emitter {
 static void emitter_member_dispose(bw_member *m);
 static const bw__member_ops emitter_member_ops = {"emitter", emitter_member_dispose, false};
 
-bw_emitter *bw_emitter_new(void)
+int bw_emitter_new(bw_emitter **out)
 {
     bw_emitter *e = bw_calloc(1, sizeof *e);
+    *out = e;
     if (e == NULL)
-        return NULL;
+        return -ENOMEM;
     bw__member_init(&e->member, &emitter_member_ops);
     e->holds = 1;
     bw__member_bind_active(&e->member);
-    return e;
+    return 0;
 }
 
 static void emitter_destroy(bw_emitter *e)

@@ -273,23 +273,26 @@ static void stream_on_open(uv_fs_t *req)
     stream_read_next(s);
 }
 
-bw_emitter *bw_fs_read_stream(bw_loop *loop, const char *path)
+int bw_fs_read_stream(bw_loop *loop, const char *path, bw_emitter **out)
 {
+    *out = NULL;
     read_stream *s = bw_calloc(1, sizeof *s);
     if (s == NULL)
-        return NULL;
+        return -ENOMEM;
     s->loop = loop;
     s->fd = -1;
     s->path = copy_path(path);
     s->buf = bw_malloc(BW__STREAM_CHUNK);
-    s->e = bw_emitter_new();
-    if (s->path == NULL || s->buf == NULL || s->e == NULL)
-        goto fail;
+    int rc = bw_emitter_new(&s->e);
+    if (rc == 0 && (s->path == NULL || s->buf == NULL))
+        rc = -ENOMEM;
     s->req.data = s;
-    if (uv_fs_open(loop->uv, &s->req, s->path, O_RDONLY | O_CLOEXEC, 0, stream_on_open) < 0)
-        goto fail;
-    return s->e;
-fail:
-    stream_free(s);
-    return NULL;
+    if (rc == 0)
+        rc = uv_fs_open(loop->uv, &s->req, s->path, O_RDONLY | O_CLOEXEC, 0, stream_on_open);
+    if (rc < 0) {
+        stream_free(s);
+        return rc;
+    }
+    *out = s->e;
+    return 0;
 }

@@ -1322,7 +1322,7 @@ static void dispatch(bw__conn *c, bw_http_request *r)
     r->flags |= BW__REQ_HEAD_DONE;
     queue_request(c, r);
     if (srv->opts.domain_per_request) {
-        bw_domain *d = bw_domain_create();
+        bw_domain *d = bw__domain_alloc();
         if (d == NULL || bw_domain_on_error(d, on_request_domain_error, r) != 0) {
             if (d != NULL)
                 bw_domain_release(d);

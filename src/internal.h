@@ -363,6 +363,8 @@ BW__HIDDEN void bw__drain_ticks(bw__thread *t);
  * active domain, so that the owner's handler does not run inside it (D-48).
  * Stops at the first domain with a handler, or where the chain ends.
  * Returns that domain (`d` itself when it has no owner). */
+/* bw_domain_new without the status: NULL on ENOMEM (the per-request path). */
+BW__HIDDEN bw_domain *bw__domain_alloc(void);
 BW__HIDDEN bw_domain *bw__domain_pass_up(bw__thread *t, bw_domain *d, bw_error *err);
 /* Node's `d.emit('error', err)` for a domain: its handlers get `err`
  * (consumed, already decorated) with the stack changed as D-48 says (the

@@ -125,7 +125,7 @@ static void count_user_handles(uv_handle_t *h, void *arg)
         w->others++;
 }
 
-int bw_loop_close(bw_loop *loop)
+int bw_loop_free(bw_loop *loop)
 {
     busy_walk w = {loop, 0};
     uv_walk(loop->uv, count_user_handles, &w);

@@ -13,16 +13,17 @@ struct bw_resource {
 static void resource_member_dispose(bw_member *m);
 static const bw__member_ops resource_member_ops = {"resource", resource_member_dispose, true};
 
-bw_resource *bw_resource_new(void *ptr, bw_resource_close_fn close)
+int bw_resource_new(void *ptr, bw_resource_close_fn close, bw_resource **out)
 {
     bw_resource *r = bw_calloc(1, sizeof *r);
+    *out = r;
     if (r == NULL)
-        return NULL;
+        return -ENOMEM;
     bw__member_init(&r->member, &resource_member_ops);
     r->ptr = ptr;
     r->close = close;
     bw__member_bind_active(&r->member);
-    return r;
+    return 0;
 }
 
 static void call_close(bw_resource *r)
@@ -39,7 +40,7 @@ static void resource_member_dispose(bw_member *m)
     call_close(BW__CONTAINER_OF(m, bw_resource, member));
 }
 
-void bw_resource_close(bw_resource *r)
+void bw_resource_dispose(bw_resource *r)
 {
     bw__member_unbind(&r->member);
     call_close(r);
@@ -53,7 +54,7 @@ void bw_resource_free(bw_resource *r)
     bw_free(r);
 }
 
-bool bw_resource_is_closed(const bw_resource *r)
+bool bw_resource_is_disposed(const bw_resource *r)
 {
     return r->closed;
 }

@@ -73,12 +73,21 @@ struct bw_immediate {
     bool queued;
 };
 
+/* The task has run or been cleared: the domain is not needed any longer,
+ * even if the caller keeps the handle. */
+static void immediate_done(bw_immediate *im)
+{
+    bw_domain *d = im->d;
+    im->d = NULL;
+    if (d != NULL)
+        bw_domain_release(d);
+}
+
 static void immediate_release(bw_immediate *im)
 {
     if (--im->holds > 0)
         return;
-    if (im->d != NULL)
-        bw_domain_release(im->d);
+    immediate_done(im);
     bw_free(im);
 }
 
@@ -124,23 +133,28 @@ static void on_check(uv_check_t *check)
         unlink_immediate(&loop->immediates, im);
         if (im->d == NULL || !im->d->disposed)
             bw_invoke(im->d, im->fn, im->data);
+        immediate_done(im);
         immediate_release(im);
     }
     stop_if_empty(loop);
 }
 
-bw_immediate *bw_set_immediate(bw_loop *loop, bw_task_fn fn, void *data)
+int bw_set_immediate(bw_loop *loop, bw_task_fn fn, void *data, bw_immediate **out)
 {
+    if (out != NULL)
+        *out = NULL;
+    if (loop == NULL || fn == NULL)
+        return -EINVAL;
     bw_immediate *im = bw_calloc(1, sizeof *im);
     if (im == NULL)
-        return NULL;
+        return -ENOMEM;
     bw_domain *d = bw_domain_active();
     im->loop = loop;
     im->fn = fn;
     im->data = data;
     im->d = d != NULL ? bw_domain_hold(d) : NULL;
     im->phase = loop->immediate_phase;
-    im->holds = 1;
+    im->holds = out != NULL ? 2 : 1; /* the queue's, and the caller's */
     im->queued = true;
     bw__immediate_list *list = &loop->immediates;
     im->prev = list->tail;
@@ -155,7 +169,9 @@ bw_immediate *bw_set_immediate(bw_loop *loop, bw_task_fn fn, void *data)
          * blocking while immediates wait. */
         uv_idle_start(&loop->immediate_idle, noop_idle);
     }
-    return im;
+    if (out != NULL)
+        *out = im;
+    return 0;
 }
 
 void bw_immediate_clear(bw_immediate *im)
@@ -165,6 +181,7 @@ void bw_immediate_clear(bw_immediate *im)
     bw_loop *loop = im->loop;
     unlink_immediate(&loop->immediates, im);
     stop_if_empty(loop);
+    immediate_done(im);
     immediate_release(im);
 }
 

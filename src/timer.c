@@ -2,7 +2,8 @@
  * timer.c: timeouts and intervals on libuv timers, bound to domains.
  *
  * holds: 1 while the timer is pending (owned by the loop) and 1 while its
- * uv handle is open, plus user holds; memory goes when all are gone. A
+ * uv handle is open, plus the caller's if it asked for the handle, plus
+ * bw_timer_hold's; memory goes when all are gone. A
  * finished timer is unbound from its domain at once and its handle closed.
  */
 #include "internal.h"
@@ -74,36 +75,42 @@ static void on_timer(uv_timer_t *h)
     timer_release_one(t);
 }
 
-static bw_timer *timer_start(bw_loop *loop, uint64_t ms, uint64_t repeat, bw_timer_cb cb,
-                             void *data)
+static int timer_start(bw_loop *loop, uint64_t ms, uint64_t repeat, bw_timer_cb cb, void *data,
+                       bw_timer **out)
 {
+    if (out != NULL)
+        *out = NULL;
+    if (loop == NULL || cb == NULL)
+        return -EINVAL;
     bw_timer *t = bw_calloc(1, sizeof *t);
     if (t == NULL)
-        return NULL;
+        return -ENOMEM;
     bw__member_init(&t->member, &timer_member_ops);
     t->loop = loop;
     t->cb = cb;
     t->data = data;
     t->repeat = repeat;
-    t->holds = 2; /* pending + open handle */
+    t->holds = out != NULL ? 3 : 2; /* pending + open handle (+ the caller) */
     t->pending = true;
     uv_timer_init(loop->uv, &t->handle);
     t->handle.data = t;
     uv_timer_start(&t->handle, on_timer, ms, repeat);
     bw__member_bind_active(&t->member);
-    return t;
+    if (out != NULL)
+        *out = t;
+    return 0;
 }
 
-bw_timer *bw_timeout(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data)
+int bw_timeout(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data, bw_timer **out)
 {
-    return timer_start(loop, ms, 0, cb, data);
+    return timer_start(loop, ms, 0, cb, data, out);
 }
 
-bw_timer *bw_interval(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data)
+int bw_interval(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data, bw_timer **out)
 {
     if (ms == 0)
         ms = 1;
-    return timer_start(loop, ms, ms, cb, data);
+    return timer_start(loop, ms, ms, cb, data, out);
 }
 
 void bw_timer_clear(bw_timer *t)

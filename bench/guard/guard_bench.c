@@ -62,7 +62,9 @@ int main(int argc, char **argv)
     bw_loop *loop;
     if (bw_loop_new(&loop) != 0)
         return 1;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d;
+    if (bw_domain_new(&d) != 0)
+        return 1;
     double dir[64], grd[64];
     for (int r = 0; r < rounds; r++) {
         dir[r] = direct(n);
@@ -76,6 +78,6 @@ int main(int argc, char **argv)
     printf("bw_invoke (guard+domain): %6.2f ns\n", mg);
     printf("guard overhead:         %6.2f ns per call\n", mg - md);
     bw_domain_release(d);
-    bw_loop_close(loop);
+    bw_loop_free(loop);
     return 0;
 }

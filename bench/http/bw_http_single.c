@@ -83,5 +83,5 @@ int main(void)
     bw_loop_run(loop, UV_RUN_DEFAULT);
     bw_http_server_free(server);
     bw_http_router_free(router);
-    return bw_loop_close(loop) == 0 ? 0 : 1;
+    return bw_loop_free(loop) == 0 ? 0 : 1;
 }

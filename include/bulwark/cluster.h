@@ -77,7 +77,7 @@
  * primary (systemd socket activation keeps the listening socket across
  * that restart).
  *
- * In a worker, the crash-safe policy (bw_worker_serve_http) turns an error
+ * In a worker, the crash-safe policy (bw_worker_ctx_serve_http) turns an error
  * in a request's domain into: a crash report in the log (error, signal and
  * address, backtrace, request, worker pid), a kill timer that fires even if
  * the loop or malloc is wedged (a kernel timer whose handler calls _exit),
@@ -272,17 +272,17 @@ BW_EXTERN int bw_worker_disconnect(bw_worker *w);
 /* True in a process forked as a worker. */
 BW_EXTERN bool bw_cluster_is_worker(void);
 
-BW_EXTERN bw_loop *bw_worker_loop(bw_worker_ctx *ctx);
+BW_EXTERN bw_loop *bw_worker_ctx_loop(bw_worker_ctx *ctx);
 BW_EXTERN int bw_worker_ctx_id(const bw_worker_ctx *ctx);
 
 /* The listening sockets inherited from the primary (none once the worker
  * began to drain: it closes them, so that they stop listening once every
  * process that served them is done). */
-BW_EXTERN size_t bw_worker_listen_fd_count(const bw_worker_ctx *ctx);
-BW_EXTERN int bw_worker_listen_fd(const bw_worker_ctx *ctx, size_t i);
+BW_EXTERN size_t bw_worker_ctx_listen_fd_count(const bw_worker_ctx *ctx);
+BW_EXTERN int bw_worker_ctx_listen_fd(const bw_worker_ctx *ctx, size_t i);
 
 /*
- * The crash-safe policy of bw_worker_serve_http. On an error in a request's
+ * The crash-safe policy of bw_worker_ctx_serve_http. On an error in a request's
  * domain the worker, in this order: arms a kernel kill timer of
  * kill_timeout_ms (it fires even if the loop or malloc is wedged), tells the
  * primary (which forks a replacement at once and kills the worker itself
@@ -305,7 +305,7 @@ typedef struct bw_crash_policy {
     const char *body;         /* the 500's body; NULL: "Oops, there was a problem!\n" */
     const char *content_type; /* the 500's Content-Type; NULL: "text/plain" (headers and
                                  the rest: the server's on_request_error hook, which the
-                                 policy calls first, see bw_worker_serve_http) */
+                                 policy calls first, see bw_worker_ctx_serve_http) */
     bw_quarantine_cb on_quarantined; /* NULL: a plain-text 503 with Retry-After */
     void *quarantine_data;
     /* false (the seed's policy, the default): every error that reaches a
@@ -329,7 +329,7 @@ typedef struct bw_crash_policy {
  * the caller's, but the worker closes it when it disconnects: free it only
  * after the worker's loop has ended, even if you closed it yourself.
  */
-BW_EXTERN int bw_worker_serve_http(bw_worker_ctx *ctx, bw_http_server *srv,
+BW_EXTERN int bw_worker_ctx_serve_http(bw_worker_ctx *ctx, bw_http_server *srv,
                                    const bw_crash_policy *policy);
 
 /* Disconnect: stop accepting, finish in-flight requests, tell the primary,
@@ -342,13 +342,13 @@ BW_EXTERN int bw_worker_ctx_disconnect(bw_worker_ctx *ctx);
 BW_EXTERN bool bw_worker_ctx_is_connected(const bw_worker_ctx *ctx);
 
 /* User messages from the primary. */
-typedef void (*bw_worker_message_cb)(bw_worker_ctx *ctx, const void *msg, size_t len, void *data);
-BW_EXTERN void bw_worker_on_message(bw_worker_ctx *ctx, bw_worker_message_cb cb, void *data);
+typedef void (*bw_worker_ctx_message_cb)(bw_worker_ctx *ctx, const void *msg, size_t len, void *data);
+BW_EXTERN void bw_worker_ctx_on_message(bw_worker_ctx *ctx, bw_worker_ctx_message_cb cb, void *data);
 BW_EXTERN int bw_worker_ctx_send(bw_worker_ctx *ctx, const void *msg, size_t len);
 
 /* Called once the worker has disconnected (its channel is closed). */
-typedef void (*bw_worker_disconnect_cb)(bw_worker_ctx *ctx, void *data);
-BW_EXTERN void bw_worker_on_disconnect(bw_worker_ctx *ctx, bw_worker_disconnect_cb cb,
+typedef void (*bw_worker_ctx_disconnect_cb)(bw_worker_ctx *ctx, void *data);
+BW_EXTERN void bw_worker_ctx_on_disconnect(bw_worker_ctx *ctx, bw_worker_ctx_disconnect_cb cb,
                                        void *data);
 
 #ifdef __cplusplus

@@ -22,8 +22,8 @@
  * disposing it closes its members and frees what it owns, so a request that
  * failed leaks nothing that it allocated through its domain.
  *
- * Lifetime: domains are reference-counted. bw_domain_create returns one
- * reference owned by the caller. Members, stack entries, pending callbacks,
+ * Lifetime: domains are reference-counted. bw_domain_new gives the caller one
+ * reference (bw_domain_release gives it up). Members, stack entries, pending callbacks,
  * bound wrappers and errors that name the domain each hold one more, so a
  * domain lives as long as anything bound to it. The member lists are weak:
  * a member removes itself when it is freed, so there is no cycle.
@@ -46,9 +46,9 @@ typedef void (*bw_domain_error_cb)(bw_domain *d, bw_error *err, void *data);
 
 /* ---- Life cycle -------------------------------------------------------- */
 
-/* A new, inert domain: not entered, no members, no owner (domains are never
- * bound implicitly, D-03). NULL if memory is exhausted. */
-BW_EXTERN bw_domain *bw_domain_create(void);
+/* A new, inert domain in *out: not entered, no members, no owner (domains
+ * are never bound implicitly, D-03). 0, or -ENOMEM (*out is then NULL). */
+BW_EXTERN int bw_domain_new(bw_domain **out);
 
 /* Reference counting. bw_domain_hold returns its argument. The last release
  * of a domain that was never disposed runs its cleanups (each guarded, as in
@@ -163,19 +163,20 @@ typedef void (*bw_intercept_fn)(void *ctx, void *result);
  * bind (d.bind(fn)): a wrapper that, when called with bw_bound_call, enters
  * `d`, calls fn(ctx, arg), exits `d` and returns fn's result, whatever
  * domain the caller is in (D-36, D-38). A throw from fn is a thrown error
- * (domain_bound stays unset, D-37). The wrapper holds `d`.
- * NULL if memory is exhausted.
+ * (domain_bound stays unset, D-37). The wrapper, in *out, holds `d`; it is
+ * the caller's until bw_bound_release (or its one call, if bw_bound_once).
+ * 0, -EINVAL (no domain or no fn), or -ENOMEM; *out is NULL on failure.
  */
-BW_EXTERN bw_bound *bw_domain_bind(bw_domain *d, bw_bound_fn fn, void *ctx);
+BW_EXTERN int bw_domain_bind(bw_domain *d, bw_bound_fn fn, void *ctx, bw_bound **out);
 
 /*
  * intercept (d.intercept(fn)): a wrapper for completions of the bw_callback
  * shape. Called with an error, it does not call fn: the error is routed to
  * `d`'s handler with domain_bound set to fn, domain_thrown false (D-39,
  * D-70). Called without one, it calls fn(ctx, result) inside `d` (D-40..42).
- * NULL if memory is exhausted.
+ * *out, status and ownership as for bw_domain_bind.
  */
-BW_EXTERN bw_bound *bw_domain_intercept(bw_domain *d, bw_intercept_fn fn, void *ctx);
+BW_EXTERN int bw_domain_intercept(bw_domain *d, bw_intercept_fn fn, void *ctx, bw_bound **out);
 
 /* Call a bind wrapper. On a disposed domain fn is not called; NULL. */
 BW_EXTERN void *bw_bound_call(bw_bound *b, void *arg);

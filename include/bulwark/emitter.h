@@ -33,8 +33,9 @@ extern "C" {
  */
 typedef void (*bw_listener_fn)(bw_emitter *e, void *arg, void *data);
 
-/* A new emitter bound to the active domain (if any). NULL on ENOMEM. */
-BW_EXTERN bw_emitter *bw_emitter_new(void);
+/* A new emitter in *out, bound to the active domain (if any); the caller's
+ * until bw_emitter_free. 0, or -ENOMEM (*out is then NULL). */
+BW_EXTERN int bw_emitter_new(bw_emitter **out);
 
 /* Remove the emitter from its domain and free it with its listeners. Safe
  * inside one of its own listeners: the free then waits for the emit. */

@@ -47,9 +47,11 @@ typedef struct bw_fs_chunk {
  * active domain, that opens `path` and emits "data" (bw_fs_chunk *), then
  * "end" (NULL) and "close" (NULL); on failure "error" (bw_error *) and
  * "close". After "close" the stream frees itself and its emitter: do not
- * use the pointer afterwards. NULL on ENOMEM.
+ * use the pointer afterwards. The emitter goes to *out. 0, -ENOMEM, or the
+ * libuv error of starting the open (*out is then NULL, no event is
+ * emitted); an open that fails later is an "error" event.
  */
-BW_EXTERN bw_emitter *bw_fs_read_stream(bw_loop *loop, const char *path);
+BW_EXTERN int bw_fs_read_stream(bw_loop *loop, const char *path, bw_emitter **out);
 
 #ifdef __cplusplus
 }

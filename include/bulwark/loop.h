@@ -24,7 +24,7 @@ extern "C" {
  */
 BW_EXTERN int bw_loop_new(bw_loop **out);
 
-/* Wrap an existing uv_loop_t, which the caller keeps owning (bw_loop_close
+/* Wrap an existing uv_loop_t, which the caller keeps owning (bw_loop_free
  * then does not close it). */
 BW_EXTERN int bw_loop_wrap(uv_loop_t *uv, bw_loop **out);
 
@@ -41,11 +41,12 @@ BW_EXTERN int bw_loop_run(bw_loop *loop, uv_run_mode mode);
 BW_EXTERN void bw_loop_stop(bw_loop *loop);
 
 /*
- * Close and free the loop. Fails with BW_EBUSY (and frees nothing) while
- * handles other than bulwark's own idle machinery are open: close them and
- * run the loop until it returns first.
+ * Free the loop, synchronously (in bulwark `_close` always takes a callback
+ * and finishes later; `_free` is done when it returns). Fails with
+ * BW_EBUSY (and frees nothing) while handles other than bulwark's own idle
+ * machinery are open: close them and run the loop until it returns first.
  */
-BW_EXTERN int bw_loop_close(bw_loop *loop);
+BW_EXTERN int bw_loop_free(bw_loop *loop);
 
 /* The loop whose callback is running on this thread, or NULL. */
 BW_EXTERN bw_loop *bw_loop_current(void);

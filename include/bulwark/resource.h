@@ -21,20 +21,23 @@ extern "C" {
 typedef void (*bw_resource_close_fn)(void *ptr);
 
 /*
- * A resource standing for `ptr`, bound to the active domain (if any).
- * `close` (may be NULL) is called at most once: by the owner's dispose, or
- * by bw_resource_close. NULL on ENOMEM.
+ * A resource standing for `ptr`, in *out, bound to the active domain (if
+ * any). `close` (may be NULL) is called at most once: by the owner's
+ * dispose, or by bw_resource_dispose. The record is the caller's until
+ * bw_resource_free, whichever of those happened. 0 or -ENOMEM (*out NULL).
  */
-BW_EXTERN bw_resource *bw_resource_new(void *ptr, bw_resource_close_fn close);
+BW_EXTERN int bw_resource_new(void *ptr, bw_resource_close_fn close, bw_resource **out);
 
-/* Call the close function now (if not done yet) and unbind. */
-BW_EXTERN void bw_resource_close(bw_resource *r);
+/* Dispose of it now, as its owner's dispose would: call the close function
+ * (if not called yet) and unbind. The record stays until bw_resource_free. */
+BW_EXTERN void bw_resource_dispose(bw_resource *r);
 
-/* Unbind and free the record; does not call the close function. */
+/* Unbind and free the record; does not call the close function. NULL is a
+ * no-op. */
 BW_EXTERN void bw_resource_free(bw_resource *r);
 
 /* True once the close function has been called. */
-BW_EXTERN bool bw_resource_is_closed(const bw_resource *r);
+BW_EXTERN bool bw_resource_is_disposed(const bw_resource *r);
 
 /* The object the resource stands for. */
 BW_EXTERN void *bw_resource_ptr(const bw_resource *r);

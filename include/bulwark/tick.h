@@ -25,13 +25,16 @@ extern "C" {
 BW_EXTERN int bw_next_tick(bw_loop *loop, bw_task_fn fn, void *data);
 
 /*
- * Queue fn(data) for the loop's check phase. Returns a handle valid until
- * the task has run or been cleared (like a one-shot timer: hold it to keep
- * it longer). NULL on ENOMEM.
+ * Queue fn(data) for the loop's check phase. Ownership is a one-shot
+ * timer's (timer.h): with `out` NULL the immediate frees itself once it has
+ * run or been cleared; with `out`, *out is the caller's handle, valid until
+ * the caller's bw_immediate_release, whatever happened to the task.
+ * 0, -EINVAL (no loop or no fn) or -ENOMEM (nothing queued, *out NULL).
  */
-BW_EXTERN bw_immediate *bw_set_immediate(bw_loop *loop, bw_task_fn fn, void *data);
-/* Cancel a pending immediate; a no-op once it has run. */
+BW_EXTERN int bw_set_immediate(bw_loop *loop, bw_task_fn fn, void *data, bw_immediate **out);
+/* Cancel a pending immediate; a no-op once it has run or been cleared. */
 BW_EXTERN void bw_immediate_clear(bw_immediate *im);
+/* One more owner of the handle (returns im); each ends with a release. */
 BW_EXTERN bw_immediate *bw_immediate_hold(bw_immediate *im);
 BW_EXTERN void bw_immediate_release(bw_immediate *im);
 

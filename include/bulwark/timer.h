@@ -8,12 +8,15 @@
  * domain (D-20), and an unref'd timer does not keep the loop alive (the
  * seed's kill timer).
  *
- * Lifetime: the loop owns a timer while it is pending. A one-shot timer is
- * finished once its callback has returned; an interval, once it is cleared;
- * either, once its domain is disposed. A finished timer is freed, so a
- * pointer kept beyond that must hold a reference (bw_timer_hold, then
- * bw_timer_release when done). bw_timer_clear on a held, finished timer is
- * a harmless no-op.
+ * Lifetime: a timer is pending until it is finished: a one-shot once its
+ * callback has returned, an interval once it is cleared, either once its
+ * domain is disposed. The loop keeps a pending timer alive by itself, so a
+ * fire-and-forget timer passes NULL for `out` and is freed when finished.
+ * A caller that asks for the handle (`out` not NULL) owns it: the handle
+ * stays valid, fired, cleared or disposed, until that caller gives it up
+ * with bw_timer_release. So clearing a timer that already fired does
+ * nothing, as clearTimeout does in Node. Releasing does not cancel: a
+ * released pending timer still fires. bw_timer_hold adds more owners.
  */
 #ifndef BULWARK_TIMER_H
 #define BULWARK_TIMER_H
@@ -26,13 +29,21 @@ extern "C" {
 
 typedef void (*bw_timer_cb)(bw_timer *t, void *data);
 
-/* Call cb once after `ms` milliseconds. NULL on failure (ENOMEM). */
-BW_EXTERN bw_timer *bw_timeout(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data);
+/*
+ * Call cb once after `ms` milliseconds. With `out`, *out is the caller's
+ * handle (see Lifetime above). 0, -EINVAL (no loop or no cb) or -ENOMEM;
+ * on failure nothing is scheduled and *out is NULL.
+ */
+BW_EXTERN int bw_timeout(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data,
+                         bw_timer **out);
 
-/* Call cb every `ms` milliseconds (at least 1) until cleared. */
-BW_EXTERN bw_timer *bw_interval(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data);
+/* Call cb every `ms` milliseconds (at least 1) until cleared. `out` and the
+ * return as for bw_timeout. */
+BW_EXTERN int bw_interval(bw_loop *loop, uint64_t ms, bw_timer_cb cb, void *data,
+                          bw_timer **out);
 
-/* Cancel: the callback will not run again. Safe from inside the callback. */
+/* Cancel: the callback will not run again. Safe from inside the callback,
+ * and a no-op on a timer already finished (fired, cleared, disposed). */
 BW_EXTERN void bw_timer_clear(bw_timer *t);
 
 /* Whether the timer keeps the loop alive (default yes), as uv_ref/unref. */
@@ -43,7 +54,8 @@ BW_EXTERN bool bw_timer_has_ref(const bw_timer *t);
 /* True until the timer is finished (see above). */
 BW_EXTERN bool bw_timer_is_pending(const bw_timer *t);
 
-/* Reference counting for pointers kept beyond the timer's pending life. */
+/* One more owner of the handle (returns t); each owner ends with one
+ * bw_timer_release, after which it must not use the pointer. */
 BW_EXTERN bw_timer *bw_timer_hold(bw_timer *t);
 BW_EXTERN void bw_timer_release(bw_timer *t);
 

@@ -9,5 +9,5 @@
 int main(void)
 {
     bw_loop *loop;
-    return bw_loop_new(&loop) == 0 ? bw_loop_close(loop) : 1;
+    return bw_loop_new(&loop) == 0 ? bw_loop_free(loop) : 1;
 }

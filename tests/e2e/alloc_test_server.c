@@ -95,7 +95,7 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
         return;
     }
     strcpy(scratch, "request memory");
-    if (bw_timeout(bw_http_request_loop(req), 1, answer, res) == NULL)
+    if (bw_timeout(bw_http_request_loop(req), 1, answer, res, NULL) != 0)
         bw_http_response_send(res, 503, "text/plain", "no memory\n", 10);
 }
 
@@ -142,7 +142,7 @@ int main(void)
     bw_loop_run(loop, UV_RUN_DEFAULT);
     armed = false; /* tear-down itself must not be failed */
     int rc = bw_http_server_free(server);
-    int lc = bw_loop_close(loop);
+    int lc = bw_loop_free(loop);
     printf("allocations %lu failed %lu free=%s loop=%s\n", counted, failed, bw_err_name(rc),
            bw_err_name(lc));
     return rc == 0 && lc == 0 ? 0 : 3;

@@ -150,7 +150,7 @@ static void handle(bw_http_request *req, bw_http_response *res, void *data)
     if (strcmp(path, "/slow") == 0) {
         /* Answered after ?ms= (P-NN: in flight when the worker retires). */
         wsay("slow started ms=%llu", (unsigned long long)query_ms(req, 300));
-        bw_timeout(bw_http_request_loop(req), query_ms(req, 300), answer_slow, res);
+        bw_timeout(bw_http_request_loop(req), query_ms(req, 300), answer_slow, res, NULL);
         return;
     }
     if (strcmp(path, "/never") == 0) {
@@ -163,7 +163,7 @@ static void handle(bw_http_request *req, bw_http_response *res, void *data)
         /* C-41: tell the primary a request is in flight; answer later. */
         static const char msg[] = "holding";
         bw_worker_ctx_send(W.ctx, msg, sizeof msg - 1);
-        bw_timeout(bw_http_request_loop(req), query_ms(req, 300), answer_later, res);
+        bw_timeout(bw_http_request_loop(req), query_ms(req, 300), answer_later, res, NULL);
         return;
     }
     char body[64];
@@ -193,7 +193,7 @@ static bw_http_server *new_server(void)
 /* Serve on the inherited sockets (announces `listening`). */
 static int serve(void)
 {
-    int rc = bw_worker_serve_http(W.ctx, new_server(), NULL);
+    int rc = bw_worker_ctx_serve_http(W.ctx, new_server(), NULL);
     wsay("serve rc=%s", rc == 0 ? "0" : bw_err_name(rc));
     return rc;
 }
@@ -240,7 +240,7 @@ static void worker_on_disconnect(bw_worker_ctx *ctx, void *data)
     /* C-24, C-27: the worker decides its own exit code after a graceful
      * disconnect (10 ms later, as in Node's test). */
     if (getenv("DISCONNECT_EXIT") != NULL)
-        bw_timeout(W.loop, 10, on_disconnect_exit_timer, NULL);
+        bw_timeout(W.loop, 10, on_disconnect_exit_timer, NULL, NULL);
     close_own_servers();
     if (getenv("DISCONNECT_THROW") != NULL) {
         wsay("disconnect-cb %s", "throws");
@@ -362,7 +362,7 @@ static int mode_serve_exit(void)
 {
     if (serve() != 0)
         return 1;
-    bw_timeout(W.loop, 1, exit_by_itself, NULL);
+    bw_timeout(W.loop, 1, exit_by_itself, NULL, NULL);
     return -1;
 }
 
@@ -449,7 +449,7 @@ static int mode_raw_close(void)
 {
     if (serve() != 0)
         return 1;
-    bw_timeout(W.loop, 1, raw_close, NULL);
+    bw_timeout(W.loop, 1, raw_close, NULL, NULL);
     return -1;
 }
 
@@ -523,7 +523,7 @@ static int mode_serve_after_disconnect(void)
     if (serve() != 0)
         return 1;
     worker_disconnect_now();
-    int rc = bw_worker_serve_http(W.ctx, new_server(), NULL);
+    int rc = bw_worker_ctx_serve_http(W.ctx, new_server(), NULL);
     wsay("serve after disconnect rc=%s", rc == 0 ? "0" : bw_err_name(rc));
     return -1;
 }
@@ -569,7 +569,7 @@ static int mode_listen_errors(void)
 {
     struct sockaddr_in a;
     socklen_t len = sizeof a;
-    getsockname(bw_worker_listen_fd(W.ctx, 0), (struct sockaddr *)&a, &len);
+    getsockname(bw_worker_ctx_listen_fd(W.ctx, 0), (struct sockaddr *)&a, &len);
     int primary_port = ntohs(a.sin_port);
     /* The primary's port. */
     bw_http_server *clash = new_server();
@@ -609,7 +609,7 @@ static int mode_ipc_throw(void)
     bw_on_uncaught(worker_uncaught, NULL);
     struct sockaddr_in a;
     socklen_t len = sizeof a;
-    getsockname(bw_worker_listen_fd(W.ctx, 0), (struct sockaddr *)&a, &len);
+    getsockname(bw_worker_ctx_listen_fd(W.ctx, 0), (struct sockaddr *)&a, &len);
     bw_http_server *srv = new_server();
     int rc = listen_own(srv, ntohs(a.sin_port), "primary-port");
     if (rc == 0)
@@ -689,7 +689,9 @@ static void *serve_in_domain(void *arg)
 
 static int mode_domain_listen(void)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d;
+    if (bw_domain_new(&d) != 0)
+        return 70;
     bw_domain_run(d, nothing, NULL); /* Node's d.run(() => {}) */
     if (serve() != 0)
         return 1;
@@ -732,7 +734,7 @@ static int mode_policy(void)
     bw_crash_policy policy = {.kill_timeout_ms = (uint64_t)env_long("POLICY_KILL_MS", 0),
                               .body = getenv("POLICY_BODY"),
                               .content_type = getenv("POLICY_CT")};
-    int rc = bw_worker_serve_http(W.ctx, new_server_with(&o), &policy);
+    int rc = bw_worker_ctx_serve_http(W.ctx, new_server_with(&o), &policy);
     wsay("serve rc=%s", rc == 0 ? "0" : bw_err_name(rc));
     return rc == 0 ? -1 : 1;
 }
@@ -768,8 +770,7 @@ static void *listen_and_close(void *arg)
 
 static int mode_close_throws(void)
 {
-    close_domain = bw_domain_create();
-    if (close_domain == NULL || bw_domain_on_error(close_domain, close_domain_error, NULL) != 0)
+    if (bw_domain_new(&close_domain) != 0 || bw_domain_on_error(close_domain, close_domain_error, NULL) != 0)
         return 70;
     bw_domain_run(close_domain, listen_and_close, NULL);
     return -1;
@@ -814,7 +815,7 @@ static int worker_finish(void)
     }
     if (close_domain != NULL)
         bw_domain_release(close_domain);
-    int rc = bw_loop_close(W.loop);
+    int rc = bw_loop_free(W.loop);
     wsay("ends status=%d loop-close=%s", W.exit_code, rc == 0 ? "0" : bw_err_name(rc));
     return rc == 0 ? W.exit_code : 99;
 }
@@ -823,10 +824,10 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
 {
     (void)data;
     W.ctx = ctx;
-    W.loop = bw_worker_loop(ctx);
+    W.loop = bw_worker_ctx_loop(ctx);
     W.id = bw_worker_ctx_id(ctx);
-    bw_worker_on_message(ctx, worker_on_message, NULL);
-    bw_worker_on_disconnect(ctx, worker_on_disconnect, NULL);
+    bw_worker_ctx_on_message(ctx, worker_on_message, NULL);
+    bw_worker_ctx_on_disconnect(ctx, worker_on_disconnect, NULL);
     const char *mode = getenv("MODE");
     if (mode == NULL)
         mode = "serve";
@@ -1160,7 +1161,7 @@ static void exit_now(bw_timer *t, void *data)
 
 static void exit_soon(void)
 {
-    bw_timeout(loop, 100, exit_now, NULL);
+    bw_timeout(loop, 100, exit_now, NULL, NULL);
 }
 
 static void primary_exits_start(void)
@@ -1346,7 +1347,7 @@ static void cycle_say_ready(bw_timer *t, void *data)
 
 static void cycle_ready(void)
 {
-    bw_timeout(loop, cycle == 1 ? 0 : 600, cycle_say_ready, NULL);
+    bw_timeout(loop, cycle == 1 ? 0 : 600, cycle_say_ready, NULL, NULL);
 }
 
 static void cycle_done(bw_cluster *c, void *data)
@@ -1752,7 +1753,7 @@ static int run_primary(void)
     bw_loop_run(loop, UV_RUN_DEFAULT);
     int status = bw_cluster_exit_status(cluster);
     bw_cluster_free(cluster);
-    rc = bw_loop_close(loop);
+    rc = bw_loop_free(loop);
     if (rc == 0 && uv != NULL) {
         rc = uv_loop_close(uv);
         munmap(uv, sizeof *uv);

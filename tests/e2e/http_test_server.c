@@ -164,8 +164,8 @@ static void release_domain(void *d)
 static void manual_hold(bw_http_request *req, bw_http_response *res)
 {
     bw_domain *own = bw_http_request_domain(req);
-    bw_domain *d = bw_domain_create();
-    if (own == NULL || d == NULL || bw_domain_defer(own, release_domain, d) != 0) {
+    bw_domain *d = NULL;
+    if (own == NULL || bw_domain_new(&d) != 0 || bw_domain_defer(own, release_domain, d) != 0) {
         if (d != NULL)
             bw_domain_release(d);
         bw_http_response_send(res, 503, "text/plain", "no domain\n", 10);
@@ -315,9 +315,9 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
     } else if (strcmp(path, "/api-header") == 0) {
         api_header(req, res);
     } else if (strcmp(path, "/slow") == 0) {
-        bw_timeout(l, (uint64_t)query_num(req, "ms", 100), answer_later, res);
+        bw_timeout(l, (uint64_t)query_num(req, "ms", 100), answer_later, res, NULL);
     } else if (strcmp(path, "/segv-timer") == 0) {
-        bw_timeout(l, 1, fault_in_timer, NULL);
+        bw_timeout(l, 1, fault_in_timer, NULL, NULL);
     } else if (strcmp(path, "/throw") == 0) {
         bw_throwf(-22, "thrown by the handler");
     } else if (strcmp(path, "/segv") == 0) {
@@ -329,7 +329,7 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
     } else if (strcmp(path, "/headers-then-fault") == 0) {
         bw_http_response_set_header(res, "Content-Length", "100");
         bw_http_response_write(res, "partial", 7);
-        bw_timeout(l, 1, fault_after_headers, res);
+        bw_timeout(l, 1, fault_after_headers, res, NULL);
     } else if (strcmp(path, "/echo") == 0) {
         echo_state *st = bw_http_request_alloc(req, sizeof *st);
         st->res = res;
@@ -477,7 +477,7 @@ int main(void)
     printf("listening %d\n", bw_http_server_port(server));
     bw_loop_run(loop, UV_RUN_DEFAULT);
     rc = bw_http_server_free(server);
-    int lc = bw_loop_close(loop);
+    int lc = bw_loop_free(loop);
     printf("exit free=%s loop=%s\n", bw_err_name(rc), bw_err_name(lc));
     return rc == 0 && lc == 0 ? 0 : 3;
 }

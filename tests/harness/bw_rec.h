@@ -63,7 +63,7 @@ static inline void bw_rec_clear(bw_rec *r)
 /* A domain with a recording handler. */
 static inline bw_domain *bw_rec_domain(bw_rec *r)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     BW_CHECK(d != NULL);
     if (r != NULL)
         bw_rec_on(d, r);

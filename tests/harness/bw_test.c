@@ -39,10 +39,52 @@ bw_loop *bw_test_loop(void)
     return loop;
 }
 
+static void made(const char *file, int line, const char *what, int rc)
+{
+    if (rc != 0)
+        bw_test_fail(file, line, "%s: %s", what, bw_strerror(rc));
+}
+
+bw_domain *bw_test__domain(const char *file, int line)
+{
+    bw_domain *d;
+    made(file, line, "bw_domain_new", bw_domain_new(&d));
+    return d;
+}
+
+bw_emitter *bw_test__emitter(const char *file, int line)
+{
+    bw_emitter *e;
+    made(file, line, "bw_emitter_new", bw_emitter_new(&e));
+    return e;
+}
+
+bw_bound *bw_test__bind(const char *file, int line, bw_domain *d, bw_bound_fn fn, void *ctx)
+{
+    bw_bound *b;
+    made(file, line, "bw_domain_bind", bw_domain_bind(d, fn, ctx, &b));
+    return b;
+}
+
+bw_bound *bw_test__intercept(const char *file, int line, bw_domain *d, bw_intercept_fn fn,
+                             void *ctx)
+{
+    bw_bound *b;
+    made(file, line, "bw_domain_intercept", bw_domain_intercept(d, fn, ctx, &b));
+    return b;
+}
+
+bw_resource *bw_test__resource(const char *file, int line, void *ptr, bw_resource_close_fn close)
+{
+    bw_resource *r;
+    made(file, line, "bw_resource_new", bw_resource_new(ptr, close, &r));
+    return r;
+}
+
 void bw_test_loop_finish(bw_loop *loop)
 {
     bw_loop_run(loop, UV_RUN_DEFAULT);
-    int rc = bw_loop_close(loop);
+    int rc = bw_loop_free(loop);
     if (rc != 0)
         bw_test_fail(__FILE__, __LINE__, "the loop did not close cleanly: %s", bw_strerror(rc));
 }

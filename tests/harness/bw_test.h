@@ -96,6 +96,23 @@ bw_loop *bw_test_loop(void);
  * (no handle left open). */
 void bw_test_loop_finish(bw_loop *loop);
 
+/*
+ * Constructors for fixtures: each makes the object with its bulwark
+ * constructor and fails the test (at the caller's line) if that returns a
+ * status. Tests of the constructors' own failures call them directly.
+ */
+bw_domain *bw_test__domain(const char *file, int line);
+bw_emitter *bw_test__emitter(const char *file, int line);
+bw_bound *bw_test__bind(const char *file, int line, bw_domain *d, bw_bound_fn fn, void *ctx);
+bw_bound *bw_test__intercept(const char *file, int line, bw_domain *d, bw_intercept_fn fn,
+                             void *ctx);
+bw_resource *bw_test__resource(const char *file, int line, void *ptr, bw_resource_close_fn close);
+#define bw_test_domain() bw_test__domain(__FILE__, __LINE__)
+#define bw_test_emitter() bw_test__emitter(__FILE__, __LINE__)
+#define bw_test_bind(d, fn, ctx) bw_test__bind(__FILE__, __LINE__, (d), (fn), (ctx))
+#define bw_test_intercept(d, fn, ctx) bw_test__intercept(__FILE__, __LINE__, (d), (fn), (ctx))
+#define bw_test_resource(ptr, close) bw_test__resource(__FILE__, __LINE__, (ptr), (close))
+
 /* The outcome of a child process. */
 typedef struct bw_test_child {
     bool exited;   /* exited normally: `code` is valid */

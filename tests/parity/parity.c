@@ -32,12 +32,29 @@ static void out(const char *fmt, ...)
     fflush(stdout);
 }
 
+/* Constructors that abort on failure: a scenario has no way to go on. */
 static bw_domain *named(const char *name)
 {
-    bw_domain *d = bw_domain_create();
-    if (d == NULL || bw_domain_set_name(d, name) != 0)
+    bw_domain *d;
+    if (bw_domain_new(&d) != 0 || bw_domain_set_name(d, name) != 0)
         abort();
     return d;
+}
+
+static bw_emitter *new_emitter(void)
+{
+    bw_emitter *e;
+    if (bw_emitter_new(&e) != 0)
+        abort();
+    return e;
+}
+
+static bw_bound *bound_to(bw_domain *d, bw_bound_fn fn, bw_intercept_fn ifn)
+{
+    bw_bound *b;
+    if ((fn != NULL ? bw_domain_bind(d, fn, NULL, &b) : bw_domain_intercept(d, ifn, NULL, &b)) != 0)
+        abort();
+    return b;
 }
 
 static const char *name_of(const bw_domain *d)
@@ -139,7 +156,7 @@ static void print_then_throw(bw_domain *d, bw_error *err, void *data)
 
 static void after_timer(uint64_t ms, bw_timer_cb cb, void *data)
 {
-    bw_timeout(loop, ms, cb, data);
+    bw_timeout(loop, ms, cb, data, NULL);
 }
 
 static void print_exit_event(void)
@@ -166,7 +183,7 @@ static void s01_member_emitter_error(void *arg)
     d2 = named("d2");
     report(d1);
     bw_domain_add(d1, bw_domain_member(d2));
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = new_emitter();
     bw_emitter_set_data(e, "e");
     bw_domain_add(d2, bw_emitter_member(e));
     d3 = named("d3");
@@ -189,7 +206,7 @@ static void s02_member_intercept_error(void *arg)
     d2 = named("d2");
     report(d1);
     bw_domain_add(d1, bw_domain_member(d2));
-    bw_bound *cb = bw_domain_intercept(d2, s02_fn, NULL);
+    bw_bound *cb = bound_to(d2, NULL, s02_fn);
     bw_error *err = bw_error_new(-EIO, "boom");
     bw_bound_callback(err, NULL, cb);
     bw_error_release(err);
@@ -239,7 +256,7 @@ static void s04_handler_throw_nothing_below(void *arg)
 static void *s05_body(void *arg)
 {
     bw_domain *d = arg;
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = new_emitter();
     out("owner=%s members=%zu", name_of(bw_emitter_domain(e)), bw_domain_member_count(d));
     return NULL;
 }
@@ -277,8 +294,11 @@ static void s06_add_timer(void *arg)
     bw_domain *d = named("d");
     report(d);
     bw_on_uncaught(s06_uncaught, NULL);
-    bw_timer *t = bw_timeout(loop, 1, s06_callback, NULL);
+    bw_timer *t;
+    if (bw_timeout(loop, 1, s06_callback, NULL, &t) != 0)
+        abort();
     bw_domain_add(d, bw_timer_member(t));
+    bw_timer_release(t); /* the loop keeps it while it is pending */
     out("members=%zu", bw_domain_member_count(d));
 }
 
@@ -333,7 +353,7 @@ static void s09_bind_error_argument(void *arg)
     (void)arg;
     bw_domain *d = named("d");
     report(d);
-    bw_bound *w = bw_domain_bind(d, s09_fn, NULL);
+    bw_bound *w = bound_to(d, s09_fn, NULL);
     bw_error *err = bw_error_new(-EIO, "boom");
     bw_bound_callback(err, NULL, w);
     bw_error_release(err);
@@ -408,7 +428,7 @@ static void *s13_emit_in(void *arg)
         emit_in rest = {c->domains + 1, c->n - 1};
         return bw_domain_run(rest.domains[0], s13_emit_in, &rest);
     }
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = new_emitter();
     bw_emitter_emit_error(e, bw_error_new(-EIO, "boom"));
     out("after emit: active=%s depth=%zu", active(), depth());
     bw_emitter_free(e);
@@ -448,7 +468,7 @@ static void s14_throw_async(bw_timer *t, void *data)
 static void *s14_schedule(void *arg)
 {
     (void)arg;
-    bw_timeout(loop, 1, s14_throw_async, NULL);
+    bw_timeout(loop, 1, s14_throw_async, NULL, NULL);
     return NULL;
 }
 
@@ -479,7 +499,7 @@ static void s15_d2_handler(bw_domain *d, bw_error *err, void *data)
 static void *s15_emit(void *arg)
 {
     (void)arg;
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = new_emitter();
     bw_emitter_set_data(e, "e");
     bw_emitter_emit_error(e, bw_error_new(-EIO, "boom"));
     out("not reached");
@@ -521,15 +541,18 @@ static void s16_intercept(void *arg)
     bw_domain *a = named("a");
     bw_domain *d = named("d");
     report(d);
-    bw_bound *w = bw_domain_intercept(d, s16_fn, NULL);
+    bw_bound *w = bound_to(d, NULL, s16_fn);
     bw_domain_run(a, s16_body, w);
 }
 
 static void *s17_body(void *arg)
 {
     bw_domain *d = arg;
-    bw_timer *t = bw_timeout(loop, 1, s06_callback, NULL);
+    bw_timer *t;
+    if (bw_timeout(loop, 1, s06_callback, NULL, &t) != 0)
+        abort();
     bw_domain_remove(d, bw_timer_member(t));
+    bw_timer_release(t);
     return NULL;
 }
 

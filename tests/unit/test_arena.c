@@ -12,7 +12,7 @@
 
 BW_TEST(X_20, arena_allocations_are_aligned_and_counted)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     BW_CHECK_INT_EQ(bw_domain_arena_size(d), 0);
     for (size_t size = 0; size < 300; size += 7) {
         char *p = bw_domain_alloc(d, size);
@@ -65,13 +65,13 @@ BW_TEST(X_21, dispose_runs_cleanups_lifo_outside_any_domain_and_frees_the_arena)
     bw_count_install();
     bw_loop *loop = bw_test_loop();
     long base = bw_count_live;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     long with_domain = bw_count_live;
     fill(d);
     for (intptr_t i = 1; i <= 3; i++)
         BW_CHECK_INT_EQ(bw_domain_defer(d, cleanup, (void *)i), 0);
     BW_CHECK(bw_count_live > with_domain);
-    bw_domain *other = bw_domain_create();
+    bw_domain *other = bw_test_domain();
     bw_domain_enter(other); /* dispose called from inside another domain */
     BW_CHECK_INT_EQ(bw_domain_dispose(d), 0);
     bw_domain_exit(other);
@@ -100,11 +100,11 @@ BW_TEST(X_22, last_release_runs_cleanups_and_frees_the_arena)
     bw_count_install();
     bw_loop *loop = bw_test_loop();
     long base = bw_count_live;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     fill(d);
     bw_domain_defer(d, cleanup, (void *)1);
     bw_domain_defer(d, cleanup, (void *)2);
-    bw_domain *other = bw_domain_create();
+    bw_domain *other = bw_test_domain();
     bw_domain_enter(other);
     bw_domain_release(d); /* never disposed */
     bw_domain_exit(other);
@@ -157,12 +157,12 @@ static void child_cleanup(void *arg)
 static void *make_members(void *arg)
 {
     members *s = arg;
-    s->timeout = bw_timeout(s->loop, 1, count_fire, s);
-    s->interval = bw_interval(s->loop, 1, count_fire, s);
-    s->e = bw_emitter_new();
+    BW_CHECK_INT_EQ(bw_timeout(s->loop, 1, count_fire, s, &s->timeout), 0);
+    BW_CHECK_INT_EQ(bw_interval(s->loop, 1, count_fire, s, &s->interval), 0);
+    s->e = bw_test_emitter();
     bw_emitter_on(s->e, "data", count_heard, s);
     bw_emitter_on(s->e, BW_EVENT_ERROR, count_heard, s);
-    s->r = bw_resource_new(s, count_close);
+    s->r = bw_test_resource(s, count_close);
     return NULL;
 }
 
@@ -180,12 +180,13 @@ BW_TEST(X_23, dispose_closes_timers_emitters_resources_and_member_domains)
     members s = {0};
     s.loop = bw_test_loop();
     long base = bw_count_live;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_run(d, make_members, &s);
-    s.child = bw_domain_create();
+    s.child = bw_test_domain();
     bw_domain_add(d, bw_domain_member(s.child));
     bw_domain_defer(s.child, child_cleanup, &s);
-    bw_timer *child_timer = bw_timeout(s.loop, 1, count_fire, &s);
+    bw_timer *child_timer;
+    BW_CHECK_INT_EQ(bw_timeout(s.loop, 1, count_fire, &s, &child_timer), 0);
     bw_domain_add(s.child, bw_timer_member(child_timer));
     BW_CHECK_INT_EQ(bw_domain_member_count(d), 5);
 
@@ -194,16 +195,24 @@ BW_TEST(X_23, dispose_closes_timers_emitters_resources_and_member_domains)
     BW_CHECK(bw_domain_is_disposed(s.child));
     BW_CHECK_INT_EQ(bw_emitter_listener_count(s.e, "data"), 0);
     BW_CHECK_INT_EQ(bw_emitter_listener_count(s.e, BW_EVENT_ERROR), 0);
-    BW_CHECK(bw_resource_is_closed(s.r));
+    BW_CHECK(bw_resource_is_disposed(s.r));
     BW_CHECK_INT_EQ(s.closed, 1 + 10);
-    bw_resource_close(s.r); /* the close function runs once only */
+    bw_resource_dispose(s.r); /* the close function runs once only */
     BW_CHECK_INT_EQ(s.closed, 1 + 10);
     bw_test_main(emit_after, &s);
     bw_loop_run(s.loop, UV_RUN_DEFAULT); /* the timers never fire */
     BW_CHECK_INT_EQ(s.fired, 0);
     BW_CHECK_INT_EQ(s.heard, 0);
-    /* What is left is the user's: the emitter, the resource record and the
-     * two domain references. Then everything is given back. */
+    /* What is left is the user's: the timer handles, the emitter, the
+     * resource record and the two domain references. Disposed, the timers'
+     * handles are still valid: clearing them does nothing. Then everything
+     * is given back. */
+    BW_CHECK(!bw_timer_is_pending(s.timeout) && !bw_timer_is_pending(s.interval));
+    bw_timer_clear(s.timeout);
+    bw_timer_clear(child_timer);
+    bw_timer_release(s.timeout);
+    bw_timer_release(s.interval);
+    bw_timer_release(child_timer);
     bw_emitter_free(s.e);
     bw_resource_free(s.r);
     bw_domain_release(s.child);
@@ -233,7 +242,7 @@ static void request_fail(bw_timer *t, void *data)
     char *body = bw_domain_alloc(q->d, 4096);
     memset(body, 'x', 4096);
     bw_domain_defer(q->d, request_cleanup, q);
-    bw_timeout(q->loop, 1000, count_fire, NULL); /* would keep the loop alive */
+    bw_timeout(q->loop, 1000, count_fire, NULL, NULL); /* would keep the loop alive */
     bw_throwf(-EINVAL, "request failed halfway");
 }
 
@@ -247,7 +256,7 @@ static void request_handler(bw_domain *d, bw_error *err, void *data)
 static void *request_start(void *arg)
 {
     request *q = arg;
-    bw_timeout(q->loop, 1, request_fail, q);
+    bw_timeout(q->loop, 1, request_fail, q, NULL);
     return NULL;
 }
 
@@ -257,7 +266,7 @@ BW_TEST(X_24, failed_request_leaks_nothing_it_allocated_through_its_domain)
     request q = {0};
     q.loop = bw_test_loop();
     long base = bw_count_live;
-    q.d = bw_domain_create();
+    q.d = bw_test_domain();
     bw_domain_on_error(q.d, request_handler, &q);
     bw_domain_run(q.d, request_start, &q);
     uint64_t start = uv_hrtime();
@@ -272,6 +281,12 @@ BW_TEST(X_24, failed_request_leaks_nothing_it_allocated_through_its_domain)
 
 /* Allocation failure is the caller's error, never an abort. */
 static int fail_after = -1; /* allocations left before failing; -1: never */
+
+static void *bound_identity(void *ctx, void *arg)
+{
+    (void)ctx;
+    return arg;
+}
 
 static void *failing_malloc(size_t size, void *ctx)
 {
@@ -295,14 +310,20 @@ BW_TEST(X_25, allocation_failure_is_a_status_not_an_abort)
     bw_set_allocator(&a);
     bw_loop *loop = bw_test_loop();
     long base = bw_count_live;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     fail_after = 0;
     BW_CHECK(bw_domain_alloc(d, 10) == NULL);
     BW_CHECK_INT_EQ(bw_domain_defer(d, cleanup, NULL), -ENOMEM);
     BW_CHECK_INT_EQ(bw_domain_set_name(d, "x"), -ENOMEM);
-    BW_CHECK(bw_domain_bind(d, NULL, NULL) == NULL);
-    BW_CHECK(bw_resource_new(NULL, NULL) == NULL);
-    BW_CHECK(bw_set_immediate(loop, cleanup, NULL) == NULL);
+    bw_bound *b = (bw_bound *)&b;
+    BW_CHECK_INT_EQ(bw_domain_bind(d, bound_identity, NULL, &b), -ENOMEM);
+    BW_CHECK(b == NULL);
+    bw_resource *r = (bw_resource *)&r;
+    BW_CHECK_INT_EQ(bw_resource_new(NULL, NULL, &r), -ENOMEM);
+    BW_CHECK(r == NULL);
+    bw_immediate *im = (bw_immediate *)&im;
+    BW_CHECK_INT_EQ(bw_set_immediate(loop, cleanup, NULL, &im), -ENOMEM);
+    BW_CHECK(im == NULL);
     BW_CHECK_INT_EQ(bw_next_tick(loop, cleanup, NULL), -ENOMEM);
     BW_CHECK_INT_EQ(bw_fs_stat(loop, "/", NULL, NULL), -ENOMEM);
     fail_after = -1;

@@ -28,9 +28,9 @@ static void *d36_plus_one(void *ctx, void *arg)
 
 BW_TEST(D_36, bind_enters_calls_exits_and_returns)
 {
-    bw_domain *a = bw_domain_create();
-    d36 s = {bw_domain_create(), NULL, 0};
-    bw_bound *w = bw_domain_bind(s.d, d36_plus_one, &s);
+    bw_domain *a = bw_test_domain();
+    d36 s = {bw_test_domain(), NULL, 0};
+    bw_bound *w = bw_test_bind(s.d, d36_plus_one, &s);
     BW_CHECK(w != NULL);
     BW_CHECK_PTR_EQ(bw_bound_domain(w), s.d);
     bw_domain_enter(a);
@@ -68,9 +68,11 @@ BW_TEST(D_37, throw_from_bound_function_is_thrown_not_bound)
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
     int ran = 0;
-    bw_bound *w = bw_domain_bind(d, d37_throw, &ran);
-    bw_timer *t = bw_timeout(loop, 1, d37_timer, w); /* created outside any domain */
+    bw_bound *w = bw_test_bind(d, d37_throw, &ran);
+    bw_timer *t;
+    BW_CHECK_INT_EQ(bw_timeout(loop, 1, d37_timer, w, &t), 0); /* outside any domain */
     BW_CHECK(bw_timer_domain(t) == NULL);
+    bw_timer_release(t); /* the loop keeps it until it fires */
     bw_test_loop_finish(loop);
     BW_CHECK_INT_EQ(ran, 1);
     BW_CHECK_INT_EQ(r.calls, 1);
@@ -109,8 +111,8 @@ BW_TEST(D_38, bound_callback_runs_in_its_domain_whatever_the_caller)
     bw_domain *a = bw_rec_domain(&ra);
     bw_domain *b = bw_rec_domain(&rb);
     int ran = 0;
-    d38 s = {bw_domain_bind(b, d37_throw, &ran), 0};
-    bw_emitter *res = bw_emitter_new();
+    d38 s = {bw_test_bind(b, d37_throw, &ran), 0};
+    bw_emitter *res = bw_test_emitter();
     bw_domain_add(a, bw_emitter_member(res));
     bw_emitter_on(res, "drain", d38_on_drain, &s);
     bw_test_main(d38_write, res);
@@ -162,7 +164,7 @@ BW_TEST(D_39, intercept_routes_an_error_without_calling_fn)
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
     icpt s = {0};
-    bw_bound *w = bw_domain_intercept(d, icpt_fn, &s);
+    bw_bound *w = bw_test_intercept(d, icpt_fn, &s);
     BW_CHECK_PTR_EQ(bw_bound_domain(w), d);
     icpt_call c = {w, bw_error_new(-EINVAL, "foobar"), NULL};
     bw_error *sent = c.err;
@@ -184,7 +186,7 @@ BW_TEST(D_40, intercept_without_error_strips_it_and_calls_fn)
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
     icpt s = {0};
-    bw_bound *w = bw_domain_intercept(d, icpt_fn, &s);
+    bw_bound *w = bw_test_intercept(d, icpt_fn, &s);
     icpt_call c = {w, NULL, "data"};
     bw_test_main(icpt_deliver, &c);
     BW_CHECK_INT_EQ(s.calls, 1);
@@ -207,10 +209,10 @@ typedef struct two_results {
 
 BW_TEST(D_41, several_results_are_all_passed_on)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     icpt s = {0};
     two_results both = {"data", "data2"};
-    bw_bound *w = bw_domain_intercept(d, icpt_fn, &s);
+    bw_bound *w = bw_test_intercept(d, icpt_fn, &s);
     icpt_call c = {w, NULL, &both};
     bw_test_main(icpt_deliver, &c);
     BW_CHECK_INT_EQ(s.calls, 1);
@@ -224,7 +226,7 @@ BW_TEST(D_41, several_results_are_all_passed_on)
 static void d42_main(void *arg)
 {
     icpt_call *c = arg;
-    bw_domain *a = bw_domain_create();
+    bw_domain *a = bw_test_domain();
     bw_domain_enter(a);
     bw_bound_callback(NULL, c->result, c->w);
     BW_CHECK_PTR_EQ(bw_domain_active(), a);
@@ -235,9 +237,9 @@ static void d42_main(void *arg)
 
 BW_TEST(D_42, intercepted_function_runs_inside_the_domain)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     icpt s = {0};
-    bw_bound *w = bw_domain_intercept(d, icpt_fn, &s);
+    bw_bound *w = bw_test_intercept(d, icpt_fn, &s);
     icpt_call c = {w, NULL, "x"};
     bw_test_main(d42_main, &c);
     BW_CHECK_INT_EQ(s.calls, 1);
@@ -253,7 +255,7 @@ BW_TEST(D_43, intercept_as_io_callback_keeps_every_field)
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
     icpt s = {0};
-    bw_bound *w = bw_bound_once(bw_domain_intercept(d, icpt_fn, &s));
+    bw_bound *w = bw_bound_once(bw_test_intercept(d, icpt_fn, &s));
     BW_CHECK_INT_EQ(bw_fs_open(loop, "this file does not exist", O_RDONLY, 0, bw_bound_callback, w),
                     0);
     bw_test_loop_finish(loop); /* the once-wrapper released itself */

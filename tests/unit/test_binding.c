@@ -19,7 +19,7 @@ typedef struct d13 {
 static void *d13_create(void *arg)
 {
     d13 *s = arg;
-    s->e = bw_emitter_new();
+    s->e = bw_test_emitter();
     return NULL;
 }
 
@@ -40,7 +40,7 @@ BW_TEST(D_13, emitter_created_in_domain_belongs_to_it)
     bw_domain_run(s.d, d13_create, &s);
     BW_CHECK_PTR_EQ(bw_emitter_domain(s.e), s.d);
     BW_CHECK(bw_domain_has_member(s.d, bw_emitter_member(s.e)));
-    bw_timeout(loop, 1, d13_emit, &s); /* no domain active here */
+    bw_timeout(loop, 1, d13_emit, &s, NULL); /* no domain active here */
     bw_test_loop_finish(loop);
     BW_CHECK_INT_EQ(s.emits, 1);
     BW_CHECK_INT_EQ(r.calls, 1);
@@ -77,7 +77,7 @@ static void throw_timer(bw_timer *t, void *data)
 static void *schedule_timeout(void *arg)
 {
     async_throw *s = arg;
-    bw_timeout(s->loop, 1, throw_timer, s);
+    bw_timeout(s->loop, 1, throw_timer, s, NULL);
     return NULL;
 }
 
@@ -91,7 +91,7 @@ static void *schedule_tick(void *arg)
 static void *schedule_immediate(void *arg)
 {
     async_throw *s = arg;
-    bw_set_immediate(s->loop, throw_task, s);
+    bw_set_immediate(s->loop, throw_task, s, NULL);
     return NULL;
 }
 
@@ -161,7 +161,7 @@ static void d17_interval(bw_timer *t, void *data)
     BW_CHECK_PTR_EQ(bw_domain_active(), s->d);
     s->interval_runs++;
     bw_timer_clear(t);
-    bw_timeout(s->loop, 1, d17_timeout, s);
+    bw_timeout(s->loop, 1, d17_timeout, s, NULL);
 }
 
 static void d17_tick(void *arg)
@@ -169,7 +169,7 @@ static void d17_tick(void *arg)
     d17 *s = arg;
     BW_CHECK_PTR_EQ(bw_domain_active(), s->d);
     s->hops++;
-    bw_interval(s->loop, 1, d17_interval, s);
+    bw_interval(s->loop, 1, d17_interval, s, NULL);
 }
 
 static void *d17_start(void *arg)
@@ -246,7 +246,7 @@ static void d18_timer(bw_timer *t, void *data)
 static void *d18_start(void *arg)
 {
     d18 *s = arg;
-    bw_timeout(s->loop, 10, d18_timer, s);
+    bw_timeout(s->loop, 10, d18_timer, s, NULL);
     return NULL;
 }
 
@@ -343,7 +343,7 @@ static void d19_accept(void *arg)
     s->accepted++;
     uv_tcp_init(bw_loop_uv(s->loop), &s->conn);
     BW_CHECK_INT_EQ(uv_accept((uv_stream_t *)&s->server, (uv_stream_t *)&s->conn), 0);
-    s->conn_r = bw_resource_new(&s->conn, d19_close_handle); /* bound to d: it is active */
+    s->conn_r = bw_test_resource(&s->conn, d19_close_handle); /* bound to d: it is active */
     uv_read_start((uv_stream_t *)&s->conn, d19_alloc, d19_read_cb);
 }
 
@@ -383,14 +383,14 @@ static void *d19_start(void *arg)
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", 0, &addr);
     uv_tcp_init(uv, &s->server);
-    s->server_r = bw_resource_new(&s->server, d19_close_handle);
+    s->server_r = bw_test_resource(&s->server, d19_close_handle);
     BW_CHECK_INT_EQ(uv_tcp_bind(&s->server, (const struct sockaddr *)&addr, 0), 0);
     BW_CHECK_INT_EQ(uv_listen((uv_stream_t *)&s->server, 8, d19_connection_cb), 0);
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&s->server, (struct sockaddr *)&bound, &len);
     uv_tcp_init(uv, &s->client);
-    s->client_r = bw_resource_new(&s->client, d19_close_handle);
+    s->client_r = bw_test_resource(&s->client, d19_close_handle);
     BW_CHECK_INT_EQ(uv_tcp_connect(&s->connect_req, &s->client, (const struct sockaddr *)&bound,
                                    d19_connect_cb),
                     0);
@@ -413,7 +413,7 @@ BW_TEST(D_19, network_objects_run_their_callbacks_inside_the_domain)
     d19 s = {0};
     d19_state = &s;
     s.loop = bw_test_loop();
-    s.d = bw_domain_create();
+    s.d = bw_test_domain();
     bw_domain_on_error(s.d, d19_handler, &s);
     /* Even in abort mode: an error a domain handles never aborts. */
     bw_set_abort_on_uncaught(true);
@@ -425,9 +425,9 @@ BW_TEST(D_19, network_objects_run_their_callbacks_inside_the_domain)
     BW_CHECK_INT_EQ(s.connected, 1);
     BW_CHECK_INT_EQ(s.data_calls, 1);
     BW_CHECK_INT_EQ(s.handled, 1);
-    BW_CHECK(bw_resource_is_closed(s.server_r));
-    BW_CHECK(bw_resource_is_closed(s.client_r));
-    BW_CHECK(bw_resource_is_closed(s.conn_r));
+    BW_CHECK(bw_resource_is_disposed(s.server_r));
+    BW_CHECK(bw_resource_is_disposed(s.client_r));
+    BW_CHECK(bw_resource_is_disposed(s.conn_r));
     bw_resource_free(s.server_r);
     bw_resource_free(s.client_r);
     bw_resource_free(s.conn_r);
@@ -473,11 +473,11 @@ static void d20_t(bw_timer *t, void *data)
 static void *d20_start(void *arg)
 {
     d20 *s = arg;
-    s->a = bw_timeout(s->loop, 0, d20_a, s);
+    BW_CHECK_INT_EQ(bw_timeout(s->loop, 0, d20_a, s, &s->a), 0);
     bw_timer_unref(s->a);
     BW_CHECK(!bw_timer_has_ref(s->a));
     BW_CHECK_PTR_EQ(bw_timer_domain(s->a), s->d);
-    s->b = bw_timeout(s->loop, 0, d20_b, s);
+    BW_CHECK_INT_EQ(bw_timeout(s->loop, 0, d20_b, s, &s->b), 0);
     return NULL;
 }
 
@@ -487,7 +487,7 @@ BW_TEST(D_20, unref_does_not_change_a_timers_domain)
     d20 s = {0};
     s.loop = bw_test_loop();
     s.d = bw_rec_domain(&r);
-    s.t = bw_timeout(s.loop, 10000, d20_t, &s); /* ref'd, no domain */
+    BW_CHECK_INT_EQ(bw_timeout(s.loop, 10000, d20_t, &s, &s.t), 0); /* ref'd, no domain */
     bw_domain_run(s.d, d20_start, &s);
     bw_timer_unref(s.b);
     BW_CHECK_PTR_EQ(bw_timer_domain(s.b), s.d);
@@ -502,6 +502,9 @@ BW_TEST(D_20, unref_does_not_change_a_timers_domain)
     BW_CHECK_PTR_EQ(bw_error_domain(r.err[1]), s.d);
     BW_CHECK_STR_EQ(bw_error_message(r.err[1]), "from B");
     bw_rec_clear(&r);
+    bw_timer_release(s.a);
+    bw_timer_release(s.b);
+    bw_timer_release(s.t);
     bw_domain_release(s.d);
 }
 
@@ -542,8 +545,8 @@ BW_TEST(D_21, callback_scheduled_without_domain_runs_without_one)
     bw_loop *loop = bw_test_loop();
     bw_rec r = {0};
     d21 s = {bw_rec_domain(&r), (bw_domain *)&s, 99, 0};
-    bw_timeout(loop, 5, d21_a, &s);
-    bw_timeout(loop, 5, d21_b, &s);
+    bw_timeout(loop, 5, d21_a, &s, NULL);
+    bw_timeout(loop, 5, d21_b, &s, NULL);
     bw_test_loop_finish(loop);
     BW_CHECK_INT_EQ(r.calls, 1);
     BW_CHECK_PTR_EQ(bw_error_domain(r.err[0]), s.d);
@@ -591,9 +594,9 @@ static void d22_third(bw_timer *t, void *data)
 static void *d22_start(void *arg)
 {
     d22 *s = arg;
-    bw_timeout(s->loop, 1, d22_fail, s);
-    bw_timeout(s->loop, 1, d22_first, s);
-    bw_timeout(s->loop, 2, d22_third, s);
+    bw_timeout(s->loop, 1, d22_fail, s, NULL);
+    bw_timeout(s->loop, 1, d22_first, s, NULL);
+    bw_timeout(s->loop, 2, d22_third, s, NULL);
     bw_busy_wait_ms(3); /* all three fall due in the same timer batch */
     return NULL;
 }
@@ -603,7 +606,7 @@ BW_TEST(D_22, other_timers_due_together_still_run_in_order)
     bw_rec r = {0};
     d22 s = {0};
     s.loop = bw_test_loop();
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_run(d, d22_start, &s);
     BW_CHECK_INT_EQ(bw_domain_once_error(d, bw_rec_handler, &r), 0);
     bw_test_loop_finish(s.loop);
@@ -642,7 +645,7 @@ static void d23_cb(bw_timer *t, void *data)
 static void *d23_inner(void *arg)
 {
     d23 *s = arg;
-    bw_timeout(s->loop, 1, d23_cb, s);
+    bw_timeout(s->loop, 1, d23_cb, s, NULL);
     return NULL;
 }
 
@@ -654,7 +657,7 @@ static void *d23_outer(void *arg)
 
 BW_TEST(D_23, callback_bound_to_domain_active_when_scheduled)
 {
-    d23 s = {bw_test_loop(), bw_domain_create(), bw_domain_create(), 0, NULL, 0};
+    d23 s = {bw_test_loop(), bw_test_domain(), bw_test_domain(), 0, NULL, 0};
     bw_domain_run(s.d5, d23_outer, &s);
     bw_test_loop_finish(s.loop);
     BW_CHECK_INT_EQ(s.ran, 1);
@@ -681,8 +684,8 @@ typedef struct d24 {
 static void *d24_body(void *arg)
 {
     d24 *s = arg;
-    s->r = bw_resource_new(s, NULL);
-    s->e = bw_emitter_new();
+    s->r = bw_test_resource(s, NULL);
+    s->e = bw_test_emitter();
     BW_CHECK_INT_EQ(bw_domain_remove(s->d, bw_emitter_member(s->e)), 0);
     BW_CHECK_INT_EQ(bw_domain_add(s->d, bw_emitter_member(s->e)), 0);
     bw_emitter_set_data(s->e, s->r);
@@ -691,7 +694,7 @@ static void *d24_body(void *arg)
 
 static void d24_make(d24 *s)
 {
-    s->d = bw_domain_create();
+    s->d = bw_test_domain();
     bw_domain_run(s->d, d24_body, s);
     BW_CHECK_PTR_EQ(bw_resource_domain(s->r), s->d);
     BW_CHECK_PTR_EQ(bw_emitter_domain(s->e), s->d);

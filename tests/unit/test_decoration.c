@@ -42,7 +42,7 @@ static void call_bound_timer(bw_timer *t, void *data)
 static void *schedule_thrown(void *arg)
 {
     scene *s = arg;
-    bw_timeout(s->loop, 1, throw_sent_timer, s);
+    bw_timeout(s->loop, 1, throw_sent_timer, s, NULL);
     bw_next_tick(s->loop, throw_sent, s);
     return NULL;
 }
@@ -56,8 +56,8 @@ BW_TEST(D_68, thrown_error_decoration)
     BW_CHECK_ROUTING(s.sent, NULL, BW_UNSET, NULL, NULL);
     bw_domain_run(s.d, schedule_thrown, &s);
     /* A bound function, called from a timer outside any domain. */
-    bw_bound *w = bw_domain_bind(s.d, bound_throw, &s);
-    bw_timeout(s.loop, 2, call_bound_timer, w);
+    bw_bound *w = bw_test_bind(s.d, bound_throw, &s);
+    bw_timeout(s.loop, 2, call_bound_timer, w, NULL);
     bw_test_loop_finish(s.loop);
     BW_CHECK_INT_EQ(s.rec.calls, 3);
     for (int i = 0; i < 3; i++) {
@@ -83,7 +83,7 @@ BW_TEST(D_69, emitted_error_decoration)
     scene s = {NULL, NULL, {0}, NULL};
     s.d = bw_rec_domain(&s.rec);
     s.sent = bw_error_new(-EIO, "emitted");
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = bw_test_emitter();
     bw_emitter_set_data(e, &s);
     bw_domain_add(s.d, bw_emitter_member(e));
     bw_test_main(emit_sent, &e);
@@ -107,7 +107,7 @@ static void intercepted_fn(void *ctx, void *result)
 static void deliver_sent(void *arg)
 {
     scene *s = arg;
-    bw_bound *w = bw_domain_intercept(s->d, intercepted_fn, NULL);
+    bw_bound *w = bw_test_intercept(s->d, intercepted_fn, NULL);
     bw_bound_callback(s->sent, NULL, w);
     bw_bound_release(w);
 }
@@ -218,7 +218,7 @@ BW_TEST(D_72, decoration_adds_fields_and_nothing_else)
     BW_CHECK_INT_EQ(bw_error_origin_of(s.rec.err[0]), BW_ORIGIN_CALLBACK);
 
     /* A listener: untouched. */
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = bw_test_emitter();
     bw_domain_add(s.d, bw_emitter_member(e));
     bw_emitter_on(e, BW_EVENT_ERROR, d72_listener, &s);
     bw_test_main(d72_emit, e);
@@ -264,7 +264,7 @@ static void d73_main(void *arg)
 BW_TEST(D_73, err_domain_names_the_domain_whose_handler_ran)
 {
     bw_rec r = {0};
-    d73 s = {bw_rec_domain(&r), bw_domain_create()};
+    d73 s = {bw_rec_domain(&r), bw_test_domain()};
     bw_test_main(d73_main, &s);
     BW_CHECK_INT_EQ(r.calls, 1);
     BW_CHECK_PTR_EQ(bw_error_domain(r.err[0]), s.d3);

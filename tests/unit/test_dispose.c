@@ -25,13 +25,13 @@ static void listener(bw_emitter *e, void *arg, void *data)
 BW_TEST(D_83, dispose_exits_unlinks_and_empties)
 {
     bw_loop *loop = bw_test_loop();
-    bw_domain *p = bw_domain_create();
-    bw_domain *d = bw_domain_create();
-    bw_domain *other = bw_domain_create();
+    bw_domain *p = bw_test_domain();
+    bw_domain *d = bw_test_domain();
+    bw_domain *other = bw_test_domain();
     int fired = 0, heard = 0;
-    bw_timer *t = bw_timeout(loop, 1, never, &fired);
-    bw_timer_hold(t); /* keep the pointer valid after dispose finishes it */
-    bw_emitter *e = bw_emitter_new();
+    bw_timer *t; /* ours: valid after dispose finishes it */
+    BW_CHECK_INT_EQ(bw_timeout(loop, 1, never, &fired, &t), 0);
+    bw_emitter *e = bw_test_emitter();
     bw_emitter_on(e, "data", listener, &heard);
     bw_domain_add(d, bw_timer_member(t));
     bw_domain_add(d, bw_emitter_member(e));
@@ -100,14 +100,14 @@ static void count_task(void *arg)
 
 BW_TEST(D_84, disposed_domain_enter_exit_add_run_bind_do_nothing)
 {
-    bw_domain *d = bw_domain_create();
-    bw_bound *w = bw_domain_bind(d, count_bound, NULL);
-    bw_bound *i = bw_domain_intercept(d, count_icpt, NULL);
+    bw_domain *d = bw_test_domain();
+    bw_bound *w = bw_test_bind(d, count_bound, NULL);
+    bw_bound *i = bw_test_intercept(d, count_icpt, NULL);
     bw_domain_dispose(d);
     BW_CHECK_INT_EQ(bw_domain_enter(d), 0);
     BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
     bw_domain_exit(d);
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = bw_test_emitter();
     BW_CHECK_INT_EQ(bw_domain_add(d, bw_emitter_member(e)), BW_EDISPOSED);
     BW_CHECK(bw_emitter_domain(e) == NULL);
     BW_CHECK(bw_domain_run(d, count_run, NULL) == NULL);
@@ -115,7 +115,7 @@ BW_TEST(D_84, disposed_domain_enter_exit_add_run_bind_do_nothing)
     bw_bound_callback(NULL, "result", i);
     bw_invoke(d, count_task, NULL);
     /* A wrapper made after the dispose does nothing either. */
-    bw_bound *late = bw_domain_bind(d, count_bound, NULL);
+    bw_bound *late = bw_test_bind(d, count_bound, NULL);
     BW_CHECK(bw_bound_call(late, NULL) == NULL);
     BW_CHECK_INT_EQ(fn_calls, 0);
     BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
@@ -153,10 +153,10 @@ BW_TEST(D_85, error_reaching_disposed_domain_is_swallowed)
     bw_rec r = {0}, u = {0};
     d85 s = {0};
     s.d = bw_rec_domain(&r);
-    s.e = bw_emitter_new();
+    s.e = bw_test_emitter();
     bw_domain_add(s.d, bw_emitter_member(s.e));
-    s.icpt = bw_domain_intercept(s.d, count_icpt, NULL);
-    s.bind = bw_domain_bind(s.d, count_bound, NULL);
+    s.icpt = bw_test_intercept(s.d, count_icpt, NULL);
+    s.bind = bw_test_bind(s.d, count_bound, NULL);
     bw_on_uncaught(bw_rec_uncaught, &u);
     bw_domain_dispose(s.d);
     bw_test_main(d85_main, &s);
@@ -196,9 +196,9 @@ static void d86_never_task(void *arg)
 static void *d86_body(void *arg)
 {
     d86 *s = arg;
-    bw_timeout(s->loop, 0, d86_never_timer, s);
+    bw_timeout(s->loop, 0, d86_never_timer, s, NULL);
     bw_next_tick(s->loop, d86_never_task, s);
-    bw_set_immediate(s->loop, d86_never_task, s);
+    bw_set_immediate(s->loop, d86_never_task, s, NULL);
     bw_throwf(-EINVAL, "undefined is not a function");
 }
 
@@ -233,11 +233,11 @@ BW_TEST(D_86, pending_callbacks_of_disposed_domain_never_run)
 {
     d86 s = {0};
     s.loop = bw_test_loop();
-    s.d = bw_domain_create();
+    s.d = bw_test_domain();
     bw_domain_on_error(s.d, d86_handler, &s);
-    bw_interval(s.loop, 5, d86_log, &s);
-    bw_timeout(s.loop, 10, d86_first, &s);
-    bw_timeout(s.loop, 10, d86_second, &s);
+    bw_interval(s.loop, 5, d86_log, &s, NULL);
+    bw_timeout(s.loop, 10, d86_first, &s, NULL);
+    bw_timeout(s.loop, 10, d86_second, &s, NULL);
     bw_test_loop_finish(s.loop);
     BW_CHECK_INT_EQ(s.handled, 1);
     BW_CHECK_INT_EQ(s.must_not_run, 0);
@@ -289,9 +289,9 @@ static void d87_on_close(bw_emitter *e, void *arg, void *data)
 static void *d87_open(void *arg)
 {
     d87 *s = arg;
-    s->listened = bw_fs_read_stream(s->loop, "/");
-    s->silent = bw_fs_read_stream(s->loop, "/");
-    s->r = bw_resource_new(&s->raw, NULL);
+    BW_CHECK_INT_EQ(bw_fs_read_stream(s->loop, "/", &s->listened), 0);
+    BW_CHECK_INT_EQ(bw_fs_read_stream(s->loop, "/", &s->silent), 0);
+    s->r = bw_test_resource(&s->raw, NULL);
     return NULL;
 }
 
@@ -313,14 +313,14 @@ BW_TEST(D_87, native_callback_of_disposed_domain_does_not_crash)
     bw_set_abort_on_uncaught(true);
     d87 s = {0};
     s.loop = bw_test_loop();
-    s.d = bw_domain_create();
+    s.d = bw_test_domain();
     uv_timer_init(bw_loop_uv(s.loop), &s.raw);
     s.raw.data = &s;
     bw_domain_run(s.d, d87_open, &s);
     BW_CHECK_PTR_EQ(bw_emitter_domain(s.listened), s.d);
     BW_CHECK_PTR_EQ(bw_resource_domain(s.r), s.d);
     BW_CHECK_INT_EQ(bw_domain_dispose(s.d), 0);
-    BW_CHECK(bw_resource_is_closed(s.r));
+    BW_CHECK(bw_resource_is_disposed(s.r));
     bw_emitter_on(s.listened, BW_EVENT_ERROR, d87_on_error, &s);
     bw_emitter_on(s.listened, "close", d87_on_close, &s);
     uv_timer_start(&s.raw, d87_raw_cb, 1, 0);
@@ -368,8 +368,8 @@ static void back_timer(bw_timer *t, void *data)
 static void *back_start(void *arg)
 {
     back *s = arg;
-    s->e = bw_emitter_new();
-    bw_timeout(s->loop, 1, back_timer, s);
+    s->e = bw_test_emitter();
+    bw_timeout(s->loop, 1, back_timer, s, NULL);
     return NULL;
 }
 
@@ -377,7 +377,7 @@ BW_TEST(D_83, domain_disposed_by_emitted_error_handler_stays_off_the_stack)
 {
     back s = {0};
     s.loop = bw_test_loop();
-    s.d = bw_domain_create();
+    s.d = bw_test_domain();
     bw_domain_on_error(s.d, back_handler, &s);
     bw_domain_run(s.d, back_start, &s);
     bw_test_loop_finish(s.loop);
@@ -417,7 +417,7 @@ static void nested_outer(void *arg)
 BW_TEST(D_83, dispose_inside_nested_boundary_then_throw)
 {
     nested s = {0};
-    s.d = bw_domain_create();
+    s.d = bw_test_domain();
     bw_on_uncaught(bw_rec_uncaught, &s.u);
     bw_test_main(nested_outer, &s);
     BW_CHECK_INT_EQ(s.after, 1);

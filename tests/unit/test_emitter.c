@@ -44,7 +44,7 @@ BW_TEST(D_44, listener_gets_the_error_and_domain_is_not_consulted)
 {
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
-    d44 s = {bw_emitter_new(), {NULL, NULL}, 0, {false, false}};
+    d44 s = {bw_test_emitter(), {NULL, NULL}, 0, {false, false}};
     bw_domain_add(d, bw_emitter_member(s.e));
     bw_test_main(d44_main, &s);
     BW_CHECK_INT_EQ(r.calls, 0);
@@ -80,7 +80,7 @@ BW_TEST(D_45, no_listener_goes_to_domain_once_and_emit_returns_false)
 {
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
-    emit_call c = {bw_emitter_new(), bw_error_new(-EINVAL, "foobar"), true};
+    emit_call c = {bw_test_emitter(), bw_error_new(-EINVAL, "foobar"), true};
     bw_error *sent = c.err;
     bw_domain_add(d, bw_emitter_member(c.e));
     bw_test_main(emit_main, &c);
@@ -105,7 +105,7 @@ BW_TEST(D_46, error_event_without_value_gives_a_real_error)
 {
     bw_rec r = {0};
     bw_domain *d = bw_rec_domain(&r);
-    emit_call c = {bw_emitter_new(), NULL, true};
+    emit_call c = {bw_test_emitter(), NULL, true};
     bw_domain_add(d, bw_emitter_member(c.e));
     bw_test_main(emit_main, &c);
     BW_CHECK(!c.result);
@@ -148,7 +148,7 @@ static void d47_main(void *arg)
 BW_TEST(D_47, no_listener_no_owner_is_a_throw)
 {
     bw_rec r = {0};
-    d47 s = {bw_rec_domain(&r), {bw_emitter_new(), bw_error_new(-EINVAL, "E"), true}};
+    d47 s = {bw_rec_domain(&r), {bw_test_emitter(), bw_error_new(-EINVAL, "E"), true}};
     bw_error *sent = s.c.err;
     BW_CHECK(bw_emitter_domain(s.c.e) == NULL);
     bw_test_main(d47_main, &s);
@@ -232,7 +232,7 @@ static void *table_run(void *arg)
     if (s->level < w->n)
         return bw_domain_run(s->doms[w->chain[s->level++]], table_run, s);
     /* Innermost: the emitter's owner is the innermost domain. */
-    bw_emitter *e = bw_emitter_new();
+    bw_emitter *e = bw_test_emitter();
     bool handled_by_listener = bw_emitter_emit_error(e, bw_error_new(-EINVAL, "row"));
     bool ok = !handled_by_listener && bw_domain_stack_depth() == w->after_depth &&
               bw_domain_active() == dom(s, w->after_active);
@@ -255,7 +255,7 @@ static void run_table(bool check_ticks)
         s.loop = bw_test_loop();
         s.row = &rows[i];
         for (int k = 0; k < 3; k++) {
-            s.doms[k] = bw_domain_create();
+            s.doms[k] = bw_test_domain();
             bw_domain_on_error(s.doms[k], table_handler, &s);
         }
         bw_test_main(table_main, &s); /* the tick is drained when it returns */

@@ -211,8 +211,8 @@ static void later_timer(bw_timer *t, void *data)
 static void *schedule_faults(void *arg)
 {
     routed *s = arg;
-    bw_timeout(s->loop, 1, fault_timer, s);
-    bw_timeout(s->loop, 3, fault_timer, s); /* a second fault, in a later callback */
+    bw_timeout(s->loop, 1, fault_timer, s, NULL);
+    bw_timeout(s->loop, 3, fault_timer, s, NULL); /* a second fault, in a later callback */
     return NULL;
 }
 
@@ -224,7 +224,7 @@ static void check_routed(int index)
     s.kind = &kinds[index];
     bw_domain *d = bw_rec_domain(&s.rec);
     bw_domain_run(d, schedule_faults, &s);
-    bw_timeout(s.loop, 6, later_timer, &s);
+    bw_timeout(s.loop, 6, later_timer, &s, NULL);
     bw_test_loop_finish(s.loop);
     BW_CHECK_INT_EQ(s.faults, 2);
     BW_CHECK_INT_EQ(s.rec.calls, 2); /* exactly one error per fault */
@@ -253,7 +253,7 @@ static void unbound_child(void *arg)
 {
     prepare_pages();
     bw_loop *loop = bw_test_loop();
-    bw_timeout(loop, 1, unbound_fault_timer, (void *)&kinds[(intptr_t)arg]);
+    bw_timeout(loop, 1, unbound_fault_timer, (void *)&kinds[(intptr_t)arg], NULL);
     bw_loop_run(loop, UV_RUN_DEFAULT);
     printf("SURVIVED\n");
 }
@@ -409,7 +409,7 @@ static void run_nested_main(void *arg)
 BW_FAULT_TEST(F_11, fault_in_handler_goes_to_the_parent_domain)
 {
     in_handler s = {0};
-    s.d1 = bw_domain_create();
+    s.d1 = bw_test_domain();
     s.d2 = bw_rec_domain(&s.r2);
     bw_domain_on_error(s.d1, faulting_handler, &s);
     bw_test_main(run_nested_main, &s);
@@ -434,7 +434,7 @@ static void outermost_child(void *arg)
 {
     (void)arg;
     in_handler s = {0};
-    s.d1 = bw_domain_create();
+    s.d1 = bw_test_domain();
     bw_domain_on_error(s.d1, faulting_handler, &s);
     bw_rec u = {0};
     bw_on_uncaught(bw_rec_uncaught, &u); /* not for a fault in the outermost handler */
@@ -460,7 +460,7 @@ static void try_body(void *arg)
 
 BW_FAULT_TEST(F_13, fault_inside_try_is_handed_back)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_enter(d);
     bw_error *err = bw_try(try_body, NULL);
     BW_CHECK(err != NULL);
@@ -500,8 +500,8 @@ BW_FAULT_TEST(F_14, unbound_fault_goes_to_uncaught_handler)
     uncaught_fault s = {0};
     bw_loop *loop = bw_test_loop();
     bw_on_uncaught(bw_rec_uncaught, &s.u);
-    bw_timeout(loop, 1, uf_fault, &s);
-    bw_timeout(loop, 3, uf_after, &s);
+    bw_timeout(loop, 1, uf_fault, &s, NULL);
+    bw_timeout(loop, 3, uf_after, &s, NULL);
     bw_test_loop_finish(loop);
     BW_CHECK_INT_EQ(s.u.calls, 1);
     BW_CHECK_INT_EQ(bw_error_signal(s.u.err[0]), SIGSEGV);
@@ -559,7 +559,7 @@ static void outer_main(void *arg)
 BW_FAULT_TEST(F_16, fault_in_handlerless_domain_reaches_outer_handler)
 {
     bw_rec r = {0};
-    two_doms s = {bw_rec_domain(&r), bw_domain_create()};
+    two_doms s = {bw_rec_domain(&r), bw_test_domain()};
     bw_test_main(outer_main, &s);
     BW_CHECK_INT_EQ(r.calls, 1);
     BW_CHECK_INT_EQ(bw_error_si_code(r.err[0]), SEGV_ACCERR);
@@ -589,7 +589,7 @@ BW_FAULT_TEST(F_19, fault_in_handlerless_member_domain_reaches_its_owner)
 {
     bw_rec r = {0};
     bw_domain *owner = bw_rec_domain(&r);
-    bw_domain *member = bw_domain_create();
+    bw_domain *member = bw_test_domain();
     bw_domain_add(owner, bw_domain_member(member));
     bw_test_main(member_fault_main, member);
     BW_CHECK_INT_EQ(r.calls, 1);
@@ -616,7 +616,7 @@ static void sent_segv_child(void *arg)
 {
     (void)arg;
     bw_rec r = {0};
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_rec_on(d, &r);
     bw_invoke(d, sent_segv_main, NULL);
     printf("SURVIVED %d\n", r.calls);
@@ -640,7 +640,7 @@ static void sent_abort_main(void *arg)
 BW_FAULT_TEST(F_20, abort_sent_to_itself_is_still_routed)
 {
     bw_rec r = {0};
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_rec_on(d, &r);
     bw_invoke(d, sent_abort_main, NULL);
     BW_CHECK_INT_EQ(r.calls, 1);

@@ -113,7 +113,7 @@ static void d58_main(void *arg)
 BW_TEST(D_58, throw_from_handler_goes_to_next_domain_down)
 {
     d58 s = {0};
-    d58_doms x = {bw_domain_create(), bw_rec_domain(&s.r2)};
+    d58_doms x = {bw_test_domain(), bw_rec_domain(&s.r2)};
     bw_domain_on_error(x.d1, d58_h1, &s);
     bw_test_main(d58_main, &x);
     BW_CHECK_INT_EQ(s.h1_calls, 1);
@@ -166,7 +166,7 @@ static void d59_child(void *arg)
 {
     bw_set_abort_on_uncaught(arg != NULL);
     bw_loop *loop = bw_test_loop();
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_on_error(d, d59_throwing_handler, NULL);
     bw_on_uncaught(d59_uncaught, NULL);
     bw_domain_run(d, d59_schedule, loop);
@@ -229,7 +229,7 @@ static void d61_child(void *arg)
 {
     bw_set_abort_on_uncaught(arg != NULL);
     int caught = 0;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_on_error(d, d61_handler, &caught);
     bw_test_main(d61_main, d);
     BW_CHECK_INT_EQ(caught, 1);
@@ -267,7 +267,7 @@ static void d62_h2(bw_domain *d, bw_error *err, void *data)
 static void *d62_inner(void *arg)
 {
     d62 *s = arg;
-    s->e = bw_emitter_new(); /* owned by d2 */
+    s->e = bw_test_emitter(); /* owned by d2 */
     bw_emitter_emit_error(s->e, s->e1);
     s->after_emit++;
     return NULL;
@@ -292,7 +292,7 @@ BW_TEST(D_62, throw_from_emitted_error_handler_reaches_the_parent)
     long base = bw_count_live;
     d62 s = {0};
     s.d1 = bw_rec_domain(&s.r1);
-    s.d2 = bw_domain_create();
+    s.d2 = bw_test_domain();
     bw_domain_on_error(s.d2, d62_h2, &s);
     s.e1 = bw_error_new(-EINVAL, "E1");
     bw_test_main(d62_main, &s);
@@ -342,7 +342,7 @@ BW_TEST(D_64, handlerless_inner_sync_throw_outer_catches)
     bw_set_abort_on_uncaught(true);
     scene s = {0};
     s.outer = bw_rec_domain(&s.r_outer);
-    s.inner = bw_domain_create();
+    s.inner = bw_test_domain();
     bw_domain_set_data(s.inner, (void *)scene_throw_run);
     bw_on_uncaught(bw_rec_uncaught, &s.uncaught);
     bw_test_main(scene_nested_main, &s);
@@ -362,10 +362,10 @@ static void *schedule_async(void *arg)
     scene *s = arg;
     switch ((enum async_kind)s->thrown) {
     case K_TIMEOUT:
-        bw_timeout(s->loop, 33, scene_throw_timer, s);
+        bw_timeout(s->loop, 33, scene_throw_timer, s, NULL);
         break;
     case K_IMMEDIATE:
-        bw_set_immediate(s->loop, scene_throw, s);
+        bw_set_immediate(s->loop, scene_throw, s, NULL);
         break;
     case K_TICK:
         bw_next_tick(s->loop, scene_throw, s);
@@ -475,8 +475,8 @@ BW_TEST(D_67, inner_handler_runs_in_the_parent_context)
     d67 st = {0};
     st.loop = bw_test_loop();
     scene s = {0};
-    s.outer = bw_domain_create();
-    s.inner = bw_domain_create();
+    s.outer = bw_test_domain();
+    s.inner = bw_test_domain();
     st.d = s.outer;
     bw_domain_on_error(s.inner, d67_handler, &st);
     bw_domain_set_data(s.inner, (void *)scene_throw_run);

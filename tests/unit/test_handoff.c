@@ -276,7 +276,7 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
     const char *path = bw_http_request_path(req);
     if (strcmp(path, "/slow") == 0) {
         sd->slow_started++;
-        bw_timeout(bw_http_request_loop(req), 150, on_slow, res);
+        bw_timeout(bw_http_request_loop(req), 150, on_slow, res, NULL);
         return;
     }
     answer(res, sd->tag, path);

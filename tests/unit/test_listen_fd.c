@@ -42,7 +42,7 @@ static void check_owned_once(bw_loop *loop, bw_http_server *srv, int fd)
     BW_CHECK_INT_EQ(bw_loop_run(loop, UV_RUN_DEFAULT), 0);
     BW_CHECK(fd_open(reuse));
     BW_CHECK_INT_EQ(bw_http_server_free(srv), 0);
-    BW_CHECK_INT_EQ(bw_loop_close(loop), 0);
+    BW_CHECK_INT_EQ(bw_loop_free(loop), 0);
     BW_CHECK(fd_open(reuse)); /* no second close of the number, ever */
     close(reuse);
 }
@@ -95,7 +95,7 @@ BW_TEST(U_03, listen_fd_on_a_closing_server_closes_the_fd)
     BW_CHECK_INT_EQ(reuse, fd);
     BW_CHECK_INT_EQ(bw_loop_run(loop, UV_RUN_DEFAULT), 0);
     BW_CHECK_INT_EQ(bw_http_server_free(srv), 0);
-    BW_CHECK_INT_EQ(bw_loop_close(loop), 0);
+    BW_CHECK_INT_EQ(bw_loop_free(loop), 0);
     BW_CHECK(fd_open(reuse));
     close(reuse);
 }

@@ -111,10 +111,10 @@ static void *scene_body(void *arg)
         scene_throw(s);
         break;
     case B_TIMEOUT:
-        bw_timeout(s->loop, 1, scene_throw_timer, s);
+        bw_timeout(s->loop, 1, scene_throw_timer, s, NULL);
         break;
     case B_IMMEDIATE:
-        bw_set_immediate(s->loop, scene_throw, s);
+        bw_set_immediate(s->loop, scene_throw, s, NULL);
         break;
     case B_TICK:
         bw_next_tick(s->loop, scene_throw, s);
@@ -123,19 +123,19 @@ static void *scene_body(void *arg)
         bw_fs_exists(s->loop, "/", scene_throw_fs, s);
         break;
     case B_TIMEOUT_TICK:
-        bw_timeout(s->loop, 1, scene_tick_then_throw, s);
+        bw_timeout(s->loop, 1, scene_tick_then_throw, s, NULL);
         break;
     case B_EMIT:
-        s->emitter = bw_emitter_new(); /* the inner domain's */
-        bw_timeout(s->loop, 1, emit_timer, s);
+        s->emitter = bw_test_emitter(); /* the inner domain's */
+        bw_timeout(s->loop, 1, emit_timer, s, NULL);
         break;
     case B_INTERCEPT:
-        s->bound = bw_domain_intercept(s->inner, icpt_fn, NULL);
-        bw_timeout(s->loop, 1, intercept_timer, s);
+        s->bound = bw_test_intercept(s->inner, icpt_fn, NULL);
+        bw_timeout(s->loop, 1, intercept_timer, s, NULL);
         break;
     case B_BIND:
-        s->bound = bw_domain_bind(s->inner, bound_throw, s);
-        bw_timeout(s->loop, 1, call_bound_timer, s);
+        s->bound = bw_test_bind(s->inner, bound_throw, s);
+        bw_timeout(s->loop, 1, call_bound_timer, s, NULL);
         break;
     }
     return NULL;
@@ -169,8 +169,8 @@ typedef struct scase {
 static int scene_play(scene *s, const scase *c)
 {
     s->loop = bw_test_loop();
-    s->inner = bw_domain_create();
-    s->outer = c->nested ? bw_domain_create() : s->inner;
+    s->inner = bw_test_domain();
+    s->outer = c->nested ? bw_test_domain() : s->inner;
     if (c->handler == H_INNER)
         bw_rec_on(s->inner, &s->rec);
     else if (c->handler == H_OUTER)

@@ -19,14 +19,14 @@ static void boom(bw_timer *t, void *data)
 
 static void *start(void *arg)
 {
-    bw_timeout(arg, 1, boom, NULL);
+    bw_timeout(arg, 1, boom, NULL, NULL);
     return NULL;
 }
 
 BW_TEST(X_01, smoke_timer_throw_reaches_domain)
 {
     bw_loop *loop = bw_test_loop();
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_on_error(d, handler, NULL);
     bw_domain_run(d, start, loop);
     bw_test_loop_finish(loop);

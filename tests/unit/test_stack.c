@@ -8,7 +8,7 @@
 
 BW_TEST(D_01, new_domain_is_inert)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     BW_CHECK(d != NULL);
     BW_CHECK(bw_domain_active() == NULL);
     BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
@@ -62,7 +62,7 @@ static void d02_timer_b(bw_timer *t, void *data)
 static void d02_uncaught_throw(void *arg)
 {
     (void)arg;
-    bw_domain *nohandler = bw_domain_create();
+    bw_domain *nohandler = bw_test_domain();
     bw_domain_enter(nohandler);
     bw_domain_release(nohandler); /* the stack holds it */
     bw_throwf(-EIO, "nobody handles this");
@@ -73,8 +73,8 @@ BW_TEST(D_02, no_active_domain_after_handled_throw_and_in_uncaught)
     d02 s = {0};
     bw_loop *loop = bw_test_loop();
     s.d = bw_rec_domain(&s.handled);
-    bw_timeout(loop, 1, d02_timer_a, &s);
-    bw_timeout(loop, 1, d02_timer_b, &s);
+    bw_timeout(loop, 1, d02_timer_a, &s, NULL);
+    bw_timeout(loop, 1, d02_timer_b, &s, NULL);
     BW_CHECK_INT_EQ(bw_on_uncaught(bw_rec_uncaught, &s.uncaught), 0);
     bw_test_main(d02_uncaught_throw, NULL);
     BW_CHECK_INT_EQ(s.uncaught.calls, 1);
@@ -98,13 +98,13 @@ BW_TEST(D_02, no_active_domain_after_handled_throw_and_in_uncaught)
 static void *d03_create(void *arg)
 {
     bw_domain **out = arg;
-    *out = bw_domain_create();
+    *out = bw_test_domain();
     return NULL;
 }
 
 BW_TEST(D_03, domain_created_inside_run_is_not_bound)
 {
-    bw_domain *d1 = bw_domain_create();
+    bw_domain *d1 = bw_test_domain();
     bw_domain *d2 = NULL;
     bw_domain_run(d1, d03_create, &d2);
     BW_CHECK(d2 != NULL);
@@ -151,9 +151,9 @@ BW_TEST(D_04, stack_does_not_grow_across_handled_errors)
 {
     bw_loop *loop = bw_test_loop();
     d04 s = {0};
-    bw_domain *a = bw_domain_create();
+    bw_domain *a = bw_test_domain();
     bw_domain_on_error(a, d04_handler, &s);
-    bw_bound *foo = bw_domain_bind(a, d04_foo, NULL);
+    bw_bound *foo = bw_test_bind(a, d04_foo, NULL);
     for (int i = 0; i < 1000; i++)
         BW_CHECK_INT_EQ(bw_next_tick(loop, d04_tick, foo), 0);
     bw_test_loop_finish(loop);
@@ -187,7 +187,7 @@ static void d05_main(void *arg)
 BW_TEST(D_05, nested_runs_ending_in_handled_throw_leave_stack_empty)
 {
     bw_rec r = {0};
-    d05 s = {{bw_domain_create(), bw_domain_create(), bw_domain_create(), bw_rec_domain(&r)}, 0};
+    d05 s = {{bw_test_domain(), bw_test_domain(), bw_test_domain(), bw_rec_domain(&r)}, 0};
     bw_test_main(d05_main, &s);
     BW_CHECK_INT_EQ(r.calls, 1);
     BW_CHECK_PTR_EQ(bw_error_domain(r.err[0]), s.chain[3]);
@@ -219,7 +219,7 @@ static void *d06_outer(void *arg)
 
 BW_TEST(D_06, enter_pushes_even_if_already_on_stack)
 {
-    bw_domain *a = bw_domain_create(), *b = bw_domain_create(), *c = bw_domain_create();
+    bw_domain *a = bw_test_domain(), *b = bw_test_domain(), *c = bw_test_domain();
     bw_domain_enter(a);
     bw_domain_enter(b);
     bw_domain_enter(c);
@@ -237,7 +237,7 @@ BW_TEST(D_06, enter_pushes_even_if_already_on_stack)
     bw_domain_exit(a); /* the bottom a: clears the stack */
     BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
 
-    d06 s = {bw_domain_create(), 0};
+    d06 s = {bw_test_domain(), 0};
     bw_domain_run(s.d1, d06_outer, &s);
     BW_CHECK_INT_EQ(s.depth, 2);
     BW_CHECK_INT_EQ(bw_domain_stack_depth(), 0);
@@ -249,7 +249,7 @@ BW_TEST(D_06, enter_pushes_even_if_already_on_stack)
 
 BW_TEST(D_07, exit_pops_topmost_occurrence_and_everything_above)
 {
-    bw_domain *a = bw_domain_create(), *b = bw_domain_create(), *c = bw_domain_create();
+    bw_domain *a = bw_test_domain(), *b = bw_test_domain(), *c = bw_test_domain();
     bw_domain_enter(a);
     bw_domain_enter(b);
     bw_domain_enter(c);
@@ -275,8 +275,8 @@ BW_TEST(D_07, exit_pops_topmost_occurrence_and_everything_above)
 
 BW_TEST(D_08, exit_of_domain_not_on_stack_does_nothing)
 {
-    bw_domain *a = bw_domain_create(), *b = bw_domain_create();
-    bw_domain *other = bw_domain_create();
+    bw_domain *a = bw_test_domain(), *b = bw_test_domain();
+    bw_domain *other = bw_test_domain();
     bw_domain_enter(a);
     bw_domain_enter(b);
     bw_domain_exit(other);
@@ -315,7 +315,7 @@ static void *d09_join(void *arg)
 
 BW_TEST(D_09, run_returns_what_fn_returned)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     BW_CHECK_STR_EQ(bw_domain_run(d, d09_constant, NULL), "return value");
     d09_args args = {"return", "value"};
     BW_CHECK_STR_EQ(bw_domain_run(d, d09_join, &args), "return value");
@@ -348,7 +348,7 @@ static void *d10_body(void *arg)
 
 BW_TEST(D_10, run_makes_d_active_and_restores_the_stack)
 {
-    bw_domain *a = bw_domain_create(), *b = bw_domain_create();
+    bw_domain *a = bw_test_domain(), *b = bw_test_domain();
     bw_domain_enter(a);
     d10 s = {{b}, 1, 0, 0};
     bw_domain_run(b, d10_body, &s);
@@ -399,7 +399,7 @@ static void d11_main(void *arg)
 BW_TEST(D_11, throw_ends_the_tick_and_skips_enclosing_runs)
 {
     bw_rec r = {0};
-    d11 s = {bw_domain_create(), bw_rec_domain(&r), 0, 0};
+    d11 s = {bw_test_domain(), bw_rec_domain(&r), 0, 0};
     bw_test_main(d11_main, &s);
     BW_CHECK_INT_EQ(r.calls, 1);
     BW_CHECK_INT_EQ(s.reached_inner, 0);
@@ -438,14 +438,14 @@ static void d12_timer(bw_timer *t, void *data)
 {
     (void)t;
     d12 *s = data;
-    s->d = bw_domain_create();
+    s->d = bw_test_domain();
     bw_domain_run(s->d, d12_schedule, s);
 }
 
 BW_TEST(D_12, domains_work_when_first_used_in_a_callback)
 {
     d12 s = {bw_test_loop(), NULL, NULL, 0};
-    bw_timeout(s.loop, 1, d12_timer, &s);
+    bw_timeout(s.loop, 1, d12_timer, &s, NULL);
     bw_test_loop_finish(s.loop);
     BW_CHECK_INT_EQ(s.calls, 1);
     BW_CHECK(s.d != NULL);
@@ -489,7 +489,7 @@ static void d56_outer_cb(void *arg)
 BW_TEST(D_56, outermost_boundary_clears_what_code_outside_any_guard_entered)
 {
     bw_rec r = {0};
-    bw_domain *top = bw_domain_create();
+    bw_domain *top = bw_test_domain();
     bw_domain *d = bw_rec_domain(&r);
     BW_CHECK(!bw_in_guard());
     bw_domain_enter(top);

@@ -52,7 +52,7 @@ static void start(void)
 {
     memset(&s, 0, sizeof s);
     bw_log_set_handler(log_hook, NULL);
-    bw_domain_release(bw_domain_create()); /* the thread's state exists from here */
+    bw_domain_release(bw_test_domain()); /* the thread's state exists from here */
 }
 
 static void finish(void)
@@ -68,7 +68,7 @@ static void cleanup_ok(void *arg)
 static void cleanup_throws(void *arg)
 {
     note((int)(intptr_t)arg);
-    bw_domain *leaked = bw_domain_create();
+    bw_domain *leaked = bw_test_domain();
     bw_domain_enter(leaked); /* never exited: must not outlive the cleanup */
     bw_domain_release(leaked);
     bw_throwf(-EIO, "cleanup %d threw", (int)(intptr_t)arg);
@@ -104,15 +104,15 @@ void close_faults(void *ptr)
  * whose close fails (`bad_close`, id 10) and one that closes (id 11). */
 static bw_domain *doomed(bw_task_fn fail, bw_resource_close_fn bad_close, bw_resource **rs)
 {
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     for (int i = 0; i < 20; i++)
         BW_CHECK(bw_domain_alloc(d, 500) != NULL);
     BW_CHECK(bw_domain_arena_size(d) > 0);
     BW_CHECK_INT_EQ(bw_domain_defer(d, cleanup_ok, (void *)1), 0);
     BW_CHECK_INT_EQ(bw_domain_defer(d, fail != NULL ? fail : cleanup_ok, (void *)2), 0);
     BW_CHECK_INT_EQ(bw_domain_defer(d, cleanup_ok, (void *)3), 0);
-    rs[0] = bw_resource_new((void *)10, bad_close != NULL ? bad_close : close_ok);
-    rs[1] = bw_resource_new((void *)11, close_ok);
+    rs[0] = bw_test_resource((void *)10, bad_close != NULL ? bad_close : close_ok);
+    rs[1] = bw_test_resource((void *)11, close_ok);
     bw_domain_add(d, bw_resource_member(rs[0]));
     bw_domain_add(d, bw_resource_member(rs[1]));
     return d;
@@ -137,7 +137,7 @@ static void dispose_and_check(bw_domain *d, bw_resource **rs)
     long before = bw_count_live;
     size_t arena = bw_domain_arena_size(d);
     BW_CHECK(arena > 0);
-    bw_domain *outer = bw_domain_create();
+    bw_domain *outer = bw_test_domain();
     bw_domain_enter(outer);
     BW_CHECK(!bw_in_guard());
     BW_CHECK_INT_EQ(bw_domain_dispose(d), 0);
@@ -150,8 +150,8 @@ static void dispose_and_check(bw_domain *d, bw_resource **rs)
     BW_CHECK(bw_domain_is_disposed(d));
     BW_CHECK_INT_EQ(bw_domain_arena_size(d), 0);
     BW_CHECK(bw_count_live < before); /* the arena's blocks were given back */
-    BW_CHECK(bw_resource_is_closed(rs[0]));
-    BW_CHECK(bw_resource_is_closed(rs[1]));
+    BW_CHECK(bw_resource_is_disposed(rs[0]));
+    BW_CHECK(bw_resource_is_disposed(rs[1]));
     bw_resource_free(rs[0]);
     bw_resource_free(rs[1]);
     bw_domain_release(d);
@@ -213,7 +213,7 @@ BW_TEST(X_28, failed_cleanup_goes_to_the_owner_domain)
     start();
     bw_rec rp = {0}, rd = {0};
     bw_domain *p = bw_rec_domain(&rp);
-    bw_domain *mid = bw_domain_create(); /* no handler: the failure goes past it */
+    bw_domain *mid = bw_test_domain(); /* no handler: the failure goes past it */
     bw_resource *rs[2];
     bw_domain *d = doomed(cleanup_throws, close_throws, rs);
     bw_rec_on(d, &rd);
@@ -255,7 +255,7 @@ BW_TEST(X_28, owner_handler_that_throws_is_logged)
 {
     start();
     int calls = 0;
-    bw_domain *p = bw_domain_create();
+    bw_domain *p = bw_test_domain();
     bw_domain_on_error(p, throwing_handler, &calls);
     bw_resource *rs[2];
     bw_domain *d = doomed(cleanup_throws, NULL, rs);
@@ -279,7 +279,7 @@ BW_TEST(X_29, last_release_with_a_throwing_cleanup_frees_everything)
     bw_count_install();
     start();
     long base = bw_count_live;
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     BW_CHECK(bw_domain_alloc(d, 100000) != NULL);
     bw_domain_defer(d, cleanup_ok, (void *)1);
     bw_domain_defer(d, cleanup_throws, (void *)2);
@@ -329,7 +329,7 @@ BW_TEST(X_26, cleanup_that_throws_during_dispose_by_a_handler)
 {
     start();
     in_handler h = {0};
-    h.d = bw_domain_create();
+    h.d = bw_test_domain();
     bw_domain_on_error(h.d, disposing_handler, &h);
     bw_domain_defer(h.d, cleanup_ok, (void *)1);
     bw_domain_defer(h.d, cleanup_throws, (void *)2);
@@ -366,7 +366,7 @@ BW_TEST(X_29, cleanup_past_the_callback_limit_is_interrupted_and_contained)
     check_contained(cleanup_spins, NULL, "a cleanup (bw_domain_defer) failed");
     BW_CHECK_CONTAINS(s.log, "callback limit");
     BW_CHECK_CONTAINS(s.log, "origin: timeout");
-    BW_CHECK_INT_EQ(bw_loop_close(loop), 0);
+    BW_CHECK_INT_EQ(bw_loop_free(loop), 0);
 }
 
 /* ---- Faults (plain build only) --------------------------------------------- */

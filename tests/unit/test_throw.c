@@ -110,21 +110,21 @@ static void *d51_schedule(void *arg)
         bw_next_tick(s->loop, scene_throw, s);
         break;
     case D51_TIMEOUT:
-        bw_timeout(s->loop, 33, scene_throw_timer, s);
+        bw_timeout(s->loop, 33, scene_throw_timer, s, NULL);
         break;
     case D51_IMMEDIATE:
-        bw_set_immediate(s->loop, scene_throw, s);
+        bw_set_immediate(s->loop, scene_throw, s, NULL);
         break;
     case D51_TIMEOUT_TICK:
-        bw_timeout(s->loop, 1, scene_tick_then_throw, s);
+        bw_timeout(s->loop, 1, scene_tick_then_throw, s, NULL);
         break;
     case D51_FS:
         bw_fs_exists(s->loop, "/", scene_throw_fs, s);
         break;
     case D51_DATA: {
-        bw_emitter *socket = bw_emitter_new(); /* a socket of d's */
+        bw_emitter *socket = bw_test_emitter(); /* a socket of d's */
         bw_emitter_on(socket, "data", scene_data_listener, s);
-        bw_timeout(s->loop, 1, scene_emit_data, socket);
+        bw_timeout(s->loop, 1, scene_emit_data, socket, NULL);
         return socket;
     }
     case D51_N:
@@ -136,7 +136,7 @@ static void *d51_schedule(void *arg)
 static void d51_child(void *arg)
 {
     bw_set_abort_on_uncaught(true);
-    scene s = {bw_test_loop(), bw_domain_create(), {0}, 0};
+    scene s = {bw_test_loop(), bw_test_domain(), {0}, 0};
     BW_CHECK_INT_EQ(bw_domain_once_error(s.d, bw_rec_handler, &s.rec), 0);
     bw_domain_set_data(s.d, arg);
     bw_emitter *socket = bw_domain_run(s.d, d51_schedule, &s);
@@ -167,8 +167,8 @@ static void *d52_body(void *arg)
     scene *s = arg;
     bw_next_tick(s->loop, scene_throw, s);
     bw_fs_exists(s->loop, "/", scene_throw_fs, s);
-    bw_set_immediate(s->loop, scene_throw, s);
-    bw_timeout(s->loop, 0, scene_throw_timer, s);
+    bw_set_immediate(s->loop, scene_throw, s, NULL);
+    bw_timeout(s->loop, 0, scene_throw_timer, s, NULL);
     scene_throw(s);
     return NULL;
 }
@@ -264,14 +264,14 @@ static void *d54_schedule(void *arg)
 static void *d54_schedule_timers(void *arg)
 {
     scene *s = arg;
-    bw_timeout(s->loop, 1, scene_throw_timer, s);
-    bw_timeout(s->loop, 1, scene_throw_timer, s);
+    bw_timeout(s->loop, 1, scene_throw_timer, s, NULL);
+    bw_timeout(s->loop, 1, scene_throw_timer, s, NULL);
     return NULL;
 }
 
 BW_TEST(D_54, handler_registered_after_scheduling_still_catches)
 {
-    scene s = {bw_test_loop(), bw_domain_create(), {0}, 0};
+    scene s = {bw_test_loop(), bw_test_domain(), {0}, 0};
     bw_domain_run(s.d, d54_schedule, &s);
     BW_CHECK_INT_EQ(bw_domain_on_error(s.d, bw_rec_handler, &s.rec), 0); /* only now */
     bw_loop_run(s.loop, UV_RUN_DEFAULT);
@@ -334,7 +334,7 @@ static void d55_check(void *(*body)(void *), int signo)
     bw_loop *loop = bw_test_loop();
     bw_rec r = {0};
     d55 s = {bw_rec_domain(&r), body};
-    bw_timeout(loop, 1, d55_timer, &s);
+    bw_timeout(loop, 1, d55_timer, &s, NULL);
     bw_test_loop_finish(loop);
     BW_CHECK_INT_EQ(r.calls, 1);
     BW_CHECK_PTR_EQ(bw_error_domain(r.err[0]), s.d);
@@ -391,14 +391,14 @@ static void d56_throw_timer(bw_timer *t, void *data)
 static void *d56_start(void *arg)
 {
     d56 *s = arg;
-    bw_timeout(s->loop, 1, d56_throw_timer, s);
+    bw_timeout(s->loop, 1, d56_throw_timer, s, NULL);
     return NULL;
 }
 
 BW_TEST(D_56, stack_is_empty_once_a_throw_is_handled)
 {
     d56 s = {bw_test_loop(), 99, (bw_domain *)&s, 0};
-    bw_domain *d = bw_domain_create();
+    bw_domain *d = bw_test_domain();
     bw_domain_on_error(d, d56_handler, &s);
     bw_domain_run(d, d56_start, &s);
     bw_test_loop_finish(s.loop);
@@ -420,13 +420,13 @@ static void d57_log(bw_timer *t, void *data)
     (void)t;
     d57 *s = data;
     if (++s->logs < 10)
-        bw_timeout(s->loop, 5, d57_log, s); /* re-arms itself */
+        bw_timeout(s->loop, 5, d57_log, s, NULL); /* re-arms itself */
 }
 
 static void *d57_fail_later(void *arg)
 {
     scene *sc = arg;
-    bw_timeout(sc->loop, 12, scene_throw_timer, sc);
+    bw_timeout(sc->loop, 12, scene_throw_timer, sc, NULL);
     return NULL;
 }
 
@@ -435,7 +435,7 @@ BW_TEST(D_57, handled_throw_does_not_disturb_unrelated_work)
     d57 s = {bw_test_loop(), 0};
     scene sc = {s.loop, NULL, {0}, 0};
     sc.d = bw_rec_domain(&sc.rec);
-    bw_timeout(s.loop, 5, d57_log, &s);
+    bw_timeout(s.loop, 5, d57_log, &s, NULL);
     bw_domain_run(sc.d, d57_fail_later, &sc);
     bw_test_loop_finish(s.loop);
     BW_CHECK_INT_EQ(sc.rec.calls, 1);

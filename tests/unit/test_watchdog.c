@@ -121,7 +121,7 @@ BW_TEST(L_01, busy_loop_is_interrupted_and_routed_to_its_domain)
     BW_CHECK_INT_EQ(s.stage, 1);
     BW_CHECK_INT_EQ(s.rec.calls, 0);
     bw_domain_release(d);
-    BW_CHECK_INT_EQ(bw_loop_close(loop), 0);
+    BW_CHECK_INT_EQ(bw_loop_free(loop), 0);
 }
 
 /* ---- Never inside the C library ---------------------------------------- */
@@ -363,7 +363,7 @@ BW_TEST(L_09, a_domain_handler_past_the_limit_is_interrupted_to_the_next_domain_
      * next domain down the stack, as a throw from a handler does. */
     bw_guard_set_callback_limit(100);
     bw_domain *outer = bw_rec_domain(&s.rec);
-    bw_domain *inner = bw_domain_create();
+    bw_domain *inner = bw_test_domain();
     BW_CHECK_INT_EQ(bw_domain_on_error(inner, handler_spins, NULL), 0);
     bw_invoke(outer, run_inner, inner);
     BW_CHECK_INT_EQ(s.stage, 5);
