@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define BW_VERSION_MAJOR 0
-#define BW_VERSION_MINOR 1
+#define BW_VERSION_MINOR 2
 #define BW_VERSION_PATCH 0
 
 /* The opaque types of the library. Each is documented in its own header. */
