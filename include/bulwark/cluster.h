@@ -127,6 +127,7 @@ typedef struct bw_cluster_options {
                                        they are. Default 2000 */
 } bw_cluster_options;
 
+/* Fill `o` with the defaults documented on each field. */
 BW_EXTERN void bw_cluster_options_init(bw_cluster_options *o);
 
 /* ---- The primary -------------------------------------------------------- */
@@ -189,6 +190,8 @@ BW_EXTERN int bw_cluster_listen(bw_cluster *c, const char *host, int port);
  * many (0 if none were passed) or -errno. The variables are then unset. */
 BW_EXTERN int bw_cluster_listen_inherited(bw_cluster *c);
 
+/* The port the cluster listens on (the one the kernel chose for a port of
+ * 0); 0 before bw_cluster_listen. */
 BW_EXTERN int bw_cluster_port(const bw_cluster *c);
 
 /* Events in the primary (fork, online, listening, disconnect, exit, ...).
@@ -272,7 +275,9 @@ BW_EXTERN int bw_worker_disconnect(bw_worker *w);
 /* True in a process forked as a worker. */
 BW_EXTERN bool bw_cluster_is_worker(void);
 
+/* The worker's loop (made by the cluster; the worker's main runs it). */
 BW_EXTERN bw_loop *bw_worker_ctx_loop(bw_worker_ctx *ctx);
+/* The worker's id, as the primary's bw_worker_id gives it (1, 2, ...). */
 BW_EXTERN int bw_worker_ctx_id(const bw_worker_ctx *ctx);
 
 /* The listening sockets inherited from the primary (none once the worker
@@ -341,7 +346,10 @@ BW_EXTERN int bw_worker_ctx_disconnect(bw_worker_ctx *ctx);
  * disconnect callback, which already reads false (C-14). */
 BW_EXTERN bool bw_worker_ctx_is_connected(const bw_worker_ctx *ctx);
 
-/* User messages from the primary. */
+/* User messages from the primary: cb runs under a guard, in the worker's
+ * own callbacks domain (an error there is logged and retires the worker).
+ * And to the primary: bw_worker_ctx_send copies msg; 0, -EPIPE once
+ * disconnected, -EMSGSIZE past the channel's message size, or -errno. */
 typedef void (*bw_worker_ctx_message_cb)(bw_worker_ctx *ctx, const void *msg, size_t len, void *data);
 BW_EXTERN void bw_worker_ctx_on_message(bw_worker_ctx *ctx, bw_worker_ctx_message_cb cb, void *data);
 BW_EXTERN int bw_worker_ctx_send(bw_worker_ctx *ctx, const void *msg, size_t len);

@@ -138,6 +138,7 @@ BW_EXTERN int bw_domain_add(bw_domain *d, bw_member *m);
  * -ENOENT if `m` is not a member of `d`. */
 BW_EXTERN int bw_domain_remove(bw_domain *d, bw_member *m);
 
+/* How many members `d` has, and whether `m` is one of them. */
 BW_EXTERN size_t bw_domain_member_count(const bw_domain *d);
 BW_EXTERN bool bw_domain_has_member(const bw_domain *d, const bw_member *m);
 /* The member at `index` in the order added (O(index)); NULL past the end. */

@@ -28,6 +28,8 @@ typedef struct bw_fs_result {
     const char *path;      /* the path the request was made with */
 } bw_fs_result;
 
+/* uv_fs_stat, uv_fs_open, uv_fs_close and uv_fs_scandir as bound requests:
+ * 0, or the libuv error of starting them (-ENOMEM included). */
 BW_EXTERN int bw_fs_stat(bw_loop *loop, const char *path, bw_callback cb, void *data);
 BW_EXTERN int bw_fs_open(bw_loop *loop, const char *path, int flags, int mode, bw_callback cb,
                          void *data);

@@ -295,6 +295,8 @@ BW_EXTERN int bw_http_server_set_request_error_hook(bw_http_server *s, bw_http_r
 BW_EXTERN void bw_http_default_request_error(bw_http_request *req, bw_http_response *res,
                                              bw_error *err, void *data);
 
+/* Open connections (given-away ones excluded), requests in flight, and
+ * whether the server holds a listening socket. */
 BW_EXTERN size_t bw_http_server_connection_count(const bw_http_server *s);
 BW_EXTERN size_t bw_http_server_request_count(const bw_http_server *s); /* in flight */
 BW_EXTERN bool bw_http_server_is_listening(const bw_http_server *s);
@@ -303,11 +305,15 @@ BW_EXTERN bool bw_http_server_is_listening(const bw_http_server *s);
  * listened. BW_EBUSY otherwise. */
 BW_EXTERN int bw_http_server_free(bw_http_server *s);
 
+/* The server's loop, and the server as a domain member (a domain that owns
+ * it closes it when disposed). */
 BW_EXTERN bw_loop *bw_http_server_loop(const bw_http_server *s);
 BW_EXTERN bw_member *bw_http_server_member(bw_http_server *s);
 
 /* ---- Request ----------------------------------------------------------- */
 
+/* The method token and the target, as sent (NUL-terminated, valid while
+ * the request is). */
 BW_EXTERN const char *bw_http_request_method(const bw_http_request *req);
 BW_EXTERN const char *bw_http_request_target(const bw_http_request *req); /* as sent */
 /* The path (before '?') and the query (after it, or ""), raw: as sent,
@@ -402,6 +408,7 @@ BW_EXTERN void *bw_http_request_data(const bw_http_request *req);
 BW_EXTERN void bw_http_request_hold(bw_http_request *req);
 BW_EXTERN void bw_http_request_release(bw_http_request *req);
 
+/* The request as a domain member, and its response (never NULL). */
 BW_EXTERN bw_member *bw_http_request_member(bw_http_request *req);
 BW_EXTERN bw_http_response *bw_http_request_response(bw_http_request *req);
 
@@ -456,6 +463,8 @@ BW_EXTERN void bw_http_response_close_connection(bw_http_response *res);
  * a truncated body must never look like a success). */
 BW_EXTERN void bw_http_response_reset(bw_http_response *res);
 
+/* Whether the status line and headers are written (set_status and the
+ * header setters then return BW_ESTATE), and whether end/send was called. */
 BW_EXTERN bool bw_http_response_headers_sent(const bw_http_response *res);
 BW_EXTERN bool bw_http_response_finished(const bw_http_response *res);
 
@@ -465,6 +474,7 @@ BW_EXTERN bool bw_http_response_needs_drain(const bw_http_response *res);
 typedef void (*bw_http_drain_cb)(bw_http_response *res, void *arg);
 BW_EXTERN void bw_http_response_on_drain(bw_http_response *res, bw_http_drain_cb cb, void *arg);
 
+/* The response as a domain member, and its request. */
 BW_EXTERN bw_member *bw_http_response_member(bw_http_response *res);
 BW_EXTERN bw_http_request *bw_http_response_request(bw_http_response *res);
 

@@ -46,6 +46,7 @@ BW_EXTERN void *bw_resource_ptr(const bw_resource *r);
  * if the resource is closed or its domain disposed. */
 BW_EXTERN void bw_resource_invoke(bw_resource *r, bw_task_fn fn, void *arg);
 
+/* The resource as a domain member (for bw_domain_add), and its owner. */
 BW_EXTERN bw_member *bw_resource_member(bw_resource *r);
 BW_EXTERN bw_domain *bw_resource_domain(const bw_resource *r);
 
