@@ -1022,7 +1022,7 @@ static const char *error_reason(int status)
     case 414:
         return "request-target too long";
     case 501:
-        return "method not implemented";
+        return "not implemented";
     default:
         return "malformed request";
     }
@@ -1448,8 +1448,18 @@ static int on_headers_complete(llhttp_t *p)
         bad_host = "Transfer-Encoding in HTTP/1.0"; /* RFC 9112 6.1: framing is unsure */
     if (bad_host == NULL && r->te_seen && !(p->flags & F_CHUNKED))
         bad_host = "Transfer-Encoding whose last coding is not chunked"; /* 6.3: an empty one */
-    if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT))
+    if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT)) {
         bad_host = target_problem(r, (uint8_t)p->method);
+        if (bad_host == NULL && p->method == HTTP_CONNECT) {
+            /* bulwark does not tunnel: a valid CONNECT is a method it does
+             * not implement (RFC 9110 9.1: 501), answered here, never by the
+             * handler, whose 2xx would go out with framing headers (9.3.6
+             * forbids them) on a connection that goes on as HTTP. */
+            c->error_status = 501;
+            c->error_detail = "CONNECT (no tunnelling)";
+            return HPE_USER;
+        }
+    }
     if (bad_host != NULL) {
         c->error_status = 400;
         c->error_detail = bad_host;
