@@ -1433,6 +1433,34 @@ static const char *target_problem(const bw_http_request *r, uint8_t method)
     return "request-target in no valid form";
 }
 
+/* Every coding in the request's Transfer-Encoding lines is chunked. Called
+ * once llhttp has found chunked as the final coding (it refuses chunked
+ * anywhere else), so any other coding here is one bulwark cannot decode.
+ * Parameters (";name=value") are skipped up to the next comma; a quoted
+ * comma inside one only makes a coding that is not "chunked": refused. */
+static bool only_chunked(const bw_http_request *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (strcasecmp(r->head.base + r->headers[i].name, "transfer-encoding") != 0)
+            continue;
+        const char *v = r->head.base + r->headers[i].value;
+        for (;;) {
+            while (*v == ' ' || *v == '\t' || *v == ',')
+                v++;
+            if (*v == '\0')
+                break;
+            const char *coding = v;
+            while (*v != '\0' && *v != ',' && *v != ' ' && *v != '\t' && *v != ';')
+                v++;
+            if (v - coding != 7 || strncasecmp(coding, "chunked", 7) != 0)
+                return false;
+            while (*v != '\0' && *v != ',')
+                v++;
+        }
+    }
+    return true;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
@@ -1446,8 +1474,6 @@ static int on_headers_complete(llhttp_t *p)
     const char *bad_host = host_problem(srv, r);
     if (bad_host == NULL && r->version_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
         bad_host = "Transfer-Encoding in HTTP/1.0"; /* RFC 9112 6.1: framing is unsure */
-    if (bad_host == NULL && r->te_seen && !(p->flags & F_CHUNKED))
-        bad_host = "Transfer-Encoding whose last coding is not chunked"; /* 6.3: an empty one */
     if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT)) {
         bad_host = target_problem(r, (uint8_t)p->method);
         if (bad_host == NULL && p->method == HTTP_CONNECT) {
@@ -1457,6 +1483,18 @@ static int on_headers_complete(llhttp_t *p)
              * forbids them) on a connection that goes on as HTTP. */
             c->error_status = 501;
             c->error_detail = "CONNECT (no tunnelling)";
+            return HPE_USER;
+        }
+    }
+    if (bad_host == NULL && r->te_seen) {
+        if (!(p->flags & F_CHUNKED)) {
+            bad_host = "Transfer-Encoding whose last coding is not chunked"; /* 6.3: an empty one */
+        } else if (!only_chunked(r)) {
+            /* RFC 9112 6.1: a coding the server does not understand
+             * (bulwark decodes chunked only): 501, not a body handed on
+             * still coded. */
+            c->error_status = 501;
+            c->error_detail = "a transfer coding other than chunked";
             return HPE_USER;
         }
     }
