@@ -70,6 +70,11 @@ static void conn_register(bw__conn *c)
 {
     bw_http_server *srv = c->srv;
     llhttp_init(&c->parser, HTTP_REQUEST, bw__http_parser_settings());
+    /* Any "HTTP/" DIGIT "." DIGIT gets through llhttp (the grammar is still
+     * its own: RFC 9112 2.3); on_headers_complete answers a major other
+     * than 1 with 505 and serves 1.2-1.9 as 1.1 (RFC 9110 2.5). llhttp 8.1
+     * has the flag but no setter; llhttp_reset keeps it. */
+    c->parser.lenient_flags |= LENIENT_VERSION;
     c->parser.data = c;
     c->next = srv->conns;
     if (srv->conns != NULL)

@@ -175,7 +175,7 @@ const char *bw_http_request_query(const bw_http_request *req)
 
 int bw_http_request_version_minor(const bw_http_request *req)
 {
-    return req->version_minor;
+    return req->version_minor > 1 ? 1 : req->version_minor; /* 1.2-1.9 are 1.1 */
 }
 
 const char *bw_http_request_header_nth(const bw_http_request *req, const char *name, size_t n)
