@@ -1466,6 +1466,22 @@ static bool only_chunked(const bw_http_request *r)
     return true;
 }
 
+/* A Transfer-Encoding line is present (HTTP/1.1): NULL if its codings are
+ * the one bulwark decodes, chunked, last and alone. Otherwise what is wrong,
+ * with c->error_status set to 501 for a coding it cannot decode (RFC 9112
+ * 6.1), left 0 (400) when the final coding is not chunked (6.3: an empty
+ * Transfer-Encoding too; llhttp refuses chunked before the last coding). */
+__attribute__((noinline, cold)) static const char *te_problem(bw__conn *c, const bw_http_request *r,
+                                                              uint16_t flags)
+{
+    if (!(flags & F_CHUNKED))
+        return "Transfer-Encoding whose last coding is not chunked";
+    if (only_chunked(r))
+        return NULL;
+    c->error_status = 501;
+    return "a transfer coding other than chunked";
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
@@ -1479,6 +1495,8 @@ static int on_headers_complete(llhttp_t *p)
     const char *bad_host = host_problem(srv, r);
     if (bad_host == NULL && r->version_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
         bad_host = "Transfer-Encoding in HTTP/1.0"; /* RFC 9112 6.1: framing is unsure */
+    if (bad_host == NULL && r->te_seen)
+        bad_host = te_problem(c, r, p->flags);
     if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT)) {
         bad_host = target_problem(r, (uint8_t)p->method);
         if (bad_host == NULL && p->method == HTTP_CONNECT) {
@@ -1491,20 +1509,9 @@ static int on_headers_complete(llhttp_t *p)
             return HPE_USER;
         }
     }
-    if (bad_host == NULL && r->te_seen) {
-        if (!(p->flags & F_CHUNKED)) {
-            bad_host = "Transfer-Encoding whose last coding is not chunked"; /* 6.3: an empty one */
-        } else if (!only_chunked(r)) {
-            /* RFC 9112 6.1: a coding the server does not understand
-             * (bulwark decodes chunked only): 501, not a body handed on
-             * still coded. */
-            c->error_status = 501;
-            c->error_detail = "a transfer coding other than chunked";
-            return HPE_USER;
-        }
-    }
     if (bad_host != NULL) {
-        c->error_status = 400;
+        if (c->error_status == 0) /* te_problem's 501 stays */
+            c->error_status = 400;
         c->error_detail = bad_host;
         return HPE_USER;
     }
