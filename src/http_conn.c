@@ -1521,7 +1521,11 @@ static int on_headers_complete(llhttp_t *p)
     }
     r->method = (uint8_t)p->method;
     r->keep_alive = llhttp_should_keep_alive(p);
-    bw__request_finish_head(r);
+    if (!bw__request_finish_head(r)) {
+        c->error_status = 400;
+        c->error_detail = "fragment in the request-target"; /* RFC 9112 3.2 */
+        return HPE_USER;
+    }
     if (r->expect >= 0) {
         const char *expect = r->head.base + r->headers[r->expect].value;
         if (strcasecmp(expect, "100-continue") != 0) {

@@ -203,11 +203,11 @@ def test_Q_09_invalid_octets_in_target(p, target):
     rejected(p, b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
 
 
-@xfail("a fragment in the request-target is served (the handler answers 404)")
-@pytest.mark.parametrize("target", [b"/#frag", b"/a?b#c"])
+@pytest.mark.parametrize("target", [b"/#frag", b"/a?b#c", b"/#", b"http://test/a#b"])
 def test_Q_10_fragment_in_target(p, target):
     """Q-10: 3 / 3.2.1 origin-form = absolute-path [ "?" query ]: a fragment
-    ('#') is outside it: an invalid request-line (SHOULD 400)."""
+    ('#') is outside it (and outside absolute-form, 3.2.2): an invalid
+    request-line (SHOULD 400)."""
     rejected(p, b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
 
 
