@@ -70,6 +70,11 @@ static void conn_register(bw__conn *c)
 {
     bw_http_server *srv = c->srv;
     llhttp_init(&c->parser, HTTP_REQUEST, bw__http_parser_settings());
+    /* Any "HTTP/" DIGIT "." DIGIT gets through llhttp (the grammar is still
+     * its own: RFC 9112 2.3); on_headers_complete answers a major other
+     * than 1 with 505 and serves 1.2-1.9 as 1.1 (RFC 9110 2.5). llhttp 8.1
+     * has the flag but no setter; llhttp_reset keeps it. */
+    c->parser.lenient_flags |= LENIENT_VERSION;
     c->parser.data = c;
     c->next = srv->conns;
     if (srv->conns != NULL)
@@ -1022,7 +1027,7 @@ static const char *error_reason(int status)
     case 414:
         return "request-target too long";
     case 501:
-        return "method not implemented";
+        return "not implemented";
     default:
         return "malformed request";
     }
@@ -1433,6 +1438,50 @@ static const char *target_problem(const bw_http_request *r, uint8_t method)
     return "request-target in no valid form";
 }
 
+/* Every coding in the request's Transfer-Encoding lines is chunked. Called
+ * once llhttp has found chunked as the final coding (it refuses chunked
+ * anywhere else), so any other coding here is one bulwark cannot decode.
+ * Parameters (";name=value") are skipped up to the next comma; a quoted
+ * comma inside one only makes a coding that is not "chunked": refused. */
+static bool only_chunked(const bw_http_request *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (strcasecmp(r->head.base + r->headers[i].name, "transfer-encoding") != 0)
+            continue;
+        const char *v = r->head.base + r->headers[i].value;
+        for (;;) {
+            while (*v == ' ' || *v == '\t' || *v == ',')
+                v++;
+            if (*v == '\0')
+                break;
+            const char *coding = v;
+            while (*v != '\0' && *v != ',' && *v != ' ' && *v != '\t' && *v != ';')
+                v++;
+            if (v - coding != 7 || strncasecmp(coding, "chunked", 7) != 0)
+                return false;
+            while (*v != '\0' && *v != ',')
+                v++;
+        }
+    }
+    return true;
+}
+
+/* A Transfer-Encoding line is present (HTTP/1.1): NULL if its codings are
+ * the one bulwark decodes, chunked, last and alone. Otherwise what is wrong,
+ * with c->error_status set to 501 for a coding it cannot decode (RFC 9112
+ * 6.1), left 0 (400) when the final coding is not chunked (6.3: an empty
+ * Transfer-Encoding too; llhttp refuses chunked before the last coding). */
+__attribute__((noinline, cold)) static const char *te_problem(bw__conn *c, const bw_http_request *r,
+                                                              uint16_t flags)
+{
+    if (!(flags & F_CHUNKED))
+        return "Transfer-Encoding whose last coding is not chunked";
+    if (only_chunked(r))
+        return NULL;
+    c->error_status = 501;
+    return "a transfer coding other than chunked";
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
@@ -1446,12 +1495,23 @@ static int on_headers_complete(llhttp_t *p)
     const char *bad_host = host_problem(srv, r);
     if (bad_host == NULL && r->version_minor == 0 && (p->flags & F_TRANSFER_ENCODING))
         bad_host = "Transfer-Encoding in HTTP/1.0"; /* RFC 9112 6.1: framing is unsure */
-    if (bad_host == NULL && r->te_seen && !(p->flags & F_CHUNKED))
-        bad_host = "Transfer-Encoding whose last coding is not chunked"; /* 6.3: an empty one */
-    if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT))
+    if (bad_host == NULL && r->te_seen)
+        bad_host = te_problem(c, r, p->flags);
+    if (bad_host == NULL && (r->head.base[0] != '/' || p->method == HTTP_CONNECT)) {
         bad_host = target_problem(r, (uint8_t)p->method);
+        if (bad_host == NULL && p->method == HTTP_CONNECT) {
+            /* bulwark does not tunnel: a valid CONNECT is a method it does
+             * not implement (RFC 9110 9.1: 501), answered here, never by the
+             * handler, whose 2xx would go out with framing headers (9.3.6
+             * forbids them) on a connection that goes on as HTTP. */
+            c->error_status = 501;
+            c->error_detail = "CONNECT (no tunnelling)";
+            return HPE_USER;
+        }
+    }
     if (bad_host != NULL) {
-        c->error_status = 400;
+        if (c->error_status == 0) /* te_problem's 501 stays */
+            c->error_status = 400;
         c->error_detail = bad_host;
         return HPE_USER;
     }
@@ -1461,7 +1521,11 @@ static int on_headers_complete(llhttp_t *p)
     }
     r->method = (uint8_t)p->method;
     r->keep_alive = llhttp_should_keep_alive(p);
-    bw__request_finish_head(r);
+    if (!bw__request_finish_head(r)) {
+        c->error_status = 400;
+        c->error_detail = "fragment in the request-target"; /* RFC 9112 3.2 */
+        return HPE_USER;
+    }
     if (r->expect >= 0) {
         const char *expect = r->head.base + r->headers[r->expect].value;
         if (strcasecmp(expect, "100-continue") != 0) {

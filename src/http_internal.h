@@ -112,7 +112,7 @@ struct bw_http_request {
     bw__header *headers;
     size_t nheaders;
     size_t capheaders;
-    char *path; /* NUL-terminated copies in head: see http_conn.c */
+    char *path; /* NUL-terminated copies in head (a one-byte target: itself): see http_conn.c */
     char *query;
     uint64_t body_received;
     size_t trailer_len; /* bytes of trailers seen (dropped: see http_conn.c) */
@@ -340,7 +340,7 @@ BW__HIDDEN void bw__server_log_refusal(bw_http_server *srv);
 /* http_request.c */
 BW__HIDDEN void bw__request_init(bw_http_request *r, bw__conn *c);
 BW__HIDDEN void bw__request_reset(bw_http_request *r);
-BW__HIDDEN void bw__request_finish_head(bw_http_request *r);
+BW__HIDDEN bool bw__request_finish_head(bw_http_request *r); /* false: a fragment in the target */
 BW__HIDDEN void bw__request_body_data(bw_http_request *r, const char *data, size_t len);
 BW__HIDDEN void bw__request_body_end(bw_http_request *r);
 BW__HIDDEN void bw__request_abort(bw_http_request *r);

@@ -85,16 +85,28 @@ static inline void copy_path_query(bw_http_request *r, size_t skip, bool empty_p
     r->query = r->head.base + query_off;
 }
 
-void bw__request_finish_head(bw_http_request *r)
+bool bw__request_finish_head(bw_http_request *r)
 {
     const char *target = r->head.base;
+    if (r->target_len == 1) {
+        /* "/" (or "*"): the path is the target itself, with its NUL, and
+         * the query that NUL; nothing to copy or scan. */
+        r->path = r->head.base;
+        r->query = r->head.base + 1;
+        return true;
+    }
+    /* A fragment is no part of a request-target (RFC 9112 3.2: origin-form
+     * = absolute-path [ "?" query ], and so for the other forms). */
+    if (memchr(target, '#', r->target_len) != NULL)
+        return false;
     if (target[0] == '/' || target[0] == '*') {
         copy_path_query(r, 0, false);
-        return;
+        return true;
     }
     bool empty_path;
     size_t skip = absolute_path_at(target, r->target_len, &empty_path);
     copy_path_query(r, skip, skip != 0 && empty_path);
+    return true;
 }
 
 /* ---- Head -------------------------------------------------------------- */
@@ -175,7 +187,7 @@ const char *bw_http_request_query(const bw_http_request *req)
 
 int bw_http_request_version_minor(const bw_http_request *req)
 {
-    return req->version_minor;
+    return req->version_minor > 1 ? 1 : req->version_minor; /* 1.2-1.9 are 1.1 */
 }
 
 const char *bw_http_request_header_nth(const bw_http_request *req, const char *name, size_t n)

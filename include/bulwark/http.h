@@ -343,7 +343,8 @@ BW_EXTERN int bw_http_request_path_decoded(bw_http_request *req, const char **ou
  */
 BW_EXTERN int bw_http_request_query_param(bw_http_request *req, const char *name, size_t n,
                                           const char **out);
-/* HTTP version: 1.0 or 1.1 -> minor 0 or 1. */
+/* HTTP version: 1.0 or 1.1 -> minor 0 or 1 (HTTP/1.2-1.9 are served as
+ * 1.1, RFC 9110 2.5: 1). */
 BW_EXTERN int bw_http_request_version_minor(const bw_http_request *req);
 
 /* The first value of a header (case-insensitive name), or NULL. */

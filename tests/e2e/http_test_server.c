@@ -303,8 +303,9 @@ static void handler(bw_http_request *req, bw_http_response *res, void *data)
     const char *path = bw_http_request_path(req);
     bw_loop *l = bw_http_request_loop(req);
     if (strcmp(bw_http_request_method(req), "CONNECT") == 0) {
-        /* A 2xx to CONNECT (RFC 9110 9.3.6): test_conformance.py looks at
-         * its framing headers. */
+        /* A 2xx to CONNECT, with Content-Length: 0: the server answers
+         * CONNECT 501 itself (it does not tunnel), so this must never run
+         * (test_Q_05 in test_conformance.py). */
         bw_http_response_end(res, NULL, 0);
     } else if (strcmp(path, "/") == 0) {
         bw_http_response_end(res, "ok", 2);
