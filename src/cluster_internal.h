@@ -16,6 +16,7 @@
 #include "bulwark/cluster.h"
 #include "http_internal.h"
 #include "internal.h"
+#include "sd_notify.h"
 
 #define BW__MSG_MAX 4096
 
@@ -85,6 +86,7 @@ struct bw_worker {
     uint64_t forked_ms;
     uint64_t last_heartbeat_ms;
     uint64_t kill_deadline_ms;
+    uint64_t sigkill_ms;     /* when the primary sent SIGKILL (0: never) */
     bw__worker_shm *shm;
     int ho_fd;          /* the handoff channel (-1: none) */
     uv_poll_t ho_poll;
@@ -136,7 +138,22 @@ struct bw_cluster {
     bw_cluster_done_cb close_cb;
     void *close_data;
     bw__relay *relay; /* handoffs in flight (cluster_relay.c) */
+    /* The service manager (cluster_notify.c). */
+    bw__notify notify;
+    uv_timer_t watchdog;
+    bool watchdog_open;
+    bool notify_ready, notify_reloading, notify_stopping;
+    char notify_status[160]; /* the last STATUS= sent */
 };
+
+/* cluster_notify.c: open NOTIFY_SOCKET (if opts.notify); tell the manager
+ * what changed (call after any change of worker state, start, reload,
+ * shutdown); MAINPID= for a successor; start the watchdog pings (true if
+ * a timer was opened: bw_cluster_close closes it). */
+BW__HIDDEN void bw__cluster_notify_init(bw_cluster *c);
+BW__HIDDEN void bw__cluster_notify_update(bw_cluster *c);
+BW__HIDDEN void bw__cluster_notify_mainpid(bw_cluster *c, pid_t pid);
+BW__HIDDEN bool bw__cluster_notify_start(bw_cluster *c);
 
 /*
  * The primary's descriptors at fork time, by number and file. The worker

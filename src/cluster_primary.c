@@ -50,6 +50,7 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->handle_signals = true;
     o->handoff = true;
     o->handoff_timeout_ms = 2000;
+    o->notify = true;
 }
 
 static uint64_t now_ms(const bw_cluster *c)
@@ -157,6 +158,7 @@ int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_m
             return e;
         }
     }
+    bw__cluster_notify_init(c);
     uv_timer_init(loop->uv, &c->tick);
     uv_idle_init(loop->uv, &c->deferred);
     c->tick.data = c;
@@ -545,6 +547,15 @@ static void on_deferred(uv_idle_t *idle)
 
 /* ---- Supervision ------------------------------------------------------- */
 
+/* SIGKILL, remembered: a worker still alive well after it is stuck in the
+ * kernel, and supervision is no longer healthy (cluster_notify.c). */
+static void kill_now(bw_worker *w)
+{
+    if (w->sigkill_ms == 0)
+        w->sigkill_ms = now_ms(w->c);
+    kill(w->pid, SIGKILL);
+}
+
 static void give_up(bw_cluster *c, const bw_worker *last);
 static void begin_shutdown(bw_cluster *c);
 
@@ -588,6 +599,9 @@ int bw_cluster_start(bw_cluster *c)
         bw_log(BW_LOG_WARN, "cluster: starting workers with no listening socket");
     c->supervising = true;
     maintain(c);
+    if (bw__cluster_notify_start(c))
+        c->handles_open++;
+    bw__cluster_notify_update(c);
     return 0;
 }
 
@@ -641,6 +655,7 @@ static void end_rolling_restart(bw_cluster *c)
     c->rolling_new = NULL;
     for (bw_worker *w = c->workers; w != NULL; w = w->next)
         w->rolling_old = false;
+    bw__cluster_notify_update(c);
 }
 
 static void abandon_rolling_restart(bw_cluster *c, bw_worker *dead)
@@ -672,6 +687,7 @@ static void on_worker_gone(bw_cluster *c, bw_worker *w)
     else if (c->rolling && w->rolling_old)
         rolling_next(c);
     maintain(c);
+    bw__cluster_notify_update(c);
 }
 
 static void on_worker_disconnect(bw_cluster *c, bw_worker *w)
@@ -765,6 +781,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         char extra[128];
         snprintf(extra, sizeof extra, "\"address\": \"%s\", \"port\": %d", address, port);
         emit(c, &ev, extra);
+        bw__cluster_notify_update(c);
         if (c->rolling && w == c->rolling_new) {
             /* The new one listens: now the old one may drain. */
             c->rolling_new = NULL;
@@ -804,6 +821,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         emit(c, &ev, extra);
         quarantine_check(c, w, payload);
         maintain(c); /* capacity returns while the old one drains */
+        bw__cluster_notify_update(c);
         return;
     }
     case BW__MSG_DISCONNECTING:
@@ -813,6 +831,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
             w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
         bw__msg_send(w->fd, BW__MSG_ACK, NULL, 0);
         maintain(c);
+        bw__cluster_notify_update(c);
         return;
     case BW__MSG_USER: {
         bw_cluster_event ev = {.type = BW_EVENT_MESSAGE, .worker = w, .data = payload,
@@ -916,7 +935,7 @@ static void report_hang(bw_cluster *c, bw_worker *w, uint64_t silent_ms)
            "dispatched: %s; %s; killing it (SIGKILL)",
            w->id, (long)w->pid, (unsigned long long)silent_ms, last[0] ? last : "(none)",
            replaced);
-    kill(w->pid, SIGKILL);
+    kill_now(w);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -932,7 +951,7 @@ static void on_tick(uv_timer_t *t)
                    "killing it",
                    w->id, (long)w->pid, (unsigned long long)c->opts.kill_timeout_ms);
             bw__cluster_event_line(c, "kill", w, NULL);
-            kill(w->pid, SIGKILL);
+            kill_now(w);
             w->kill_deadline_ms = 0;
             continue;
         }
@@ -946,7 +965,7 @@ static void on_tick(uv_timer_t *t)
             if (!w->exited) {
                 bw_log(BW_LOG_WARN, "cluster: shutdown deadline: killing worker %d (pid %ld)",
                        w->id, (long)w->pid);
-                kill(w->pid, SIGKILL);
+                kill_now(w);
             }
         }
         c->shutdown_deadline_ms = 0;
@@ -955,6 +974,7 @@ static void on_tick(uv_timer_t *t)
         if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
             c->poison[i].until_ms = 0;
     maintain(c);
+    bw__cluster_notify_update(c); /* forks and hangs of this tick */
 }
 
 /* ---- Disconnect, shutdown, rolling restart ----------------------------- */
@@ -1022,6 +1042,7 @@ static void begin_shutdown(bw_cluster *c)
         w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
         bw__msg_send(w->fd, BW__MSG_SHUTDOWN, NULL, 0);
     }
+    bw__cluster_notify_update(c);
     check_all_gone(c);
 }
 
@@ -1076,6 +1097,7 @@ static int rolling_next(bw_cluster *c)
     if (!draining) {
         c->rolling = false;
         bw_log(BW_LOG_INFO, "cluster: rolling restart done");
+        bw__cluster_notify_update(c);
     }
     return 0;
 }
@@ -1092,6 +1114,7 @@ int bw_cluster_rolling_restart(bw_cluster *c)
         if (counts_as_capacity(w))
             w->rolling_old = true;
     bw_log(BW_LOG_INFO, "cluster: rolling restart begins");
+    bw__cluster_notify_update(c);
     return rolling_next(c);
 }
 
@@ -1179,6 +1202,10 @@ int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
     close_listeners(c);
     uv_close((uv_handle_t *)&c->tick, on_handle_closed);
     uv_close((uv_handle_t *)&c->deferred, on_handle_closed);
+    if (c->watchdog_open) {
+        uv_close((uv_handle_t *)&c->watchdog, on_handle_closed);
+        c->watchdog_open = false;
+    }
     if (c->signals_on) {
         uv_close((uv_handle_t *)&c->sigchld, on_handle_closed);
         if (c->opts.handle_signals) {
@@ -1196,6 +1223,7 @@ void bw_cluster_free(bw_cluster *c)
         return;
     if (c->event_log_fd >= 0)
         close(c->event_log_fd);
+    bw__notify_close(&c->notify);
     bw__relay_free(c);
     bw_free(c->event_cbs);
     bw_free(c);

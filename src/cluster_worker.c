@@ -204,6 +204,11 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
     if (getppid() != c->primary_pid)
         _exit(0);
     bw__thread_after_fork();
+    /* Only the primary speaks for the service (cluster_notify.c): nothing a
+     * worker runs may tell systemd it is ready, stopping or alive. */
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
     for (const char *const *e = env; e != NULL && *e != NULL; e++) {
         const char *eq = strchr(*e, '=');
         if (eq == NULL)

@@ -72,6 +72,18 @@
  * it; then the giver takes them back (tests/e2e/test_handoff.py, R-08).
  * src/cluster_handoff.c describes the protocol.
  *
+ * systemd (`notify`, on by default; nothing happens without NOTIFY_SOCKET):
+ * the primary speaks the sd_notify protocol to the socket NOTIFY_SOCKET
+ * names, as a Type=notify service: READY=1 once `workers` workers listen;
+ * RELOADING=1 with MONOTONIC_USEC= when a rolling restart begins and
+ * READY=1 when it is over; STOPPING=1 when a shutdown begins; STATUS= with
+ * the worker counts whenever they change. With WATCHDOG_USEC (and
+ * WATCHDOG_PID naming the primary, or unset) it sends WATCHDOG=1 every half
+ * interval from a timer on its own loop, while supervision is healthy: not
+ * given up, no worker silent for twice `heartbeat_timeout_ms` unattended,
+ * none alive `heartbeat_timeout_ms` after a SIGKILL. Workers lose the three
+ * variables at fork: only the primary speaks for the service.
+ *
  * A reload that must pick up a new binary needs an exec: bulwark forks
  * workers from the primary's image, so a new binary means restarting the
  * primary (systemd socket activation keeps the listening socket across
@@ -125,6 +137,11 @@ typedef struct bw_cluster_options {
     uint64_t handoff_timeout_ms;    /* how long a batch of connections may wait for a
                                        worker to take it; then they close gracefully where
                                        they are. Default 2000 */
+    bool notify;                    /* with NOTIFY_SOCKET set (systemd's Type=notify), tell
+                                       the service manager READY/RELOADING/STOPPING/STATUS
+                                       and, with WATCHDOG_USEC, ping its watchdog while
+                                       supervision is healthy ("systemd" above). Default
+                                       true */
 } bw_cluster_options;
 
 /* Fill `o` with the defaults documented on each field. */

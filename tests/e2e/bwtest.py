@@ -536,3 +536,62 @@ def fresh_storm(port, connections, duration, fault_routes, fault_share, seed=1, 
                 if now < stop_at:
                     start()
     return tally
+
+
+# ---- The service manager's side of sd_notify ------------------------------
+
+class NotifyListener:
+    """What systemd is to a Type=notify service: an AF_UNIX datagram socket
+    (an abstract name by default, so no path length limit) whose datagrams
+    are read with the sender's credentials (SO_PASSCRED), as systemd reads
+    them to apply NotifyAccess=main. Each message is (pid, fields, mono)
+    with fields a dict of its KEY=VALUE lines and mono the receive time
+    (time.monotonic())."""
+
+    def __init__(self, name=None):
+        import struct
+        self._ucred = struct.Struct("iII")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        if name is None:
+            name = f"@bulwark-test-{os.getpid()}-{random.randrange(1 << 30)}"
+        self.sock.bind("\0" + name[1:] if name.startswith("@") else name)
+        self.name = name  # the NOTIFY_SOCKET value
+        self.messages = []
+
+    def recv(self, timeout):
+        """The next message, or None if none comes within `timeout`."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(self._ucred.size))
+        except socket.timeout:
+            return None
+        pid = None
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = self._ucred.unpack(payload[:self._ucred.size])[0]
+        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+        msg = (pid, fields, time.monotonic())
+        self.messages.append(msg)
+        return msg
+
+    def wait_for(self, key, value=None, timeout=10.0):
+        """Read until a message sets `key` (to `value`, if given); return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv(deadline - time.monotonic())
+            if msg is None:
+                raise AssertionError(f"no {key}={value or '*'} within {timeout}s; got "
+                                     f"{[m[1] for m in self.messages]}")
+            if key in msg[1] and (value is None or msg[1][key] == value):
+                return msg
+
+    def drain(self, quiet=0.2):
+        """Every message until none arrives for `quiet` seconds."""
+        got = []
+        while (msg := self.recv(quiet)) is not None:
+            got.append(msg)
+        return got
+
+    def close(self):
+        self.sock.close()
