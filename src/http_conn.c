@@ -1158,6 +1158,16 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 static int on_url_complete(llhttp_t *p)
 {
     bw__conn *c = conn_of(p);
+    /* A request line without a version: llhttp takes it for HTTP/0.9 and
+     * sets 0.9 before this call (with a version, the version is read after
+     * it: what the fields hold then is the previous message's, never 0.9,
+     * which gets 505 and closes). An invalid request-line, so 400 (RFC 9112
+     * 3), not a version this server lacks. */
+    if (BW__UNLIKELY(p->http_minor == 9) && p->http_major == 0) {
+        c->error_status = 400;
+        c->error_detail = "a request line without an HTTP version";
+        return HPE_USER;
+    }
     c->parsing->target_len = (uint32_t)c->parsing->head.len;
     return head_nul(c);
 }
@@ -1321,11 +1331,18 @@ static void run_handler(void *arg)
     }
 }
 
-static void dispatch(bw__conn *c, bw_http_request *r)
+/* Queue the request and run its handler. `continue_first`: a request with
+ * Expect: 100-continue whose body is still to come, to which 100 Continue
+ * goes out (after the responses queued before it) before the handler runs,
+ * unless the server defers it to the handler's first read of the body.
+ * Inline, so that the common call, with a constant false, pays nothing. */
+static inline void dispatch(bw__conn *c, bw_http_request *r, bool continue_first)
 {
     bw_http_server *srv = c->srv;
     r->flags |= BW__REQ_HEAD_DONE;
     queue_request(c, r);
+    if (continue_first && !srv->opts.defer_continue)
+        bw__request_send_continue(r);
     if (srv->opts.domain_per_request) {
         bw_domain *d = bw__domain_alloc();
         if (d == NULL || bw_domain_on_error(d, on_request_domain_error, r) != 0) {
@@ -1532,11 +1549,17 @@ static int on_headers_complete(llhttp_t *p)
             c->error_status = 417;
             return HPE_USER;
         }
-        if (r->version_minor >= 1)
+        if (r->version_minor >= 1) {
             r->flags |= BW__REQ_CONTINUE;
+            bool body_follows =
+                (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+            c->deadline = c->head_started + srv->opts.request_timeout_ms;
+            dispatch(c, r, body_follows);
+            return c->state == BW__CONN_CLOSED ? HPE_USER : 0;
+        }
     }
     c->deadline = c->head_started + srv->opts.request_timeout_ms;
-    dispatch(c, r);
+    dispatch(c, r, false);
     return c->state == BW__CONN_CLOSED ? HPE_USER : 0;
 }
 

@@ -104,6 +104,11 @@ typedef struct bw_http_options {
                                       (long polls and streams are legitimate) */
     int backlog;                   /* listen backlog. Default 511 */
     bool domain_per_request;       /* run each handler in a new domain. Default true */
+    bool defer_continue;           /* Expect: 100-continue: false (the default, Node's) sends
+                                      100 Continue before the handler runs; true sends it
+                                      only when the handler reads the body (on_body,
+                                      read_body), so a handler can refuse an upload with
+                                      its final status before the client sends it */
     bw_http_request_error_cb on_request_error; /* NULL: the default (500 or reset) */
     void *request_error_data;
 } bw_http_options;
@@ -361,7 +366,8 @@ BW_EXTERN bool bw_http_request_header_at(const bw_http_request *req, size_t i, c
  * Body, streamed: cb(req, data, len, last, arg) for each chunk as it
  * arrives (data valid during the call), then once with last = true. Chunks
  * that arrived before this call are delivered first. With `Expect:
- * 100-continue`, registering a body reader sends `100 Continue`.
+ * 100-continue`, `100 Continue` has gone out before the handler ran, or,
+ * with the server's defer_continue, goes out when a body reader is set.
  * Trailers after a chunked body are parsed, count against max_head_size
  * (431 beyond) and are dropped, so the head the handler sees never changes.
  * 0, or BW_ESTATE if a reader is already set.

@@ -294,11 +294,13 @@ def test_Q_20_version_syntax(p, version):
     rejected(p, b"GET / " + version + b"\r\n" + H + b"\r\n")
 
 
-def test_Q_21_http09_simple_request_not_served(p):
-    """Q-21: a version-less request line (HTTP/0.9) is not served as
-    HTTP/0.9: bulwark answers 505."""
-    r = ask(p, b"GET /\r\n\r\n")
-    assert r.status in (400, 505), r
+@pytest.mark.parametrize("req", [b"GET /\r\n\r\n", b"GET /\r\n" + H + b"\r\n"])
+def test_Q_21_versionless_request_line_is_400(p, req):
+    """Q-21: RFC 9112 3 request-line = method SP request-target SP
+    HTTP-version: a line without the version (HTTP/0.9's simple request) is
+    an invalid request-line, 400, never served as HTTP/0.9 (a written-out
+    HTTP/0.9 is 505, Q-19)."""
+    rejected(p, req)
 
 
 # ---- Field syntax (RFC 9112 5, RFC 9110 5) ------------------------------
@@ -681,6 +683,55 @@ def test_Q_65_100_continue_case_insensitive(p):
     rd.buf = got.split(b"\r\n\r\n", 1)[1]
     r = rd.response()
     assert r.status == 200 and r.body == b"hello"
+
+
+def expect_head(p, path):
+    s = open_conn(p)
+    s.sendall(post(path, b"Expect: 100-continue\r\nContent-Length: 5\r\n", b""))
+    return s
+
+
+def test_Q_80_100_continue_before_a_handler_that_never_reads(p):
+    """Q-80: 10.1.1 the server sends 100 or a final status. bulwark, as
+    Node: 100 Continue before the handler runs, so a handler that answers
+    without reading the body (here '/', 200 'ok') still gets the body sent;
+    the client's body is then read and discarded, and the connection goes
+    on."""
+    s = expect_head(p, b"/")
+    s.settimeout(3.0)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(65536)
+        assert d, "closed before any response"
+        got += d
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
+    s.sendall(b"hello" + b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+    rd = Reader(s)
+    rd.buf = got.split(b"\r\n\r\n", 1)[1]
+    first, second = rd.response(), rd.response()
+    assert first.status == 200 and first.body == b"ok", first
+    assert second.status == 200 and second.body == b"ok", second
+
+
+def test_Q_81_defer_continue_lets_the_handler_refuse_first(srv):
+    """Q-81: with defer_continue, 100 Continue waits for the handler to read
+    the body: one that answers at once sends its final status instead, and
+    the connection closes (the client may never send the body)."""
+    p = srv(DEFER_CONTINUE=1)
+    s = expect_head(p, b"/")
+    rd = Reader(s)
+    r = rd.response()
+    assert r.status == 200 and r.body == b"ok", r
+    assert r.header("connection") == "close", r
+    assert rd.closed()
+    s = expect_head(p, b"/echo-whole")  # reads the body: 100 when it does
+    s.settimeout(3.0)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(65536)
+        assert d, "closed before 100 Continue"
+        got += d
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n"), got
 
 
 def test_Q_66_no_100_continue_to_http10(p):
