@@ -28,11 +28,13 @@
  *   /pid              the worker's process id (which worker serves a connection)
  *   /slow?ms=N        answers after N ms
  *
- * Other settings: HOST, ERROR_DELAY_MS (the /error timer, default 10),
- * FAIL_AT_START=1 (every worker faults before it listens: shows the
- * primary's crash-loop protection), FAIL_AT_START_IF=<file> (the same for
- * workers started while that file exists: a rolling restart into a
- * generation that cannot start is abandoned),
+ * Settings: each has a command-line flag and an environment variable, the
+ * flag winning (`bulwark-server --help` lists them with their defaults):
+ * HOST, PORT, WORKERS, KILL_TIMEOUT_MS, ERROR_DELAY_MS (the /error timer,
+ * default 10), FAIL_AT_START=1 (every worker faults before it listens:
+ * shows the primary's crash-loop protection), FAIL_AT_START_IF=<file> (the
+ * same for workers started while that file exists: a rolling restart into
+ * a generation that cannot start is abandoned),
  * HEARTBEAT_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, SHUTDOWN_TIMEOUT_MS,
  * POISON_THRESHOLD (0 turns quarantine off), QUARANTINE_MS,
  * RESTART_INTENSITY and RESTART_PERIOD_MS (crash-loop protection),
@@ -44,11 +46,16 @@
  * KEEP_ON_ERRORS (1: a throw or an unhandled error event costs only its
  * request, a fault still retires the worker; default 0, the seed's policy),
  * HANDOFF (0: a retiring worker closes its idle connections instead of
- * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
- * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
+ * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS.
+ * The library reads its own variables besides (environment only):
+ * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
+ * BW_CALLBACK_LIMIT_MS, BW_ABORT_ON_UNCAUGHT.
  */
 #undef NDEBUG /* /assert needs a live assert() */
 #include <assert.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,10 +66,208 @@
 
 static uint64_t error_delay_ms = 10;
 
-static uint64_t env_u64(const char *name, uint64_t def)
+/* ---- Settings: a flag and an environment variable each --------------- */
+
+enum {
+    S_HOST,
+    S_PORT,
+    S_WORKERS,
+    S_KILL_TIMEOUT_MS,
+    S_SHUTDOWN_TIMEOUT_MS,
+    S_HEARTBEAT_INTERVAL_MS,
+    S_HEARTBEAT_TIMEOUT_MS,
+    S_POISON_THRESHOLD,
+    S_QUARANTINE_MS,
+    S_RESTART_INTENSITY,
+    S_RESTART_PERIOD_MS,
+    S_MAX_FORKS_PER_SECOND,
+    S_HANDOFF,
+    S_HANDOFF_TIMEOUT_MS,
+    S_RESPONSE_TIMEOUT_MS,
+    S_CALLBACK_LIMIT_MS,
+    S_KEEP_ON_ERRORS,
+    S_ERROR_DELAY_MS,
+    S_FAIL_AT_START,
+    S_FAIL_AT_START_IF,
+    S_COUNT
+};
+
+typedef struct setting {
+    const char *flag;   /* --flag=VALUE */
+    const char *env;    /* the environment variable the flag overrides */
+    const char *arg;    /* VALUE in --help: N (a number) or a word */
+    const char *help;
+    char def[32];       /* the default, for --help (main fills the cluster's) */
+    const char *value;  /* from the command line, or NULL */
+} setting;
+
+static setting settings[S_COUNT] = {
+    [S_HOST] = {"host", "HOST", "ADDR", "the address to listen on", "127.0.0.1", NULL},
+    [S_PORT] = {"port", "PORT", "N", "the port to listen on (0: any free port)", "1337", NULL},
+    [S_WORKERS] = {"workers", "WORKERS", "N", "how many workers to keep running", "", NULL},
+    [S_KILL_TIMEOUT_MS] = {"kill-timeout-ms", "KILL_TIMEOUT_MS", "N",
+                           "a draining worker's deadline", "", NULL},
+    [S_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", "SHUTDOWN_TIMEOUT_MS", "N",
+                               "SIGTERM's and SIGINT's deadline", "", NULL},
+    [S_HEARTBEAT_INTERVAL_MS] = {"heartbeat-interval-ms", "HEARTBEAT_INTERVAL_MS", "N",
+                                 "how often a worker tells the primary it is alive", "", NULL},
+    [S_HEARTBEAT_TIMEOUT_MS] = {"heartbeat-timeout-ms", "HEARTBEAT_TIMEOUT_MS", "N",
+                                "no heartbeat this long: the worker is hung and killed", "",
+                                NULL},
+    [S_POISON_THRESHOLD] = {"poison-threshold", "POISON_THRESHOLD", "N",
+                            "crashes of one route that quarantine it (0: never)", "", NULL},
+    [S_QUARANTINE_MS] = {"quarantine-ms", "QUARANTINE_MS", "N", "how long a quarantine lasts",
+                         "", NULL},
+    [S_RESTART_INTENSITY] = {"restart-intensity", "RESTART_INTENSITY", "N",
+                             "start-up failures that stop the primary...", "", NULL},
+    [S_RESTART_PERIOD_MS] = {"restart-period-ms", "RESTART_PERIOD_MS", "N",
+                             "...within this period", "", NULL},
+    [S_MAX_FORKS_PER_SECOND] = {"max-forks-per-second", "MAX_FORKS_PER_SECOND", "N",
+                                "a ceiling on forks, whatever their cause (0: none)", "", NULL},
+    [S_HANDOFF] = {"handoff", "HANDOFF", "0|1",
+                   "1: a retiring worker hands its idle connections to a sibling", "1", NULL},
+    [S_HANDOFF_TIMEOUT_MS] = {"handoff-timeout-ms", "HANDOFF_TIMEOUT_MS", "N",
+                              "how long handed connections may wait for a taker", "", NULL},
+    [S_RESPONSE_TIMEOUT_MS] = {"response-timeout-ms", "RESPONSE_TIMEOUT_MS", "N",
+                               "a request unanswered this long is a fault (0: off)", "", NULL},
+    [S_CALLBACK_LIMIT_MS] = {"callback-limit-ms", "CALLBACK_LIMIT_MS", "N",
+                             "a callback busy this long (CPU) is interrupted (0: off)",
+                             "1000, or BW_CALLBACK_LIMIT_MS", NULL},
+    [S_KEEP_ON_ERRORS] = {"keep-on-errors", "KEEP_ON_ERRORS", "0|1",
+                          "1: a throw costs its request only, not its worker", "0", NULL},
+    [S_ERROR_DELAY_MS] = {"error-delay-ms", "ERROR_DELAY_MS", "N", "the /error route's timer",
+                          "10", NULL},
+    [S_FAIL_AT_START] = {"fail-at-start", "FAIL_AT_START", "0|1",
+                         "1: every worker faults before it listens", "0", NULL},
+    [S_FAIL_AT_START_IF] = {"fail-at-start-if", "FAIL_AT_START_IF", "FILE",
+                            "workers started while FILE exists fault before they listen",
+                            "none", NULL},
+};
+
+/* The flag's value, else the environment's, else NULL. */
+static const char *setting_value(int id)
 {
-    const char *v = getenv(name);
+    return settings[id].value != NULL ? settings[id].value : getenv(settings[id].env);
+}
+
+/* A number setting; unset or empty: def. (The environment is read as
+ * strtoull reads it; flags are checked when parsed.) */
+static uint64_t setting_u64(int id, uint64_t def)
+{
+    const char *v = setting_value(id);
     return v != NULL && *v != '\0' ? strtoull(v, NULL, 10) : def;
+}
+
+static bool is_number(const char *v)
+{
+    if (*v < '0' || *v > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end == '\0' && errno == 0 && n <= INT32_MAX;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: bulwark-server [OPTION]...\n"
+            "The seed's crash-safe HTTP server on bulwark: a primary forks workers that\n"
+            "share one listening socket; a request that faults costs one 500.\n"
+            "\n"
+            "Each option overrides the environment variable named after it; defaults in\n"
+            "brackets.\n"
+            "\n");
+    for (int i = 0; i < S_COUNT; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s=%s", settings[i].flag, settings[i].arg);
+        fprintf(out, "  %-27s %s\n  %-27s [%s; environment %s]\n", left, settings[i].help, "",
+                settings[i].def, settings[i].env);
+    }
+    fprintf(out,
+            "  -h, --help                  show this help and exit\n"
+            "  --version                   show the version and exit\n"
+            "\n"
+            "The library reads its own environment variables besides (no flags):\n"
+            "BW_EVENT_LOG (a file: the primary's events as JSON lines), BW_LOG_LEVEL,\n"
+            "BW_CALLBACK_LIMIT_MS (the callback limit when --callback-limit-ms is not\n"
+            "given; default 1000), BW_ABORT_ON_UNCAUGHT, and LISTEN_FDS/LISTEN_PID\n"
+            "(a socket passed by systemd).\n"
+            "\n"
+            "SIGTERM or SIGINT drains and exits 0; SIGHUP restarts the workers one by\n"
+            "one. Routes: / answers \"ok\"; /error, /segv, /abort, /hang... fault on\n"
+            "purpose (the list is at the top of examples/seed_server.c).\n");
+}
+
+/* Reads the command line into settings[].value. Returns -1 to go on, or
+ * the exit status (0 after --help or --version, 2 after a bad option). */
+static int parse_args(int argc, char **argv)
+{
+    enum { OPT_HELP = 'h', OPT_VERSION = 1000, OPT_SETTING = 2000 };
+    struct option longopts[S_COUNT + 3];
+    for (int i = 0; i < S_COUNT; i++)
+        longopts[i] = (struct option){settings[i].flag, required_argument, NULL, OPT_SETTING + i};
+    longopts[S_COUNT] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    longopts[S_COUNT + 1] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    longopts[S_COUNT + 2] = (struct option){NULL, 0, NULL, 0};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            usage(stdout);
+            return 0;
+        }
+        if (c == OPT_VERSION) {
+            printf("bulwark-server %s\n", bw_version());
+            return 0;
+        }
+        if (c < OPT_SETTING || c >= OPT_SETTING + S_COUNT) {
+            usage(stderr); /* getopt_long said what was wrong */
+            return 2;
+        }
+        setting *s = &settings[c - OPT_SETTING];
+        if (strcmp(s->arg, "N") == 0 && !is_number(optarg)) {
+            fprintf(stderr, "bulwark-server: --%s wants a number, not \"%s\"\n", s->flag, optarg);
+            return 2;
+        }
+        if (strcmp(s->arg, "0|1") == 0 && strcmp(optarg, "0") != 0 && strcmp(optarg, "1") != 0) {
+            fprintf(stderr, "bulwark-server: --%s wants 0 or 1, not \"%s\"\n", s->flag, optarg);
+            return 2;
+        }
+        s->value = optarg;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bulwark-server: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* The defaults --help shows for the cluster's settings: the library's own. */
+static void fill_defaults(const bw_cluster_options *o)
+{
+    const struct {
+        int id;
+        uint64_t v;
+    } d[] = {
+        {S_WORKERS, (uint64_t)o->workers},
+        {S_KILL_TIMEOUT_MS, o->kill_timeout_ms},
+        {S_SHUTDOWN_TIMEOUT_MS, o->shutdown_timeout_ms},
+        {S_HEARTBEAT_INTERVAL_MS, o->heartbeat_interval_ms},
+        {S_HEARTBEAT_TIMEOUT_MS, o->heartbeat_timeout_ms},
+        {S_POISON_THRESHOLD, (uint64_t)o->poison_threshold},
+        {S_QUARANTINE_MS, o->quarantine_ms},
+        {S_RESTART_INTENSITY, (uint64_t)o->restart_intensity},
+        {S_RESTART_PERIOD_MS, o->restart_period_ms},
+        {S_MAX_FORKS_PER_SECOND, (uint64_t)o->max_forks_per_second},
+        {S_HANDOFF_TIMEOUT_MS, o->handoff_timeout_ms},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        snprintf(settings[d[i].id].def, sizeof settings[d[i].id].def, "%" PRIu64, d[i].v);
+    bw_http_options h;
+    bw_http_options_init(&h);
+    snprintf(settings[S_RESPONSE_TIMEOUT_MS].def, sizeof settings[S_RESPONSE_TIMEOUT_MS].def,
+             "%" PRIu64, h.response_timeout_ms);
 }
 
 static long query_ms(bw_http_request *req)
@@ -180,17 +385,17 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
 static int worker_main(bw_worker_ctx *ctx, void *data)
 {
     (void)data;
-    const char *fail_if = getenv("FAIL_AT_START_IF");
-    if (env_u64("FAIL_AT_START", 0) != 0 || (fail_if != NULL && access(fail_if, F_OK) == 0))
+    const char *fail_if = setting_value(S_FAIL_AT_START_IF);
+    if (setting_u64(S_FAIL_AT_START, 0) != 0 || (fail_if != NULL && access(fail_if, F_OK) == 0))
         *nowhere = 1; /* dies of SIGSEGV before listening */
     bw_loop *loop = bw_worker_ctx_loop(ctx);
     bw_http_options opts;
     bw_http_options_init(&opts);
-    opts.response_timeout_ms = env_u64("RESPONSE_TIMEOUT_MS", opts.response_timeout_ms);
+    opts.response_timeout_ms = setting_u64(S_RESPONSE_TIMEOUT_MS, opts.response_timeout_ms);
     bw_http_server *server;
     /* KEEP_ON_ERRORS=1: a throw or an error event costs its request only
      * (cluster.h, bw_crash_policy.keep_on_errors); faults still retire. */
-    bw_crash_policy policy = {.keep_on_errors = env_u64("KEEP_ON_ERRORS", 0) != 0};
+    bw_crash_policy policy = {.keep_on_errors = setting_u64(S_KEEP_ON_ERRORS, 0) != 0};
     int rc = bw_http_server_new(loop, &opts, handle_request, NULL, &server);
     if (rc == 0)
         rc = bw_worker_ctx_serve_http(ctx, server, &policy);
@@ -204,27 +409,32 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     return bw_loop_free(loop) == 0 ? 0 : 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     bw_cluster_options o;
     bw_cluster_options_init(&o);
-    o.workers = (int)env_u64("WORKERS", 2);
-    o.kill_timeout_ms = env_u64("KILL_TIMEOUT_MS", o.kill_timeout_ms);
-    o.heartbeat_timeout_ms = env_u64("HEARTBEAT_TIMEOUT_MS", o.heartbeat_timeout_ms);
-    o.heartbeat_interval_ms = env_u64("HEARTBEAT_INTERVAL_MS", o.heartbeat_interval_ms);
-    o.shutdown_timeout_ms = env_u64("SHUTDOWN_TIMEOUT_MS", o.shutdown_timeout_ms);
-    o.poison_threshold = (int)env_u64("POISON_THRESHOLD", (uint64_t)o.poison_threshold);
-    o.quarantine_ms = env_u64("QUARANTINE_MS", o.quarantine_ms);
-    o.restart_intensity = (int)env_u64("RESTART_INTENSITY", (uint64_t)o.restart_intensity);
-    o.restart_period_ms = env_u64("RESTART_PERIOD_MS", o.restart_period_ms);
-    o.max_forks_per_second = (int)env_u64("MAX_FORKS_PER_SECOND", (uint64_t)o.max_forks_per_second);
-    o.handoff = env_u64("HANDOFF", 1) != 0;
-    o.handoff_timeout_ms = env_u64("HANDOFF_TIMEOUT_MS", o.handoff_timeout_ms);
-    error_delay_ms = env_u64("ERROR_DELAY_MS", error_delay_ms);
+    fill_defaults(&o);
+    int status = parse_args(argc, argv);
+    if (status >= 0)
+        return status;
+    o.workers = (int)setting_u64(S_WORKERS, (uint64_t)o.workers);
+    o.kill_timeout_ms = setting_u64(S_KILL_TIMEOUT_MS, o.kill_timeout_ms);
+    o.heartbeat_timeout_ms = setting_u64(S_HEARTBEAT_TIMEOUT_MS, o.heartbeat_timeout_ms);
+    o.heartbeat_interval_ms = setting_u64(S_HEARTBEAT_INTERVAL_MS, o.heartbeat_interval_ms);
+    o.shutdown_timeout_ms = setting_u64(S_SHUTDOWN_TIMEOUT_MS, o.shutdown_timeout_ms);
+    o.poison_threshold = (int)setting_u64(S_POISON_THRESHOLD, (uint64_t)o.poison_threshold);
+    o.quarantine_ms = setting_u64(S_QUARANTINE_MS, o.quarantine_ms);
+    o.restart_intensity = (int)setting_u64(S_RESTART_INTENSITY, (uint64_t)o.restart_intensity);
+    o.restart_period_ms = setting_u64(S_RESTART_PERIOD_MS, o.restart_period_ms);
+    o.max_forks_per_second =
+        (int)setting_u64(S_MAX_FORKS_PER_SECOND, (uint64_t)o.max_forks_per_second);
+    o.handoff = setting_u64(S_HANDOFF, 1) != 0;
+    o.handoff_timeout_ms = setting_u64(S_HANDOFF_TIMEOUT_MS, o.handoff_timeout_ms);
+    error_delay_ms = setting_u64(S_ERROR_DELAY_MS, error_delay_ms);
     /* Process-wide, inherited by the workers. */
-    if (getenv("CALLBACK_LIMIT_MS") != NULL)
-        bw_guard_set_callback_limit(env_u64("CALLBACK_LIMIT_MS", 0));
-    const char *host = getenv("HOST");
-    return bw_cluster_run(&o, host != NULL ? host : "127.0.0.1", (int)env_u64("PORT", 1337),
-                          worker_main, NULL);
+    if (setting_value(S_CALLBACK_LIMIT_MS) != NULL)
+        bw_guard_set_callback_limit(setting_u64(S_CALLBACK_LIMIT_MS, 0));
+    const char *host = setting_value(S_HOST);
+    return bw_cluster_run(&o, host != NULL ? host : "127.0.0.1",
+                          (int)setting_u64(S_PORT, 1337), worker_main, NULL);
 }
