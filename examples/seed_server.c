@@ -46,7 +46,9 @@
  * KEEP_ON_ERRORS (1: a throw or an unhandled error event costs only its
  * request, a fault still retires the worker; default 0, the seed's policy),
  * HANDOFF (0: a retiring worker closes its idle connections instead of
- * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS.
+ * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
+ * UPGRADE_TIMEOUT_MS (SIGUSR2 execs the program file again; a new primary
+ * not ready this soon is killed and this one serves on).
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
  * BW_CALLBACK_LIMIT_MS, BW_ABORT_ON_UNCAUGHT.
@@ -83,6 +85,7 @@ enum {
     S_MAX_FORKS_PER_SECOND,
     S_HANDOFF,
     S_HANDOFF_TIMEOUT_MS,
+    S_UPGRADE_TIMEOUT_MS,
     S_RESPONSE_TIMEOUT_MS,
     S_CALLBACK_LIMIT_MS,
     S_KEEP_ON_ERRORS,
@@ -128,6 +131,8 @@ static setting settings[S_COUNT] = {
                    "1: a retiring worker hands its idle connections to a sibling", "1", NULL},
     [S_HANDOFF_TIMEOUT_MS] = {"handoff-timeout-ms", "HANDOFF_TIMEOUT_MS", "N",
                               "how long handed connections may wait for a taker", "", NULL},
+    [S_UPGRADE_TIMEOUT_MS] = {"upgrade-timeout-ms", "UPGRADE_TIMEOUT_MS", "N",
+                              "SIGUSR2: a new primary not ready this soon is killed", "", NULL},
     [S_RESPONSE_TIMEOUT_MS] = {"response-timeout-ms", "RESPONSE_TIMEOUT_MS", "N",
                                "a request unanswered this long is a fault (0: off)", "", NULL},
     [S_CALLBACK_LIMIT_MS] = {"callback-limit-ms", "CALLBACK_LIMIT_MS", "N",
@@ -261,6 +266,7 @@ static void fill_defaults(const bw_cluster_options *o)
         {S_RESTART_PERIOD_MS, o->restart_period_ms},
         {S_MAX_FORKS_PER_SECOND, (uint64_t)o->max_forks_per_second},
         {S_HANDOFF_TIMEOUT_MS, o->handoff_timeout_ms},
+        {S_UPGRADE_TIMEOUT_MS, o->upgrade_timeout_ms},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         snprintf(settings[d[i].id].def, sizeof settings[d[i].id].def, "%" PRIu64, d[i].v);
@@ -430,6 +436,7 @@ int main(int argc, char **argv)
         (int)setting_u64(S_MAX_FORKS_PER_SECOND, (uint64_t)o.max_forks_per_second);
     o.handoff = setting_u64(S_HANDOFF, 1) != 0;
     o.handoff_timeout_ms = setting_u64(S_HANDOFF_TIMEOUT_MS, o.handoff_timeout_ms);
+    o.upgrade_timeout_ms = setting_u64(S_UPGRADE_TIMEOUT_MS, o.upgrade_timeout_ms);
     error_delay_ms = setting_u64(S_ERROR_DELAY_MS, error_delay_ms);
     /* Process-wide, inherited by the workers. */
     if (setting_value(S_CALLBACK_LIMIT_MS) != NULL)

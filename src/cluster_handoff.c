@@ -177,6 +177,8 @@ int bw__ho_recv(int fd, char *buf, size_t size, bw__ho_msg *m)
         return 1;
     }
     close_received(fds, nfds);
+    if (h.type == BW__HO_READY)
+        return m->n == 0 ? 1 : BW_EPROTO;
     if (h.type != BW__HO_RESULT && h.type != BW__HO_ANSWER)
         return BW_EPROTO;
     if (off + m->n * sizeof(int32_t) > (size_t)n)

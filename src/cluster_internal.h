@@ -98,6 +98,21 @@ typedef struct bw__event_cb {
     void *data;
 } bw__event_cb;
 
+/* A binary upgrade in progress, from either side (cluster_upgrade.c). */
+typedef struct bw__upgrade {
+    char *args;             /* the command line's strings, back to back */
+    char **argv;            /* into args */
+    char *path;             /* absolute argv[0], or NULL: search PATH */
+    bw_worker *peer;        /* the other primary, as a handoff channel */
+    bool successor;         /* we were started by an upgrade */
+    bool ready_sent;        /* (successor) READY went to the predecessor */
+    pid_t successor_pid;    /* (predecessor) the new primary, until it is settled */
+    pid_t failed_pid;       /* (predecessor) a failed one, still to reap */
+    bool handing_over;      /* (predecessor) it is ready: we drain into it */
+    uint64_t deadline_ms;   /* (predecessor) ready by then, or rolled back */
+    bool channel_lost;      /* (predecessor) it closed the channel before READY */
+} bw__upgrade;
+
 struct bw_cluster {
     bw_loop *loop;
     bw_cluster_options opts;
@@ -115,7 +130,7 @@ struct bw_cluster {
     int exit_status;
     uv_timer_t tick;
     uv_idle_t deferred; /* emits fork events after fork() returned (C-07) */
-    uv_signal_t sigchld, sigterm, sigint, sighup;
+    uv_signal_t sigchld, sigterm, sigint, sighup, sigusr2;
     bool signals_on;
     size_t handles_open;
     uint64_t failures[64]; /* start-up failures (ms), a ring */
@@ -144,15 +159,39 @@ struct bw_cluster {
     bool watchdog_open;
     bool notify_ready, notify_reloading, notify_stopping;
     char notify_status[160]; /* the last STATUS= sent */
+    bw__upgrade upgrade;     /* SIGUSR2 (cluster_upgrade.c) */
 };
+
+/* cluster_primary.c, for the upgrade: stop supervising and ask every
+ * worker to disconnect (their connections go to the successor), exit once
+ * they are gone; or, the successor lost, supervise again. */
+BW__HIDDEN void bw__cluster_hand_over(bw_cluster *c);
+BW__HIDDEN void bw__cluster_resume(bw_cluster *c);
+
+/* cluster_upgrade.c. init: at bw_cluster_new (a successor finds its
+ * channel; the command line is recorded). ready: a successor's workers all
+ * listen. begin: SIGUSR2. on_ready: the successor said READY. reap: from
+ * SIGCHLD, true if the successor was reaped. tick: its deadline.
+ * peer_gone: the channel closed. is_peer / receiver: the relay's view. */
+BW__HIDDEN int bw__upgrade_init(bw_cluster *c);
+BW__HIDDEN void bw__upgrade_ready(bw_cluster *c);
+BW__HIDDEN int bw__upgrade_begin(bw_cluster *c);
+BW__HIDDEN void bw__upgrade_on_ready(bw_cluster *c);
+BW__HIDDEN bool bw__upgrade_reap(bw_cluster *c);
+BW__HIDDEN void bw__upgrade_tick(bw_cluster *c, uint64_t now);
+BW__HIDDEN void bw__upgrade_peer_gone(bw_cluster *c);
+BW__HIDDEN bool bw__upgrade_is_peer(const bw_cluster *c, const bw_worker *w);
+BW__HIDDEN bw_worker *bw__upgrade_receiver(bw_cluster *c);
+BW__HIDDEN void bw__upgrade_close(bw_cluster *c);
+BW__HIDDEN void bw__upgrade_free(bw_cluster *c);
 
 /* cluster_notify.c: open NOTIFY_SOCKET (if opts.notify); tell the manager
  * what changed (call after any change of worker state, start, reload,
- * shutdown); MAINPID= for a successor; start the watchdog pings (true if
+ * shutdown); hand over to a successor (MAINPID=, READY=1, then silence); start the watchdog pings (true if
  * a timer was opened: bw_cluster_close closes it). */
 BW__HIDDEN void bw__cluster_notify_init(bw_cluster *c);
 BW__HIDDEN void bw__cluster_notify_update(bw_cluster *c);
-BW__HIDDEN void bw__cluster_notify_mainpid(bw_cluster *c, pid_t pid);
+BW__HIDDEN void bw__cluster_notify_hand_over(bw_cluster *c, pid_t successor);
 BW__HIDDEN bool bw__cluster_notify_start(bw_cluster *c);
 
 /*
@@ -207,6 +246,10 @@ enum bw__ho_type {
     BW__HO_DELIVER = 'D', /* primary -> worker: the same, to adopt */
     BW__HO_RESULT = 'R',  /* worker -> primary: per connection, 0 (adopted) or why not */
     BW__HO_ANSWER = 'A',  /* primary -> the giver: the same, for its batch */
+    /* Between two primaries (cluster_upgrade.c), the predecessor is to the
+     * successor what a giver's primary is to a receiver: it sends DELIVER,
+     * the successor answers ANSWER. And: */
+    BW__HO_READY = 'Y',   /* successor -> predecessor: every worker listens */
 };
 
 /* A packet: this header, then (OFFER, DELIVER) n entry headers and the n

@@ -69,9 +69,14 @@ static counts count_workers(const bw_cluster *c)
 
 void bw__cluster_notify_update(bw_cluster *c)
 {
-    if (c->notify.fd < 0)
-        return;
     counts n = count_workers(c);
+    bool first_ready = !c->notify_ready && !c->shutting_down && n.serving >= c->opts.workers;
+    if (first_ready)
+        bw__upgrade_ready(c); /* a successor tells its predecessor */
+    if (c->notify.fd < 0) {
+        c->notify_ready |= first_ready;
+        return;
+    }
     char status[160];
     const char *phase = c->gave_up         ? "gave up (workers die before listening), stopping"
                         : c->shutting_down ? "stopping"
@@ -95,12 +100,14 @@ void bw__cluster_notify_update(bw_cluster *c)
         /* The reload is over, done or abandoned (the old workers serve). */
         snprintf(text, sizeof text, "READY=1\n%s", status);
         c->notify_reloading = false;
-    } else if (!c->notify_ready && n.serving >= c->opts.workers) {
+    } else if (first_ready) {
         c->notify_ready = true;
         snprintf(status, sizeof status,
                  "STATUS=serving: %d workers serving (%d wanted), %d starting, %d draining",
                  n.serving, c->opts.workers, n.starting, n.draining);
-        snprintf(text, sizeof text, "READY=1\n%s", status);
+        /* A successor's READY=1 is its predecessor's to send, with
+         * MAINPID=: systemd listens to the main process only. */
+        snprintf(text, sizeof text, "%s%s", c->upgrade.successor ? "" : "READY=1\n", status);
     } else if (strcmp(status, c->notify_status) != 0) {
         snprintf(text, sizeof text, "%s", status);
     } else {
@@ -110,11 +117,17 @@ void bw__cluster_notify_update(bw_cluster *c)
     send_text(c, text);
 }
 
-void bw__cluster_notify_mainpid(bw_cluster *c, pid_t pid)
+void bw__cluster_notify_hand_over(bw_cluster *c, pid_t successor)
 {
-    char text[64];
-    snprintf(text, sizeof text, "MAINPID=%ld", (long)pid);
+    if (c->notify.fd < 0)
+        return;
+    char text[128];
+    snprintf(text, sizeof text, "MAINPID=%ld\nREADY=1\nSTATUS=upgraded: primary %ld serves",
+             (long)successor, (long)successor);
     send_text(c, text);
+    /* The service is the successor's now: this primary's draining and exit
+     * must not read as the service stopping. */
+    bw__notify_close(&c->notify);
 }
 
 static bool supervision_healthy(const bw_cluster *c)

@@ -51,6 +51,7 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->handoff = true;
     o->handoff_timeout_ms = 2000;
     o->notify = true;
+    o->upgrade_timeout_ms = 60000;
 }
 
 static uint64_t now_ms(const bw_cluster *c)
@@ -159,6 +160,7 @@ int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_m
         }
     }
     bw__cluster_notify_init(c);
+    bw__upgrade_init(c);
     uv_timer_init(loop->uv, &c->tick);
     uv_idle_init(loop->uv, &c->deferred);
     c->tick.data = c;
@@ -741,6 +743,7 @@ static void on_sigchld(uv_signal_t *h, int signum)
 {
     (void)signum;
     bw_cluster *c = h->data;
+    bw__upgrade_reap(c); /* a new primary of ours (SIGUSR2) */
     /* Our workers only: waitpid(-1) would also reap the children the program
      * spawns itself (uv_spawn), whose exit callbacks would then never come. */
     bw_worker *next;
@@ -973,6 +976,7 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < c->npoison; i++)
         if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
             c->poison[i].until_ms = 0;
+    bw__upgrade_tick(c, now);
     maintain(c);
     bw__cluster_notify_update(c); /* forks and hangs of this tick */
 }
@@ -983,6 +987,8 @@ bool bw__receiver_may_come(const bw_cluster *c, const bw_worker *giver)
 {
     if (c->supervising && !c->shutting_down && !c->gave_up)
         return true; /* a replacement is forked, or will be */
+    if (bw__upgrade_receiver((bw_cluster *)c) != NULL)
+        return true; /* a new primary takes them */
     for (const bw_worker *w = c->workers; w != NULL; w = w->next)
         if (w != giver && w->connected && w->ho_fd >= 0 && !w->exited && !w->retiring &&
             !w->disconnect_sent && !w->hang_reported)
@@ -1056,6 +1062,34 @@ static void close_listeners(bw_cluster *c)
     for (size_t i = 0; i < c->nlisten; i++)
         close(c->listen_fds[i]);
     c->nlisten = 0;
+}
+
+/* The upgrade's new primary is ready: this one stops supervising and asks
+ * each worker to disconnect: their connections at rest go to the new
+ * primary's workers (cluster_upgrade.c), the rest are served here, then
+ * they exit, and so does this primary (the shutdown's completion). The
+ * listening sockets stay open here until then, so that supervision can
+ * come back if the new primary dies meanwhile (bw__cluster_resume). */
+void bw__cluster_hand_over(bw_cluster *c)
+{
+    c->shutting_down = true; /* no fork from now on, and completion ends the run */
+    c->supervising = false;
+    c->rolling = false;
+    c->shutdown_deadline_ms = now_ms(c) + c->opts.shutdown_timeout_ms;
+    for (bw_worker *w = c->workers; w != NULL; w = w->next)
+        if (!w->exited && w->connected)
+            bw_worker_disconnect(w);
+    check_all_gone(c);
+}
+
+void bw__cluster_resume(bw_cluster *c)
+{
+    if (!c->shutting_down || c->disconnect_done_pending)
+        return; /* already done draining: the run ends anyway */
+    c->shutting_down = false;
+    c->shutdown_deadline_ms = 0;
+    c->supervising = true;
+    maintain(c);
 }
 
 int bw_cluster_disconnect(bw_cluster *c, bw_cluster_done_cb cb, void *data)
@@ -1138,6 +1172,15 @@ static void on_hup(uv_signal_t *h, int signum)
     bw_cluster_rolling_restart(h->data);
 }
 
+static void on_usr2(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    int rc = bw__upgrade_begin(h->data);
+    if (rc != 0 && rc != BW_ESTATE && rc != BW_ECLOSING)
+        bw_log(BW_LOG_ERROR, "cluster: SIGUSR2: cannot start the new primary: %s",
+               bw_strerror(rc));
+}
+
 static void start_signals(bw_cluster *c)
 {
     uv_signal_init(c->loop->uv, &c->sigchld);
@@ -1149,14 +1192,17 @@ static void start_signals(bw_cluster *c)
         uv_signal_init(c->loop->uv, &c->sigterm);
         uv_signal_init(c->loop->uv, &c->sigint);
         uv_signal_init(c->loop->uv, &c->sighup);
-        c->sigterm.data = c->sigint.data = c->sighup.data = c;
+        uv_signal_init(c->loop->uv, &c->sigusr2);
+        c->sigterm.data = c->sigint.data = c->sighup.data = c->sigusr2.data = c;
         uv_signal_start(&c->sigterm, on_term, SIGTERM);
         uv_signal_start(&c->sigint, on_term, SIGINT);
         uv_signal_start(&c->sighup, on_hup, SIGHUP);
+        uv_signal_start(&c->sigusr2, on_usr2, SIGUSR2);
         uv_unref((uv_handle_t *)&c->sigterm);
         uv_unref((uv_handle_t *)&c->sigint);
         uv_unref((uv_handle_t *)&c->sighup);
-        c->handles_open += 3;
+        uv_unref((uv_handle_t *)&c->sigusr2);
+        c->handles_open += 4;
     }
     c->signals_on = true;
 }
@@ -1200,6 +1246,7 @@ int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
     c->close_cb = cb;
     c->close_data = data;
     close_listeners(c);
+    bw__upgrade_close(c);
     uv_close((uv_handle_t *)&c->tick, on_handle_closed);
     uv_close((uv_handle_t *)&c->deferred, on_handle_closed);
     if (c->watchdog_open) {
@@ -1212,6 +1259,7 @@ int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
             uv_close((uv_handle_t *)&c->sigterm, on_handle_closed);
             uv_close((uv_handle_t *)&c->sigint, on_handle_closed);
             uv_close((uv_handle_t *)&c->sighup, on_handle_closed);
+            uv_close((uv_handle_t *)&c->sigusr2, on_handle_closed);
         }
     }
     return 0;
@@ -1225,6 +1273,7 @@ void bw_cluster_free(bw_cluster *c)
         close(c->event_log_fd);
     bw__notify_close(&c->notify);
     bw__relay_free(c);
+    bw__upgrade_free(c);
     bw_free(c->event_cbs);
     bw_free(c);
 }

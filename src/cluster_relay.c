@@ -116,6 +116,11 @@ static void answer_all(bw_cluster *c, relay_batch *b, size_t n, int status)
 static bw_worker *pick_receiver(bw_cluster *c, const bw_worker *giver)
 {
     bw__relay *r = c->relay;
+    /* Handing over to a new primary (cluster_upgrade.c): everything goes
+     * there; this primary's workers all drain. */
+    bw_worker *successor = bw__upgrade_receiver(c);
+    if (successor != NULL && successor != giver)
+        return successor;
     for (int pass = 0; pass < 2; pass++) {
         size_t n = 0;
         for (bw_worker *w = c->workers; w != NULL; w = w->next)
@@ -217,9 +222,25 @@ static bool drain(bw_cluster *c, bw_worker *w, int max)
         size_t len = sizeof r->buf;
         if (m.n > 0 && (m.type == BW__HO_OFFER))
             len = (size_t)(m.entries[m.n - 1].state + m.entries[m.n - 1].len - r->buf);
-        if (m.type == BW__HO_OFFER)
+        /* From the other primary (cluster_upgrade.c), a DELIVER is an offer
+         * of its workers' connections to ours, an ANSWER what ours did with
+         * those we delivered; READY, the new primary serves. */
+        uint8_t type = m.type;
+        if (bw__upgrade_is_peer(c, w)) {
+            if (type == BW__HO_DELIVER) {
+                type = BW__HO_OFFER;
+                if (m.n > 0)
+                    len = (size_t)(m.entries[m.n - 1].state + m.entries[m.n - 1].len - r->buf);
+            } else if (type == BW__HO_ANSWER) {
+                type = BW__HO_RESULT;
+            } else if (type == BW__HO_READY) {
+                bw__upgrade_on_ready(c);
+                continue;
+            }
+        }
+        if (type == BW__HO_OFFER)
             on_offer(c, w, &m, len);
-        else if (m.type == BW__HO_RESULT)
+        else if (type == BW__HO_RESULT)
             on_result(c, w, &m);
         else
             for (size_t k = 0; k < m.n; k++)
@@ -233,7 +254,8 @@ static void on_ho_closed(uv_handle_t *h)
 {
     bw_worker *w = h->data;
     w->ho_poll_open = false;
-    bw__cluster_maybe_forget(w->c, w);
+    if (!bw__upgrade_is_peer(w->c, w)) /* the peer is the upgrade's to free */
+        bw__cluster_maybe_forget(w->c, w);
 }
 
 static void close_ho(bw_worker *w)
@@ -283,6 +305,8 @@ void bw__relay_worker_gone(bw_cluster *c, bw_worker *w)
         }
     }
     close_ho(w);
+    if (bw__upgrade_is_peer(c, w))
+        bw__upgrade_peer_gone(c);
 }
 
 void bw__relay_free(bw_cluster *c)

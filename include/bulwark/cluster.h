@@ -142,6 +142,11 @@ typedef struct bw_cluster_options {
                                        and, with WATCHDOG_USEC, ping its watchdog while
                                        supervision is healthy ("systemd" above). Default
                                        true */
+    const char *const *upgrade_argv; /* SIGUSR2 execs this (argv[0] the program's path,
+                                       NULL-terminated; copied by bw_cluster_new). NULL:
+                                       the command line the process was started with */
+    uint64_t upgrade_timeout_ms;    /* a new primary not ready within this is killed and
+                                       the old one goes on serving. Default 60000 */
 } bw_cluster_options;
 
 /* Fill `o` with the defaults documented on each field. */
