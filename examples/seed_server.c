@@ -45,7 +45,9 @@
  * request, a fault still retires the worker; default 0, the seed's policy),
  * HANDOFF (0: a retiring worker closes its idle connections instead of
  * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
- * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL.
+ * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
+ * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
+ * crash reports included; the library reads it, see bulwark/log.h).
  */
 #undef NDEBUG /* /assert needs a live assert() */
 #include <assert.h>
