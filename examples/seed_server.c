@@ -51,7 +51,9 @@
  * not ready this soon is killed and this one serves on).
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
- * BW_CALLBACK_LIMIT_MS, BW_ABORT_ON_UNCAUGHT.
+ * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
+ * crash reports included; see bulwark/log.h), BW_CALLBACK_LIMIT_MS,
+ * BW_ABORT_ON_UNCAUGHT.
  */
 #undef NDEBUG /* /assert needs a live assert() */
 #include <assert.h>

@@ -83,6 +83,7 @@ struct bw_worker {
     bool gone;               /* its departure was accounted for (once) */
     bool fork_event_pending;
     bool rolling_old;        /* to be replaced by the rolling restart */
+    bool replaced;           /* a replacement was forked (and logged) for it */
     uint64_t forked_ms;
     uint64_t last_heartbeat_ms;
     uint64_t kill_deadline_ms;
@@ -124,6 +125,7 @@ struct bw_cluster {
     int port;
     bw_worker *workers;
     int next_id;
+    int maintained; /* workers forked by supervision: the first `workers` start it */
     bool supervising;
     bool shutting_down;
     bool gave_up;

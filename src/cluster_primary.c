@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,16 +69,63 @@ static const char *event_name(bw_cluster_event_type t)
     return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
+/* "SIGKILL" for the signals a worker commonly dies of, NULL for others. */
+static const char *signal_name(int signo)
+{
+    switch (signo) {
+    case SIGHUP:
+        return "SIGHUP";
+    case SIGINT:
+        return "SIGINT";
+    case SIGQUIT:
+        return "SIGQUIT";
+    case SIGILL:
+        return "SIGILL";
+    case SIGTRAP:
+        return "SIGTRAP";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGKILL:
+        return "SIGKILL";
+    case SIGUSR1:
+        return "SIGUSR1";
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGUSR2:
+        return "SIGUSR2";
+    case SIGPIPE:
+        return "SIGPIPE";
+    case SIGALRM:
+        return "SIGALRM";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGXCPU:
+        return "SIGXCPU";
+    default:
+        return NULL;
+    }
+}
+
 /* One JSON line per event, with a system-wide monotonic timestamp so that
- * other processes (a load client) can line up their own clocks with it. */
+ * other processes (a load client) can line up their own clocks with it, and
+ * the wall-clock time (RFC 3339, UTC, ms) for a reader lining it up with
+ * the log. */
 void bw__cluster_event_line(bw_cluster *c, const char *name, const bw_worker *w, const char *extra)
 {
     if (c->event_log_fd < 0)
         return;
     char line[512];
+    char now[BW__LOG_TIME_LEN + 1];
+    uint64_t mono = bw__mono_ns();
+    bw__log_time(now);
     int n = snprintf(line, sizeof line,
-                     "{\"mono_ns\": %llu, \"event\": \"%s\", \"worker\": %d, \"pid\": %ld%s%s}\n",
-                     (unsigned long long)bw__mono_ns(), name, w ? w->id : 0,
+                     "{\"mono_ns\": %llu, \"time\": \"%s\", \"event\": \"%s\", \"worker\": %d, "
+                     "\"pid\": %ld%s%s}\n",
+                     (unsigned long long)mono, now, name, w ? w->id : 0,
                      (long)(w ? w->pid : getpid()), extra ? ", " : "", extra ? extra : "");
     if (n > 0 && write(c->event_log_fd, line, (size_t)n) < 0) {
         /* The event log is best effort: a full disk must not stop the primary. */
@@ -580,18 +628,42 @@ static bool fork_allowed(bw_cluster *c)
     return true;
 }
 
+/* Say which worker a new one replaces: the oldest that stopped counting
+ * and has no replacement yet (it may be gone from the list already). */
+static void log_replacement(bw_cluster *c, bw_worker *fresh, bw_worker *old, const char *why)
+{
+    if (old == NULL) {
+        for (bw_worker *w = c->workers; w != NULL; w = w->next)
+            if (w != fresh && !w->replaced && !counts_as_capacity(w) &&
+                (old == NULL || w->id < old->id))
+                old = w;
+    }
+    if (old != NULL) {
+        old->replaced = true;
+        bw_log(BW_LOG_INFO, "cluster: %sworker %d (pid %ld) forked to replace worker %d (pid %ld)",
+               why, fresh->id, (long)fresh->pid, old->id, (long)old->pid);
+    } else {
+        bw_log(BW_LOG_INFO, "cluster: %sworker %d (pid %ld) forked to replace a worker that left",
+               why, fresh->id, (long)fresh->pid);
+    }
+}
+
 /* Keep `workers` workers counting towards capacity. */
 static void maintain(bw_cluster *c)
 {
     if (!c->supervising || c->shutting_down || c->gave_up)
         return;
     while ((int)bw_cluster_active_count(c) < c->opts.workers && fork_allowed(c)) {
-        int rc = bw_cluster_fork(c, NULL, NULL);
+        bw_worker *fresh;
+        int rc = bw_cluster_fork(c, NULL, &fresh);
         if (rc != 0) {
             bw_log(BW_LOG_ERROR, "cluster: fork failed: %s", bw_strerror(rc));
             c->next_fork_ms = now_ms(c) + c->backoff_ms;
             break;
         }
+        /* The first `workers` forks start the cluster; the rest replace. */
+        if (c->maintained++ >= c->opts.workers)
+            log_replacement(c, fresh, NULL, "");
     }
 }
 
@@ -723,9 +795,18 @@ static void on_worker_exit(bw_cluster *c, bw_worker *w, int status)
     if (w->after_disconnect == BW_UNSET)
         w->after_disconnect = w->disconnect_sent ? BW_YES : BW_NO;
     bool was_connected = w->connected;
-    char extra[96];
-    snprintf(extra, sizeof extra, "\"code\": %d, \"signal\": %d, \"after_disconnect\": %s",
-             w->exit_code, w->term_signal, w->after_disconnect == BW_YES ? "true" : "false");
+    char extra[128];
+    const char *signame = w->term_signal != 0 ? signal_name(w->term_signal) : NULL;
+    snprintf(extra, sizeof extra,
+             "\"code\": %d, \"signal\": %d%s%s%s, \"after_disconnect\": %s", w->exit_code,
+             w->term_signal, signame ? ", \"signal_name\": \"" : "", signame ? signame : "",
+             signame ? "\"" : "", w->after_disconnect == BW_YES ? "true" : "false");
+    if (w->term_signal != 0)
+        bw_log(BW_LOG_INFO, "cluster: worker %d (pid %ld) was killed by signal %d (%s)", w->id,
+               (long)w->pid, w->term_signal, signame ? signame : "?");
+    else
+        bw_log(BW_LOG_INFO, "cluster: worker %d (pid %ld) exited with code %d", w->id,
+               (long)w->pid, w->exit_code);
     /* The channel usually reports EOF first; if not, the disconnect is
      * implied by the exit (C-16: either order, each event once). */
     if (was_connected)
@@ -1119,6 +1200,7 @@ static int rolling_next(bw_cluster *c)
                 return rc;
             }
             c->rolling_new = fresh;
+            log_replacement(c, fresh, w, "rolling restart: ");
             return 0;
         }
     }

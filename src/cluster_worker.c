@@ -204,6 +204,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
     if (getppid() != c->primary_pid)
         _exit(0);
     bw__thread_after_fork();
+    bw__log_set_worker(w->id); /* on every JSON line of this process */
     /* Only the primary speaks for the service (cluster_notify.c): nothing a
      * worker runs may tell systemd it is ready, stopping or alive. */
     unsetenv("NOTIFY_SOCKET");
@@ -319,10 +320,8 @@ static void on_callback_error(bw_domain *d, bw_error *err, void *arg)
 {
     (void)d;
     bw_worker_ctx *ctx = arg;
-    char report[4096];
-    bw_error_format(err, report, sizeof report);
-    bw_log(BW_LOG_ERROR, "worker %d (pid %ld): error in a worker callback: %s", ctx->id,
-           (long)getpid(), report);
+    bw__log_error(BW_LOG_ERROR, err, NULL, "worker %d (pid %ld): error in a worker callback",
+                  ctx->id, (long)getpid());
     static const char key[] = "worker callback";
     retire(ctx, key, sizeof key - 1);
 }
@@ -610,10 +609,9 @@ static void answer_quarantined(bw_worker_ctx *ctx, bw_http_request *req, bw_http
         quarantine_call q = {ctx, req, res, left};
         bw_error *err = bw_try(call_quarantine_cb, &q);
         if (err != NULL) {
-            char report[2048];
-            bw_error_format(err, report, sizeof report);
-            bw_log(BW_LOG_ERROR, "worker %d (pid %ld): the quarantine hook failed: %s", ctx->id,
-                   (long)getpid(), report);
+            bw__log_request r = bw__log_request_of(req);
+            bw__log_error(BW_LOG_ERROR, err, &r, "worker %d (pid %ld): the quarantine hook failed",
+                          ctx->id, (long)getpid());
             bw_error_release(err);
         }
         if (bw_http_response_finished(res))
@@ -693,11 +691,10 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
     if (damaged || !ctx->policy.keep_on_errors)
         retire(ctx, key, n);
     if (bw_log_get_level() <= BW_LOG_ERROR) {
-        char report[8192];
-        bw_error_format(err, report, sizeof report);
-        bw_log(BW_LOG_ERROR, "worker %d (pid %ld): %s in request %s %s: %s", ctx->id,
-               (long)getpid(), ctx->retiring ? "crash" : "error (the worker goes on)",
-               bw_http_request_method(req), bw_http_request_target(req), report);
+        bw__log_request r = bw__log_request_of(req);
+        bw__log_error(BW_LOG_ERROR, err, &r, "worker %d (pid %ld): %s in request %s %s", ctx->id,
+                      (long)getpid(), ctx->retiring ? "crash" : "error (the worker goes on)",
+                      r.method, r.target);
     }
     if (bw_http_response_finished(res))
         return;
@@ -708,10 +705,10 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
         user_hook_call h = {s, req, res, err};
         bw_error *hook_err = bw_try(call_user_hook, &h);
         if (hook_err != NULL) {
-            char report[4096];
-            bw_error_format(hook_err, report, sizeof report);
-            bw_log(BW_LOG_ERROR, "worker %d (pid %ld): the request-error hook failed: %s",
-                   ctx->id, (long)getpid(), report);
+            bw__log_request r = bw__log_request_of(req);
+            bw__log_error(BW_LOG_ERROR, hook_err, &r,
+                          "worker %d (pid %ld): the request-error hook failed", ctx->id,
+                          (long)getpid());
             bw_error_release(hook_err);
         }
         if (bw_http_response_finished(res))

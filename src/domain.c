@@ -103,10 +103,8 @@ static void call_handlers_task(void *arg)
 
 static void log_failure(const bw_error *err, const char *what, const char *how)
 {
-    char report[4096];
-    bw_error_format(err, report, sizeof report);
-    bw_log(BW_LOG_ERROR, "%s failed during a domain's teardown (%s)%s: %s", what, how,
-           err->origin == BW_ORIGIN_FAULT ? "; after a fault the process is in doubt" : "", report);
+    bw__log_error(BW_LOG_ERROR, err, NULL, "%s failed during a domain's teardown (%s)%s", what, how,
+                  err->origin == BW_ORIGIN_FAULT ? "; after a fault the process is in doubt" : "");
 }
 
 static bw_teardown_error_cb teardown_error_cb;

@@ -338,37 +338,46 @@ void bw__error_decorate_passed(bw_error *err, bw_domain *owner, bw_domain *membe
 
 /* ---- The report ------------------------------------------------------- */
 
-void bw__symbolize(void *pc, char *buf, size_t size)
+void bw__resolve_frame(void *pc, bw__frame *f)
 {
+    memset(f, 0, sizeof *f);
     Dl_info info;
-    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL) {
-        snprintf(buf, size, "%p", pc);
+    if (dladdr(pc, &info) == 0 || info.dli_fname == NULL)
         return;
-    }
-    uintptr_t module_off = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
-    char name[256];
-    uintptr_t sym_off = 0;
+    f->module = info.dli_fname;
+    f->module_off = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
     /* Static functions are only in the module's own symbol table. A return
      * address may point just past its function: look up the byte before.
      * The main program's path as loaded may be relative (and wrong after a
      * chdir): /proc/self/exe stands in, but only when the file could not be
      * read at all, never for another module's missing symbol. */
-    int found = bw__elf_symbol(info.dli_fname, module_off - 1, (uintptr_t)pc - 1, name,
-                               sizeof name, &sym_off);
+    int found = bw__elf_symbol(info.dli_fname, f->module_off - 1, (uintptr_t)pc - 1, f->name,
+                               sizeof f->name, &f->sym_off);
     if (found < 0 && info.dli_fname[0] != '/')
-        found = bw__elf_symbol("/proc/self/exe", module_off - 1, (uintptr_t)pc - 1, name,
-                               sizeof name, &sym_off);
-    bool named = found > 0;
-    if (named) {
-        snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, name, (size_t)sym_off + 1,
-                 info.dli_fname, (size_t)module_off);
+        found = bw__elf_symbol("/proc/self/exe", f->module_off - 1, (uintptr_t)pc - 1, f->name,
+                               sizeof f->name, &f->sym_off);
+    if (found > 0) {
+        f->sym_off += 1;
     } else if (info.dli_sname != NULL) {
-        snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, info.dli_sname,
-                 (size_t)((uintptr_t)pc - (uintptr_t)info.dli_saddr), info.dli_fname,
-                 (size_t)module_off);
+        snprintf(f->name, sizeof f->name, "%s", info.dli_sname);
+        f->sym_off = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
     } else {
-        snprintf(buf, size, "%p in ?? (%s+0x%zx)", pc, info.dli_fname, (size_t)module_off);
+        f->name[0] = '\0';
+        f->sym_off = 0;
     }
+}
+
+void bw__symbolize(void *pc, char *buf, size_t size)
+{
+    bw__frame f;
+    bw__resolve_frame(pc, &f);
+    if (f.module == NULL)
+        snprintf(buf, size, "%p", pc);
+    else if (f.name[0] != '\0')
+        snprintf(buf, size, "%p in %s+0x%zx (%s+0x%zx)", pc, f.name, (size_t)f.sym_off, f.module,
+                 (size_t)f.module_off);
+    else
+        snprintf(buf, size, "%p in ?? (%s+0x%zx)", pc, f.module, (size_t)f.module_off);
 }
 
 typedef struct report {
@@ -474,4 +483,69 @@ size_t bw_error_format(const bw_error *err, char *buf, size_t size)
             buf[r.len] = '\0';
     }
     return r.len;
+}
+
+/* The report as the members of a JSON object (log.h describes them). */
+void bw__error_json(const bw_error *err, bw__jw *w)
+{
+    if (err->is_value) {
+        bw__jw_kstr(w, "message", "thrown value (not an error)");
+        bw__jw_khex(w, "value", (uintptr_t)err->value);
+    } else {
+        bw__jw_kstr(w, "message", err->message);
+    }
+    bw__jw_kint(w, "code", err->code);
+    bw__jw_kstr(w, "code_name", bw_err_name(err->code));
+    bw__jw_kstr(w, "origin", bw_error_origin_name(err->origin));
+    if (err->origin == BW_ORIGIN_FAULT) {
+        bw__jw_kstr(w, "signal", signal_name(err->signo));
+        bw__jw_kint(w, "signo", err->signo);
+        bw__jw_kstr(w, "si_code", si_code_name(err->signo, err->si_code));
+        bw__jw_khex(w, "address", (uintptr_t)err->addr);
+        bw__jw_kbool(w, "stack_overflow", err->stack_overflow);
+    }
+    if (err->syscall != NULL)
+        bw__jw_kstr(w, "syscall", err->syscall);
+    if (err->path != NULL)
+        bw__jw_kstr(w, "path", err->path);
+    if (err->domain != NULL)
+        bw__jw_kstr(w, "domain", bw_domain_name(err->domain));
+    if (err->thrown != BW_UNSET)
+        bw__jw_kstr(w, "thrown", err->thrown == BW_YES ? "yes" : "no");
+    if (!bw__jw_open(w, "backtrace", "["))
+        return;
+    bool truncated = false, cut_before = w->cut;
+    for (int i = 0; i < err->nframes; i++) {
+        /* A frame goes in whole or not at all: it must not take the room
+         * of the brackets that close the line. */
+        size_t mark = w->len;
+        w->cut = false;
+        bw__frame f;
+        bw__resolve_frame(err->frames[i], &f);
+        if (w->buf[w->len - 1] != '[')
+            bw__jw_raw(w, ",");
+        bw__jw_raw(w, "{");
+        if (!w->over) {
+            bw__jw_khex(w, "pc", (uintptr_t)err->frames[i]);
+            if (f.name[0] != '\0') {
+                bw__jw_kstr(w, "function", f.name);
+                bw__jw_khex(w, "offset", f.sym_off);
+            }
+            if (f.module != NULL) {
+                bw__jw_kstr(w, "module", f.module);
+                bw__jw_khex(w, "module_offset", f.module_off);
+            }
+            bw__jw_raw(w, "}");
+        }
+        if (w->over || w->cut) {
+            w->len = mark;
+            w->over = false;
+            truncated = true;
+            break;
+        }
+    }
+    w->cut = cut_before || truncated;
+    bw__jw_close(w, "]");
+    if (truncated)
+        bw__jw_kbool(w, "backtrace_truncated", true);
 }

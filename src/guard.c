@@ -274,9 +274,7 @@ static void route_uncaught(bw__thread *t, bw_error *err)
 
 void bw__fatal(bw_error *err, const char *why, int code)
 {
-    char report[8192];
-    bw_error_format(err, report, sizeof report);
-    bw_log(BW_LOG_FATAL, "%s: %s", why, report);
+    bw__log_error(BW_LOG_FATAL, err, NULL, "%s", why);
     if (atomic_load(&bw__abort_mode))
         bw__die_by_signal(SIGABRT);
     if (err->origin == BW_ORIGIN_FAULT && err->signo != 0)

@@ -452,6 +452,14 @@ const char *bw_http_request_peer(const bw_http_request *req)
     return r->peer;
 }
 
+bw__log_request bw__log_request_of(const bw_http_request *req)
+{
+    const char *peer = req->peer != NULL ? req->peer : req->conn != NULL ? bw__conn_peer(req->conn)
+                                                                          : "?";
+    return (bw__log_request){bw_http_request_method(req), bw_http_request_target(req), req->route,
+                             peer};
+}
+
 void bw_http_request_set_data(bw_http_request *req, void *data)
 {
     req->data = data;

@@ -579,10 +579,8 @@ void bw_http_default_request_error(bw_http_request *req, bw_http_response *res, 
     (void)data;
     if (bw_log_get_level() <= BW_LOG_ERROR) {
         /* A report symbolizes every frame: not for a message nobody logs. */
-        char report[4096];
-        bw_error_format(err, report, sizeof report);
-        bw_log(BW_LOG_ERROR, "http: error in request %s %s: %s", bw_http_request_method(req),
-               bw_http_request_target(req), report);
+        bw__log_request r = bw__log_request_of(req);
+        bw__log_error(BW_LOG_ERROR, err, &r, "http: error in request %s %s", r.method, r.target);
     }
     if (res->ended)
         return; /* it was answered before the error: nothing to undo */

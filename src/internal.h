@@ -162,6 +162,71 @@ BW__HIDDEN int bw__elf_symbol(const char *path, uintptr_t addr_rel, uintptr_t ad
                               char *name, size_t size, uintptr_t *offset);
 /* Resolve one frame to "symbol+0xoff (module+0xoff)" into buf. */
 BW__HIDDEN void bw__symbolize(void *pc, char *buf, size_t size);
+/* The parts of a resolved frame, for the JSON report: `module` NULL when
+ * dladdr knows nothing, `name` empty when no symbol contains the address. */
+typedef struct bw__frame {
+    const char *module;
+    uintptr_t module_off;
+    char name[256];
+    uintptr_t sym_off;
+} bw__frame;
+BW__HIDDEN void bw__resolve_frame(void *pc, bw__frame *f);
+
+/* ---- Logging (log.c) ---------------------------------------------------- */
+
+/* A JSON writer on a caller's buffer (no heap: it runs after faults).
+ * Appends that do not fit below `limit` set `over` and write nothing;
+ * strings are cut to fit instead. `cut`: a string was cut or a member
+ * left out (the bw__jw_k* functions put a member whole or not at all,
+ * and clear `over`). The room between `limit`
+ * and `size` is kept for the closing brackets (bw__jw_close). */
+typedef struct bw__jw {
+    char *buf;
+    size_t size, limit, len;
+    size_t str_max; /* if not 0: a string takes at most this much, escaped */
+    bool over, cut;
+} bw__jw;
+BW__HIDDEN void bw__jw_raw(bw__jw *w, const char *s);
+BW__HIDDEN void bw__jw_str(bw__jw *w, const char *s); /* a string, escaped; NULL: null */
+BW__HIDDEN void bw__jw_int(bw__jw *w, long long v);
+BW__HIDDEN void bw__jw_hex(bw__jw *w, uintptr_t v); /* "0x1f", quoted */
+/* "key": after a comma unless first in its object; false if it did not fit. */
+BW__HIDDEN bool bw__jw_key(bw__jw *w, const char *key);
+/* A key and its value, or (if they do not fit) neither. */
+BW__HIDDEN void bw__jw_kstr(bw__jw *w, const char *key, const char *s);
+BW__HIDDEN void bw__jw_kint(bw__jw *w, const char *key, long long v);
+BW__HIDDEN void bw__jw_khex(bw__jw *w, const char *key, uintptr_t v);
+BW__HIDDEN void bw__jw_kbool(bw__jw *w, const char *key, bool v);
+/* A key and an opening bracket; close it with bw__jw_close only if true. */
+BW__HIDDEN bool bw__jw_open(bw__jw *w, const char *key, const char *bracket);
+BW__HIDDEN void bw__jw_close(bw__jw *w, const char *s); /* into the reserved room */
+
+/* The wall-clock time in RFC 3339, UTC, milliseconds
+ * ("2026-12-02T02:33:25.123Z"): BW__LOG_TIME_LEN characters and a NUL. */
+#define BW__LOG_TIME_LEN 24
+BW__HIDDEN size_t bw__log_time(char *out);
+
+/* The error as a JSON object: message, code and its name, origin, fault
+ * details, I/O details, routing, the backtrace as an array of frames. */
+BW__HIDDEN void bw__error_json(const bw_error *err, bw__jw *w);
+
+/* The request an error happened in, for a crash report. */
+typedef struct bw__log_request {
+    const char *method, *target, *route, *peer; /* route: NULL if none */
+} bw__log_request;
+
+/* Log an error: through a user's hook, or the default hook in text format,
+ * as the message (fmt) followed by ": " and bw_error_format's report; by
+ * the default hook in JSON format, as one line with the error and the
+ * request as objects. Stack only, like bw_log. */
+BW__HIDDEN void bw__log_error(bw_log_level level, const bw_error *err, const bw__log_request *req,
+                              const char *fmt, ...) BW_PRINTF(4, 5);
+/* A request's fields for bw__log_error, without allocating (the peer is
+ * read from the connection, not kept in the request: after a fault the
+ * heap is in doubt). http_request.c. */
+BW__HIDDEN bw__log_request bw__log_request_of(const bw_http_request *req);
+/* The worker id every JSON line of this process carries (-1: none). */
+BW__HIDDEN void bw__log_set_worker(int id);
 
 /* ---- Per-thread state, guards and faults ------------------------------- */
 

@@ -130,7 +130,10 @@ typedef struct bw_cluster_options {
     uint64_t poison_window_ms;      /* Default 60000 */
     uint64_t quarantine_ms;         /* Default 60000 */
     bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP as above. Default true */
-    const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG) */
+    const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG):
+                                       {"mono_ns", "time" (RFC 3339, UTC, ms), "event",
+                                       "worker", "pid", ...}; an exit has "code" (-1 if
+                                       killed), "signal" (0 if not) and "signal_name" */
     bool handoff;                   /* a retiring worker hands its connections at rest to a
                                        serving sibling instead of closing them
                                        ("Connection handoff" above). Default true */

@@ -9,6 +9,7 @@ H-09 for the seed's crash-safe pattern of docs/BEHAVIOURS.md.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,8 @@ import pytest
 from bwtest import (EventLog, Process, Reader, build, connect, example_binary, no_asan,
                     request, stop_cluster, tool_binary, wait_until)
 
+
+TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"  # RFC 3339, UTC, ms
 
 FAULT_ROUTES = ["/error", "/throw", "/segv", "/abort", "/assert", "/fpe", "/stack-overflow",
                 "/emit-error", "/callback-error"]
@@ -296,7 +299,18 @@ def test_W_09_queued_connections_survive_a_worker_death(cluster):
     os.kill(pid, signal.SIGKILL)
     r = request(port, "/", timeout=10)
     assert r.status == 200 and r.body == b"ok"
-    assert log.wait_count("exit", 1)[0]["signal"] == signal.SIGKILL
+    ex = log.wait_count("exit", 1)[0]
+    assert (ex["code"], ex["signal"], ex["signal_name"]) == (-1, signal.SIGKILL, "SIGKILL"), ex
+    assert re.fullmatch(TIME_RE, ex["time"]), ex
+    # The primary says so in its own log too, at info, in the text format:
+    # time, pid, level, message.
+    new = log.wait_count("listening", 2)[1]["pid"]
+    head = TIME_RE + rf" bulwark\[{p.proc.pid}\] INFO: cluster: worker "
+    killed = p.wait_for("was killed by signal")
+    assert re.fullmatch(head + rf"1 \(pid {pid}\) was killed by signal 9 \(SIGKILL\)", killed)
+    forked = p.wait_for("forked to replace")
+    assert re.fullmatch(head + rf"2 \(pid {new}\) forked to replace worker 1 \(pid {pid}\)",
+                        forked), forked
     stop_cluster(p)
 
 
@@ -547,3 +561,46 @@ def test_W_25_keep_on_errors_retires_only_for_faults(cluster):
     assert retiring[0]["request"] == "GET /error", retiring
     keep.close()
     stop_cluster(p)
+
+
+@no_asan
+def test_W_26_json_logs_crash_report_is_one_line(cluster):
+    # BW_LOG_FORMAT=json: every line the processes write is one JSON
+    # object; a crash in a request is one of them, with the error and the
+    # request as objects and the backtrace as an array of frames.
+    p, port, log = cluster(workers=1, BW_LOG_FORMAT="json")
+    old = log.of("listening")[0]["pid"]
+    r = request(port, "/segv")
+    assert r.status == 500 and r.body == b"Oops, there was a problem!\n", r
+    line = p.wait_for("crash in request GET /segv")
+    assert p.count("crash in request") == 1, p.output()
+    rep = json.loads(line)
+    assert re.fullmatch(TIME_RE, rep["time"]), rep
+    assert (rep["level"], rep["pid"], rep["worker"]) == ("ERROR", old, 1), rep
+    req = rep["request"]
+    assert (req["method"], req["target"], req["route"]) == ("GET", "/segv", None), req
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", req["peer"]), req
+    err = rep["error"]
+    assert (err["origin"], err["signal"], err["signo"], err["address"], err["code_name"]) == \
+        ("fault", "SIGSEGV", signal.SIGSEGV, "0x0", "BW_EFAULTSIG"), err
+    assert "SIGSEGV" in err["message"] and err["stack_overflow"] is False, err
+    frames = err["backtrace"]
+    assert frames and all(re.fullmatch(r"0x[0-9a-f]+", f["pc"]) for f in frames), frames
+    assert frames[0]["function"] == "handle_request", frames[0]
+    # The primary's lines on the exit and the replacement, at info.
+    new = log.wait_count("listening", 2)[1]["pid"]
+    exited = json.loads(p.wait_for(f"worker 1 (pid {old}) exited with code 0"))
+    forked = json.loads(p.wait_for(f"worker 2 (pid {new}) forked to replace worker 1"))
+    for e in (exited, forked):
+        assert (e["level"], e["pid"]) == ("INFO", p.proc.pid) and "worker" not in e, e
+    # A worker killed by a signal: its exit event names the signal.
+    os.kill(new, signal.SIGKILL)
+    ex = [e for e in log.wait_count("exit", 2) if e["pid"] == new]
+    assert [(e["code"], e["signal"], e["signal_name"]) for e in ex] == \
+        [(-1, signal.SIGKILL, "SIGKILL")], ex
+    killed = json.loads(p.wait_for(f"worker 2 (pid {new}) was killed by signal 9 (SIGKILL)"))
+    assert killed["level"] == "INFO", killed
+    log.wait_count("listening", 3)
+    stop_cluster(p)
+    lines = p.output().splitlines()
+    assert lines and all(isinstance(json.loads(l), dict) for l in lines), p.output()
