@@ -1410,10 +1410,25 @@ static void on_run_closed(bw_cluster *c, void *data)
 }
 
 /* Every worker is gone after a shutdown (a signal, or giving up): close the
- * cluster, which ends the loop. */
+ * cluster, which ends the loop. Closing a signal watcher puts its signal
+ * back to the default action, which for these four ends the process: a
+ * second SIGTERM (a second Ctrl-C, a script that signals twice) would kill
+ * a primary that is done and about to exit 0. The shutdown has begun, so
+ * from here on they are ignored; blocked across the close so that none
+ * lands in between. */
 static void on_all_gone(bw_cluster *c, void *data)
 {
+    static const int late[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+    sigset_t set, old;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof late / sizeof late[0]; i++)
+        sigaddset(&set, late[i]);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
     bw_cluster_close(c, on_run_closed, data);
+    if (c->opts.handle_signals)
+        for (size_t i = 0; i < sizeof late / sizeof late[0]; i++)
+            signal(late[i], SIG_IGN); /* also drops one that came meanwhile */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int bw_cluster_run(const bw_cluster_options *options, const char *host, int port,

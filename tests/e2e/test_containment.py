@@ -297,6 +297,27 @@ def test_I_05_group_signal_drains_gracefully(cluster, sig):
     assert code == 0, why
 
 
+@no_asan
+def test_I_08_stop_signals_repeated_until_exit_still_exit_0(cluster):
+    """A stop signal sent again and again (a second Ctrl-C, a supervisor
+    that repeats itself) while the primary shuts down and tears down: it
+    still exits 0. Closing its signal watchers at the very end put SIGTERM
+    back to its default action, so one that landed in that window killed a
+    primary that was about to exit 0 (status -15)."""
+    p, port, log = cluster(workers=2)
+    sent = 0
+    deadline = time.monotonic() + 10
+    while p.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            p.signal(signal.SIGTERM if sent % 2 == 0 else signal.SIGINT)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(0.0005)  # a signal every half millisecond: the pace, not a wait
+    code = p.wait(10)
+    assert code == 0, f"exit status {code} after {sent} signals:\n{p.output()}"
+
+
 # ---- Item 6: new connections during a graceful shutdown ------------------
 
 def try_during_shutdown(port, timeout):
