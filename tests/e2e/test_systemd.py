@@ -7,13 +7,15 @@ activation through Debian's systemd-socket-activate.
 The example server (examples/bulwark-server) exists in the plain build
 only, hence @no_asan on each test.
 """
+import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 
 from bwtest import (EventLog, NotifyListener, Process, example_binary, no_asan, request,
-                    start_cluster, stop_cluster)
+                    start_cluster, stop_cluster, wait_until)
 
 
 def only_from(primary_pid, messages):
@@ -146,5 +148,103 @@ def test_N_04_socket_activation_by_systemd_socket_activate(tmp_path):
         assert p.wait(20) == 0, p.output()
         only_from(p.proc.pid, n.messages)  # exec: the activator's pid is the primary's
     finally:
+        p.kill()
+        n.close()
+
+
+# ---- The shipped units (contrib/systemd) ----------------------------------
+
+UNITS = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "systemd")
+
+
+def unit_values(name):
+    """KEY -> [values] of a unit file's assignments (every section)."""
+    values = {}
+    with open(os.path.join(UNITS, name)) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", "[")) and "=" in line:
+                k, v = line.split("=", 1)
+                values.setdefault(k, []).append(v)
+    return values
+
+
+@no_asan
+def test_N_05_shipped_units_verify(tmp_path):
+    # systemd-analyze verify loads the units as systemd would (offline): a
+    # typo in a directive, a bad value or a missing command fails it. The
+    # ExecStart path is pointed at this build's server.
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze missing: scripts/deps.sh test installs systemd"
+    for name in ("bulwark-server.service", "bulwark-server.socket"):
+        with open(os.path.join(UNITS, name)) as f:
+            text = f.read()
+        (tmp_path / name).write_text(text.replace("/usr/bin/bulwark-server", example_binary()))
+    out = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "bulwark-server.socket"),
+                          str(tmp_path / "bulwark-server.service")], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", out
+
+
+@no_asan
+def test_N_06_the_service_as_its_unit_says(tmp_path):
+    # The unit's own values drive a real run: its socket (through
+    # systemd-socket-activate), its Environment=, WATCHDOG_USEC from
+    # WatchdogSec=, ExecStart's arguments; then what ExecReload= sends, the
+    # documented upgrade signal, and KillSignal= to the main process, with
+    # the stop finished within TimeoutStopSec=.
+    svc, sock = unit_values("bulwark-server.service"), unit_values("bulwark-server.socket")
+    assert svc["Type"] == ["notify"] and svc["NotifyAccess"] == ["main"]
+    assert svc["KillMode"] == ["mixed"] and sock["ListenStream"]
+    exec_args = svc["ExecStart"][0].split()[1:]
+    watchdog_usec = int(svc["WatchdogSec"][0]) * 1000000
+    assert svc["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    kill_signal = getattr(signal, svc["KillSignal"][0])
+    stop_timeout = float(svc["TimeoutStopSec"][0])
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    n = NotifyListener()
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    env = [a for kv in svc.get("Environment", []) for a in ("-E", kv)]
+    # WATCHDOG_PID as systemd sets it: the main process, the one that execs.
+    argv = [shutil.which("systemd-socket-activate"), "-l", f"127.0.0.1:{port}", *env,
+            "-E", f"BW_EVENT_LOG={log.path}", "-E", f"NOTIFY_SOCKET={n.name}",
+            "-E", f"WATCHDOG_USEC={watchdog_usec}", "sh", "-c",
+            f'WATCHDOG_PID=$$ exec "{example_binary()}" "$@"', "sh", *exec_args]
+    p = Process(argv, ready_pattern=None)
+    new_pid = None
+    try:
+        p.wait_for(f"Listening on 127.0.0.1:{port}")
+        assert request(port, timeout=10).body == b"ok"  # wakes it, as a first client does
+        n.wait_for("READY", "1")
+        workers = int(exec_args[0].split("=")[1])
+        assert len(log.of("listening")) == workers
+        # Its first ping comes at start (then every WatchdogSec/2).
+        assert any(m[1].get("WATCHDOG") == "1" and m[0] == p.proc.pid for m in n.messages)
+        p.signal(signal.SIGHUP)  # ExecReload=
+        n.wait_for("RELOADING", "1")
+        n.wait_for("READY", "1")
+        p.signal(signal.SIGUSR2)  # the upgrade (docs/DEPLOYMENT.md)
+        handover = n.wait_for("MAINPID")
+        new_pid = int(handover[1]["MAINPID"])
+        assert handover[0] == p.proc.pid and handover[1].get("READY") == "1", handover
+        assert p.proc.wait(20) == 0
+        # The new main process pings the watchdog: WATCHDOG_PID names it.
+        assert any(m[1].get("WATCHDOG") == "1" and m[0] == new_pid for m in n.messages), \
+            n.messages
+        assert request(port).body == b"ok"
+        t0 = time.monotonic()
+        os.kill(new_pid, kill_signal)  # KillMode=mixed: the main process only
+        n.wait_for("STOPPING", "1")
+        assert wait_until(lambda: not os.path.exists(f"/proc/{new_pid}") or
+                          open(f"/proc/{new_pid}/stat").read().split()[2] == "Z", stop_timeout)
+        assert time.monotonic() - t0 < stop_timeout
+        assert all(e["code"] == 0 for e in log.of("exit")), log.of("exit")
+        new_pid = None
+    finally:
+        if new_pid is not None:
+            os.kill(new_pid, signal.SIGKILL)
         p.kill()
         n.close()
