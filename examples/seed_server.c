@@ -48,7 +48,9 @@
  * HANDOFF (0: a retiring worker closes its idle connections instead of
  * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
  * UPGRADE_TIMEOUT_MS (SIGUSR2 execs the program file again; a new primary
- * not ready this soon is killed and this one serves on).
+ * not ready this soon is killed and this one serves on), ADMIN_PORT and
+ * ADMIN_HOST (the primary's /metrics, /healthz and /readyz; 0: off, -1:
+ * any free port; loopback by default).
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
  * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
@@ -88,6 +90,8 @@ enum {
     S_HANDOFF,
     S_HANDOFF_TIMEOUT_MS,
     S_UPGRADE_TIMEOUT_MS,
+    S_ADMIN_PORT,
+    S_ADMIN_HOST,
     S_RESPONSE_TIMEOUT_MS,
     S_CALLBACK_LIMIT_MS,
     S_KEEP_ON_ERRORS,
@@ -135,6 +139,11 @@ static setting settings[S_COUNT] = {
                               "how long handed connections may wait for a taker", "", NULL},
     [S_UPGRADE_TIMEOUT_MS] = {"upgrade-timeout-ms", "UPGRADE_TIMEOUT_MS", "N",
                               "SIGUSR2: a new primary not ready this soon is killed", "", NULL},
+    [S_ADMIN_PORT] = {"admin-port", "ADMIN_PORT", "N|-1",
+                      "the primary's /metrics, /healthz, /readyz (0: off, -1: any port)", "0",
+                      NULL},
+    [S_ADMIN_HOST] = {"admin-host", "ADMIN_HOST", "ADDR", "the admin listener's address",
+                      "127.0.0.1", NULL},
     [S_RESPONSE_TIMEOUT_MS] = {"response-timeout-ms", "RESPONSE_TIMEOUT_MS", "N",
                                "a request unanswered this long is a fault (0: off)", "", NULL},
     [S_CALLBACK_LIMIT_MS] = {"callback-limit-ms", "CALLBACK_LIMIT_MS", "N",
@@ -439,6 +448,11 @@ int main(int argc, char **argv)
     o.handoff = setting_u64(S_HANDOFF, 1) != 0;
     o.handoff_timeout_ms = setting_u64(S_HANDOFF_TIMEOUT_MS, o.handoff_timeout_ms);
     o.upgrade_timeout_ms = setting_u64(S_UPGRADE_TIMEOUT_MS, o.upgrade_timeout_ms);
+    const char *admin_port = setting_value(S_ADMIN_PORT);
+    if (admin_port != NULL)
+        o.admin_port = atoi(admin_port); /* -1: any free port */
+    if (setting_value(S_ADMIN_HOST) != NULL)
+        o.admin_host = setting_value(S_ADMIN_HOST);
     error_delay_ms = setting_u64(S_ERROR_DELAY_MS, error_delay_ms);
     /* Process-wide, inherited by the workers. */
     if (setting_value(S_CALLBACK_LIMIT_MS) != NULL)

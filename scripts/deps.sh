@@ -13,7 +13,7 @@ common=(gcc make cmake pkg-config libuv1-dev node-llhttp)
 case "$job" in
   run)   want=("${common[@]}") ;;
   test)  want=("${common[@]}" clang libclang-rt-dev valgrind curl python3 python3-pytest procps nodejs
-               systemd build-essential debhelper dpkg-dev fakeroot lintian help2man) ;;
+               systemd build-essential debhelper dpkg-dev fakeroot lintian help2man prometheus) ;;
   bench) want=("${common[@]}" clang curl python3 wrk nginx-light nodejs valgrind strace procps) ;;
   fuzz)  want=("${common[@]}" clang libclang-rt-dev) ;;
   *) echo "usage: $0 run|test|bench|fuzz" >&2; exit 2 ;;

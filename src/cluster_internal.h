@@ -21,6 +21,7 @@
 #define BW__MSG_MAX 4096
 
 typedef struct bw__relay bw__relay;
+typedef struct bw__metrics bw__metrics;
 #define BW__MAX_LISTENERS 8
 #define BW__REQUEST_TEXT 256
 
@@ -46,9 +47,23 @@ enum bw__msg_type {
 /* Written by the worker at each dispatch, read by the primary when the
  * worker stops answering (hang report). A torn read only garbles a
  * diagnostic, so no lock. */
+/* The fault signals counted apart (bulwark_faults_total's signal label). */
+#define BW__FAULT_SIGNALS 7 /* none, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, other */
+#define BW__ORIGINS 5       /* bw_error_origin */
+
+/* What a worker counts for the metrics (cluster_metrics.c). In the shared
+ * page, so that the counts of a worker that dies are still there for the
+ * primary to add up (once, when it forgets the worker). */
+typedef struct bw__worker_counts {
+    bw_http_stats http;
+    uint64_t errors[BW__ORIGINS][BW__FAULT_SIGNALS]; /* errors that reached a request */
+} bw__worker_counts;
+
 typedef struct bw__worker_shm {
     volatile uint64_t dispatched;
     char last_request[BW__REQUEST_TEXT];
+    bw__worker_counts counts;
+    uint64_t connections, in_flight; /* gauges, written at each heartbeat */
 } bw__worker_shm;
 
 /* A quarantined route, as the primary knows it and as workers copy it. */
@@ -88,6 +103,8 @@ struct bw_worker {
     uint64_t last_heartbeat_ms;
     uint64_t kill_deadline_ms;
     uint64_t sigkill_ms;     /* when the primary sent SIGKILL (0: never) */
+    uint64_t drain_since_ms; /* when it began to retire or drain (0: serving) */
+    bool recycled;           /* retired by max_requests or the memory limit */
     bw__worker_shm *shm;
     int ho_fd;          /* the handoff channel (-1: none) */
     uv_poll_t ho_poll;
@@ -162,7 +179,30 @@ struct bw_cluster {
     bool notify_ready, notify_reloading, notify_stopping;
     char notify_status[160]; /* the last STATUS= sent */
     bw__upgrade upgrade;     /* SIGUSR2 (cluster_upgrade.c) */
+    bw__metrics *metrics;    /* the admin listener and the counters (cluster_metrics.c) */
 };
+
+/* cluster_metrics.c: the admin listener (/metrics, /healthz, /readyz) and
+ * what the primary counts itself. start: at bw_cluster_start (if
+ * admin_port); close: at bw_cluster_close (true if it has a handle to wait
+ * for: it calls bw__cluster_handle_closed then); worker events feed the
+ * primary's own counters and histograms; forget: a worker's shared counts
+ * added to the retired ones, before its page goes. */
+BW__HIDDEN int bw__metrics_start(bw_cluster *c);
+BW__HIDDEN bool bw__metrics_close(bw_cluster *c);
+BW__HIDDEN void bw__metrics_free(bw_cluster *c);
+BW__HIDDEN void bw__metrics_retiring(bw_cluster *c, bw_worker *w); /* replaced at once */
+BW__HIDDEN void bw__metrics_draining(bw_cluster *c, bw_worker *w); /* asked to drain */
+BW__HIDDEN void bw__metrics_listening(bw_cluster *c, bw_worker *w);
+BW__HIDDEN void bw__metrics_exit(bw_cluster *c, bw_worker *w);
+BW__HIDDEN void bw__metrics_forget(bw_cluster *c, bw_worker *w);
+BW__HIDDEN void bw__metrics_handoff(bw_cluster *c, size_t moved, size_t refused);
+BW__HIDDEN void bw__cluster_handle_closed(bw_cluster *c);
+/* Workers by state (starting, serving, draining), for STATUS= and metrics. */
+typedef struct bw__worker_census {
+    int serving, starting, draining;
+} bw__worker_census;
+BW__HIDDEN bw__worker_census bw__cluster_census(const bw_cluster *c);
 
 /* cluster_primary.c, for the upgrade: stop supervising and ask every
  * worker to disconnect (their connections go to the successor), exit once

@@ -47,13 +47,9 @@ static void send_text(bw_cluster *c, const char *text)
     c->notify.last_error = rc;
 }
 
-typedef struct counts {
-    int serving, starting, draining;
-} counts;
-
-static counts count_workers(const bw_cluster *c)
+bw__worker_census bw__cluster_census(const bw_cluster *c)
 {
-    counts n = {0, 0, 0};
+    bw__worker_census n = {0, 0, 0};
     for (const bw_worker *w = c->workers; w != NULL; w = w->next) {
         if (w->gone || w->exited)
             continue;
@@ -69,7 +65,7 @@ static counts count_workers(const bw_cluster *c)
 
 void bw__cluster_notify_update(bw_cluster *c)
 {
-    counts n = count_workers(c);
+    bw__worker_census n = bw__cluster_census(c);
     bool first_ready = !c->notify_ready && !c->shutting_down && n.serving >= c->opts.workers;
     if (first_ready)
         bw__upgrade_ready(c); /* a successor tells its predecessor */

@@ -53,6 +53,9 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->handoff_timeout_ms = 2000;
     o->notify = true;
     o->upgrade_timeout_ms = 60000;
+    o->admin_port = 0;
+    o->admin_host = "127.0.0.1";
+    o->metrics = true;
 }
 
 static uint64_t now_ms(const bw_cluster *c)
@@ -373,6 +376,7 @@ static void unlink_worker(bw_cluster *c, bw_worker *w)
 
 static void worker_free(bw_worker *w)
 {
+    bw__metrics_forget(w->c, w); /* its counts join the retired ones, once */
     if (w->shm != NULL)
         munmap(w->shm, sizeof *w->shm);
     bw_free(w);
@@ -671,6 +675,9 @@ int bw_cluster_start(bw_cluster *c)
 {
     if (c->nlisten == 0)
         bw_log(BW_LOG_WARN, "cluster: starting workers with no listening socket");
+    int rc = bw__metrics_start(c);
+    if (rc != 0)
+        return rc;
     c->supervising = true;
     maintain(c);
     if (bw__cluster_notify_start(c))
@@ -812,6 +819,7 @@ static void on_worker_exit(bw_cluster *c, bw_worker *w, int status)
     if (was_connected)
         on_worker_disconnect(c, w);
     w->state = BW_WORKER_DEAD;
+    bw__metrics_exit(c, w);
     bw_cluster_event ev = {.type = BW_EVENT_EXIT, .worker = w, .exit_code = w->exit_code,
                            .term_signal = w->term_signal};
     emit(c, &ev, extra);
@@ -865,6 +873,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         char extra[128];
         snprintf(extra, sizeof extra, "\"address\": \"%s\", \"port\": %d", address, port);
         emit(c, &ev, extra);
+        bw__metrics_listening(c, w);
         bw__cluster_notify_update(c);
         if (c->rolling && w == c->rolling_new) {
             /* The new one listens: now the old one may drain. */
@@ -894,6 +903,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         payload += skip;
         plen -= (size_t)skip;
         w->retiring = true;
+        bw__metrics_retiring(c, w);
         w->kill_deadline_ms = now_ms(c) + kill_ms + BW__KILL_MARGIN_MS;
         bw_cluster_event ev = {.type = BW_EVENT_RETIRING, .worker = w, .data = payload,
                                .len = plen, .exit_code = -1};
@@ -911,6 +921,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
     case BW__MSG_DISCONNECTING:
         w->after_disconnect = BW_YES;
         w->disconnect_sent = true;
+        bw__metrics_draining(c, w);
         if (w->kill_deadline_ms == 0)
             w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
         bw__msg_send(w->fd, BW__MSG_ACK, NULL, 0);
@@ -1004,6 +1015,7 @@ static void report_hang(bw_cluster *c, bw_worker *w, uint64_t silent_ms)
     emit(c, &ev, extra);
     w->hang_reported = true;
     w->retiring = true;
+    bw__metrics_retiring(c, w);
     /* The quarantine key is "METHOD /path": the report keeps the query. */
     char key[BW__REQUEST_TEXT];
     snprintf(key, sizeof key, "%.*s", (int)strcspn(last, "?"), last);
@@ -1083,6 +1095,7 @@ int bw_worker_disconnect(bw_worker *w)
         return 0;
     w->disconnect_sent = true;
     w->after_disconnect = BW_YES;
+    bw__metrics_draining(w->c, w);
     w->kill_deadline_ms = now_ms(w->c) + w->c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
     /* "stay": no worker could take its connections (none other, and no
      * supervision to fork one): they close there, saying so at once. */
@@ -1126,6 +1139,7 @@ static void begin_shutdown(bw_cluster *c)
             continue;
         w->disconnect_sent = true;
         w->after_disconnect = BW_YES;
+        bw__metrics_draining(c, w);
         w->kill_deadline_ms = now_ms(c) + c->opts.kill_timeout_ms + BW__KILL_MARGIN_MS;
         bw__msg_send(w->fd, BW__MSG_SHUTDOWN, NULL, 0);
     }
@@ -1312,13 +1326,17 @@ static void call_done_cb(bw_cluster *c, bw_cluster_done_cb cb, void *data)
     bw_invoke(NULL, run_done_cb, &d);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+void bw__cluster_handle_closed(bw_cluster *c)
 {
-    bw_cluster *c = h->data;
     if (--c->handles_open > 0)
         return;
     if (c->close_cb != NULL)
         call_done_cb(c, c->close_cb, c->close_data);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    bw__cluster_handle_closed(h->data);
 }
 
 int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
@@ -1329,6 +1347,8 @@ int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
     c->close_data = data;
     close_listeners(c);
     bw__upgrade_close(c);
+    if (bw__metrics_close(c))
+        c->handles_open++;
     uv_close((uv_handle_t *)&c->tick, on_handle_closed);
     uv_close((uv_handle_t *)&c->deferred, on_handle_closed);
     if (c->watchdog_open) {
@@ -1356,6 +1376,7 @@ void bw_cluster_free(bw_cluster *c)
     bw__notify_close(&c->notify);
     bw__relay_free(c);
     bw__upgrade_free(c);
+    bw__metrics_free(c);
     bw_free(c->event_cbs);
     bw_free(c);
 }
@@ -1463,7 +1484,11 @@ int bw_cluster_run(const bw_cluster_options *options, const char *host, int port
     start_signals(c);
     bw_log(BW_LOG_INFO, "cluster: primary %ld listening on port %d, %d worker(s)",
            (long)getpid(), c->port, c->opts.workers);
-    bw_cluster_start(c);
+    rc = bw_cluster_start(c);
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "cluster: cannot start: %s", bw_strerror(rc));
+        return 1;
+    }
     /* The loop ends once the cluster is closed (shutdown or giving up). */
     bw_loop_run(loop, UV_RUN_DEFAULT);
     int status = s.closed ? bw_cluster_exit_status(c) : 1;

@@ -78,6 +78,7 @@ static void send_answer(bw_cluster *c, bw_worker *giver, uint32_t giver_batch,
         if (status[i] != 0)
             why = status[i];
     }
+    bw__metrics_handoff(c, moved, n - moved);
     if (giver != NULL && giver->ho_fd >= 0) {
         bw__ho_msg a = {.type = BW__HO_ANSWER, .n = n, .batch = giver_batch};
         memcpy(a.status, status, n * sizeof *status);

@@ -68,6 +68,7 @@ struct bw_worker_ctx {
     quarantined quarantine[BW__MAX_QUARANTINE];
     size_t nquarantine;
     bw__worker_shm *shm;
+    bool counting; /* the counters of /metrics (cluster_metrics.c) */
     bw_worker_ctx_message_cb message_cb;
     void *message_data;
     bw_worker_ctx_disconnect_cb disconnect_cb;
@@ -235,6 +236,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
     ctx.c = c;
     ctx.fd = fd;
     ctx.shm = w->shm;
+    ctx.counting = c->opts.metrics && c->opts.admin_port != 0;
     ctx.nlisten = c->nlisten;
     memcpy(ctx.listen_fds, c->listen_fds, c->nlisten * sizeof *ctx.listen_fds);
     ctx.policy.kill_timeout_ms = c->opts.kill_timeout_ms;
@@ -330,6 +332,17 @@ static void on_heartbeat(uv_timer_t *t)
 {
     bw_worker_ctx *ctx = t->data;
     bw__msg_send(ctx->fd, BW__MSG_HEARTBEAT, NULL, 0);
+    if (ctx->counting) { /* the gauges of /metrics, as of now */
+        uint64_t conns = 0, requests = 0;
+        for (size_t i = 0; i < ctx->nservers; i++) {
+            if (ctx->servers[i].open) {
+                conns += bw_http_server_connection_count(ctx->servers[i].srv);
+                requests += bw_http_server_request_count(ctx->servers[i].srv);
+            }
+        }
+        __atomic_store_n(&ctx->shm->connections, conns, __ATOMIC_RELAXED);
+        __atomic_store_n(&ctx->shm->in_flight, requests, __ATOMIC_RELAXED);
+    }
 }
 
 static void on_poll_closed(uv_handle_t *h)
@@ -680,6 +693,24 @@ static void call_user_hook(void *arg)
 }
 
 /* The seed's "Much better!" domain error handler, for every request. */
+/* bulwark_faults_total: counted in the shared page (cluster_metrics.c). */
+static void count_error(bw_worker_ctx *ctx, const bw_error *err)
+{
+    if (!ctx->counting)
+        return;
+    unsigned origin = (unsigned)bw_error_origin_of(err);
+    int sig = bw_error_signal(err);
+    size_t s = sig == 0         ? 0
+               : sig == SIGSEGV ? 1
+               : sig == SIGBUS  ? 2
+               : sig == SIGFPE  ? 3
+               : sig == SIGILL  ? 4
+               : sig == SIGABRT ? 5
+                                : 6;
+    uint64_t *n = &ctx->shm->counts.errors[origin < BW__ORIGINS ? origin : 0][s];
+    __atomic_store_n(n, *n + 1, __ATOMIC_RELAXED);
+}
+
 static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *err, void *data)
 {
     served *s = data;
@@ -687,6 +718,7 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
     char key[BW__REQUEST_TEXT];
     size_t n = request_key(req, key, sizeof key, false);
     bw_error_origin origin = bw_error_origin_of(err);
+    count_error(ctx, err);
     bool damaged = origin == BW_ORIGIN_FAULT || origin == BW_ORIGIN_TIMEOUT;
     if (damaged || !ctx->policy.keep_on_errors)
         retire(ctx, key, n);
@@ -780,6 +812,8 @@ int bw_worker_ctx_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_c
         s->error_hook = NULL; /* the policy's own 500 replaces the default's */
     bw_http_server_set_handler(srv, worker_handler, s);
     bw_http_server_set_request_error_hook(srv, crash_policy, s);
+    if (ctx->counting)
+        bw_http_server_count_into(srv, &ctx->shm->counts.http);
     if (ctx->handoff != NULL) {
         int rc = bw__ho_worker_add_server(ctx->handoff, srv, true);
         if (rc != 0)

@@ -233,6 +233,7 @@ struct bw_http_server {
     char good_host[47];    /* the last valid Host a request carried (http_conn.c) */
     uint8_t good_host_len; /* 0: none yet (an empty Host is checked each time: cheap) */
     bw_http_finished_cb finished_cb;
+    bw_http_stats *stats; /* bw_http_server_count_into */
     void *finished_data;
     bw_http_handoff_cb handoff_cb;
     void *handoff_data;

@@ -145,14 +145,55 @@ __attribute__((noinline, cold)) static void report_finished(bw_http_server *s,
     bw_invoke(s->member.owner, call_finished_cb, &fc);
 }
 
+static void bump(uint64_t *counter, uint64_t by)
+{
+    __atomic_store_n(counter, *counter + by, __ATOMIC_RELAXED); /* one writer */
+}
+
+__attribute__((noinline, cold)) static int uncommon_outcome(uint32_t fl)
+{
+    return (fl & BW__REQ_ERRORED)   ? BW_HTTP_FAULTED
+           : (fl & BW__REQ_RESET)   ? BW_HTTP_RESET
+           : (fl & BW__REQ_ABORTED) ? BW_HTTP_ABORTED
+                                    : BW_HTTP_QUARANTINED;
+}
+
+/* bw_http_server_count_into's counters, for one request finished at loop
+ * time `now`. The status is 0 or one set_status let through (200-599) or
+ * the server's own: always inside by_status. */
+static inline void count_finished(bw_http_stats *st, bw_http_request *r, uint64_t now)
+{
+    static const uint64_t bounds[BW_HTTP_STATS_BUCKETS] = BW_HTTP_STATS_BOUNDS_MS;
+    uint32_t fl = r->flags;
+    bump(&st->by_status[r->res.headers_sent ? (unsigned)r->res.status % 600 : 0], 1);
+    const uint32_t uncommon =
+        BW__REQ_ERRORED | BW__REQ_RESET | BW__REQ_ABORTED | BW__REQ_QUARANTINED;
+    bump(&st->by_outcome[BW__UNLIKELY(fl & uncommon) ? uncommon_outcome(fl) : BW_HTTP_ANSWERED],
+         1);
+    uint64_t ms = r->received_ms != 0 ? now - r->received_ms : 0;
+    size_t b = 0;
+    while (ms > bounds[b] && ++b < BW_HTTP_STATS_BUCKETS)
+        ;
+    if (b < BW_HTTP_STATS_BUCKETS)
+        bump(&st->duration_bucket[b], 1);
+    bump(&st->duration_count, 1);
+    if (ms != 0)
+        bump(&st->duration_sum_ms, ms);
+}
+
 __attribute__((always_inline)) static inline void finalize_pending(bw_http_server *s)
 {
-    bool report = __builtin_expect(s->finished_cb != NULL, 0); /* read once per batch */
+    /* Read once per batch: the hook and the counters are the exception. */
+    bw_http_stats *stats = s->stats;
+    bool report = __builtin_expect(s->finished_cb != NULL || stats != NULL, 0);
+    uint64_t now = report ? uv_now(s->loop->uv) : 0;
     while (s->finalize_head != NULL) {
         bw_http_request *r = s->finalize_head;
         s->finalize_head = r->next;
         r->next = NULL;
         r->flags &= ~(uint32_t)BW__REQ_FINALIZING;
+        if (report && stats != NULL && !(r->flags & BW__REQ_REPORTED))
+            count_finished(stats, r, now);
         if (report && !(r->flags & BW__REQ_REPORTED) && s->finished_cb != NULL)
             report_finished(s, r);
         bw__request_dispose_domain(r);
@@ -589,6 +630,12 @@ void bw__server_conn_gone(bw_http_server *s, bw__conn *c)
     s->nconns--;
     if (s->closing && s->nconns == 0)
         bw__server_wake(s); /* completes the close from the check phase */
+}
+
+int bw_http_server_count_into(bw_http_server *s, bw_http_stats *stats)
+{
+    s->stats = stats;
+    return 0;
 }
 
 int bw_http_server_on_finished(bw_http_server *s, bw_http_finished_cb cb, void *data)

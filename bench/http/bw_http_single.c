@@ -2,7 +2,8 @@
  * bw-http-single: one bulwark process answering `GET /` with "ok", for the
  * throughput and instruction-count benchmarks (bench/http/run, bench/counts).
  * PORT (default 8080); DOMAIN_PER_REQUEST=0 turns the per-request domain
- * off, to measure what it costs; ROUTES=N serves `/` through a router
+ * off, to measure what it costs; METRICS=1 keeps the metrics counters
+ * (bw_http_server_count_into); ROUTES=N serves `/` through a router
  * (router.h) holding N routes (`/` and N - 1 others: literal, with a
  * parameter, with a wildcard), to measure what routing costs. Prints "listening <port>" when ready;
  * SIGINT/SIGTERM close it gracefully.
@@ -78,6 +79,12 @@ int main(void)
     uv_signal_init(bw_loop_uv(loop), &sigterm);
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
+    /* METRICS=1: the counters a cluster worker keeps (cluster.h, metrics),
+     * to measure what they cost. */
+    static bw_http_stats stats;
+    const char *metrics = getenv("METRICS");
+    if (metrics != NULL && atoi(metrics) != 0)
+        bw_http_server_count_into(server, &stats);
     printf("listening %d\n", bw_http_server_port(server));
     fflush(stdout);
     bw_loop_run(loop, UV_RUN_DEFAULT);

@@ -84,6 +84,17 @@
  * none alive `heartbeat_timeout_ms` after a SIGKILL. Workers lose the three
  * variables at fork: only the primary speaks for the service.
  *
+ * Metrics and health (`admin_port`, off by default): the primary serves,
+ * on its own loop, GET /metrics in Prometheus' text format, /healthz (200
+ * while its loop turns) and /readyz (200 while a worker listens and no
+ * shutdown, give-up or upgrade handover has begun; 503 from the moment
+ * one does). The workers count requests (by status and outcome), their
+ * duration and the errors that reached them (by origin and signal) in
+ * pages shared with the primary before the fork, so the counts of a
+ * worker that faults are not lost with it and none is counted twice;
+ * the primary counts exits by reason, replacement and drain times, and
+ * handoffs itself. docs/DEPLOYMENT.md lists every metric.
+ *
  * A reload that must pick up a new binary needs an exec: bulwark forks
  * workers from the primary's image, so a new binary means restarting the
  * primary (systemd socket activation keeps the listening socket across
@@ -150,6 +161,13 @@ typedef struct bw_cluster_options {
                                        the command line the process was started with */
     uint64_t upgrade_timeout_ms;    /* a new primary not ready within this is killed and
                                        the old one goes on serving. Default 60000 */
+    int admin_port;                 /* the primary's admin listener ("Metrics and health"
+                                       above): 0 off (the default), -1 any free port
+                                       (bw_cluster_admin_port tells which) */
+    const char *admin_host;         /* its address. Default "127.0.0.1" (loopback only) */
+    bool metrics;                   /* with the admin listener, workers keep the counters
+                                       of /metrics (about 46 instructions per request).
+                                       Default true */
 } bw_cluster_options;
 
 /* Fill `o` with the defaults documented on each field. */
@@ -215,6 +233,10 @@ BW_EXTERN int bw_cluster_listen(bw_cluster *c, const char *host, int port);
  * many (0 if none were passed) or -errno. The variables are then unset. */
 BW_EXTERN int bw_cluster_listen_inherited(bw_cluster *c);
 
+/* The admin listener's port (the one the kernel chose for admin_port -1),
+ * or 0 when it is off or not started yet (bw_cluster_start starts it). */
+BW_EXTERN int bw_cluster_admin_port(const bw_cluster *c);
+
 /* The port the cluster listens on (the one the kernel chose for a port of
  * 0); 0 before bw_cluster_listen. */
 BW_EXTERN int bw_cluster_port(const bw_cluster *c);
@@ -234,7 +256,8 @@ BW_EXTERN int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker *
  * (PR_SET_PDEATHSIG), which Linux ties to the thread that forked them:
  * run the primary's loop on the thread that will live as long as the
  * primary (its main thread), or a worker is told to stop when that thread
- * exits. */
+ * exits. With admin_port set, the admin listener starts first. 0, or the
+ * admin listener's error (nothing is forked then: -EADDRINUSE, ...). */
 BW_EXTERN int bw_cluster_start(bw_cluster *c);
 
 /* Graceful shutdown: stop replacing (supervision ends), disconnect every
