@@ -51,6 +51,7 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->handoff = true;
     o->handoff_timeout_ms = 2000;
     o->notify = true;
+    o->allow_root = BW_UNSET;
 }
 
 static uint64_t now_ms(const bw_cluster *c)
@@ -63,7 +64,8 @@ static uint64_t now_ms(const bw_cluster *c)
 static const char *event_name(bw_cluster_event_type t)
 {
     static const char *names[] = {"fork",   "online",   "listening", "disconnect", "exit",
-                                  "message", "retiring", "hang",      "quarantine"};
+                                  "message", "retiring", "hang",      "quarantine",
+                                  "recycle"};
     return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -102,6 +104,11 @@ static void emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
         return;
     event_call e = {c, ev};
     bw_invoke(NULL, run_event_callbacks, &e);
+}
+
+void bw__cluster_emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
+{
+    emit(c, ev, extra);
 }
 
 static void emit_simple(bw_cluster *c, bw_cluster_event_type type, bw_worker *w)
@@ -157,6 +164,13 @@ int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_m
             bw_free(c);
             return e;
         }
+    }
+    int prc = bw__privileges_init(c);
+    if (prc != 0) {
+        if (c->event_log_fd >= 0)
+            close(c->event_log_fd);
+        bw_free(c);
+        return prc;
     }
     bw__cluster_notify_init(c);
     uv_timer_init(loop->uv, &c->tick);
@@ -459,6 +473,7 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
     w->c = c;
     w->id = c->next_id++;
     w->shm = shm;
+    bw__recycle_plan(c, w);
     w->after_disconnect = BW_UNSET;
     w->exit_code = -1;
     bw__fd_snapshot *fds = bw_malloc(sizeof *fds); /* NULL: the child closes all */
@@ -528,7 +543,9 @@ static void on_deferred(uv_idle_t *idle)
     for (bw_worker *w = c->workers; w != NULL; w = w->next) {
         if (w->fork_event_pending) {
             w->fork_event_pending = false;
-            emit_simple(c, BW_EVENT_FORK, w);
+            char extra[48];
+            bw_cluster_event ev = {.type = BW_EVENT_FORK, .worker = w, .exit_code = -1};
+            emit(c, &ev, bw__recycle_fork_extra(w, extra, sizeof extra));
         }
     }
     if (c->disconnect_done_pending) {
@@ -578,6 +595,11 @@ static bool fork_allowed(bw_cluster *c)
     return true;
 }
 
+bool bw__cluster_fork_allowed(bw_cluster *c)
+{
+    return fork_allowed(c);
+}
+
 /* Keep `workers` workers counting towards capacity. */
 static void maintain(bw_cluster *c)
 {
@@ -597,6 +619,9 @@ int bw_cluster_start(bw_cluster *c)
 {
     if (c->nlisten == 0)
         bw_log(BW_LOG_WARN, "cluster: starting workers with no listening socket");
+    int rc = bw__pid_file_write(c);
+    if (rc != 0)
+        return rc;
     c->supervising = true;
     maintain(c);
     if (bw__cluster_notify_start(c))
@@ -620,9 +645,11 @@ static void startup_failure(bw_cluster *c, bw_worker *w)
         return;
     }
     bw_log(BW_LOG_WARN,
-           "cluster: worker %d (pid %ld) died before listening (%s %d); restarting in %llu ms",
+           "cluster: worker %d (pid %ld) died before listening (%s %d%s); restarting in %llu ms",
            w->id, (long)w->pid, w->term_signal ? "signal" : "exit code",
-           w->term_signal ? w->term_signal : w->exit_code, (unsigned long long)c->backoff_ms);
+           w->term_signal ? w->term_signal : w->exit_code,
+           bw__worker_failure_hint(w),
+           (unsigned long long)c->backoff_ms);
     c->next_fork_ms = now + c->backoff_ms;
     c->backoff_ms *= 2;
     if (c->backoff_ms > c->opts.backoff_max_ms)
@@ -637,10 +664,11 @@ static void give_up(bw_cluster *c, const bw_worker *last)
     c->exit_status = 2;
     bw_log(BW_LOG_FATAL,
            "cluster: giving up: more than %d workers died before listening within %llu ms "
-           "(the last, worker %d, %s %d); not forking again",
+           "(the last, worker %d, %s %d%s); not forking again",
            c->opts.restart_intensity, (unsigned long long)c->opts.restart_period_ms, last->id,
            last->term_signal ? "by signal" : "with exit code",
-           last->term_signal ? last->term_signal : last->exit_code);
+           last->term_signal ? last->term_signal : last->exit_code,
+           bw__worker_failure_hint(last));
     bw__cluster_event_line(c, "giveup", last, NULL);
     begin_shutdown(c);
 }
@@ -682,6 +710,7 @@ static void on_worker_gone(bw_cluster *c, bw_worker *w)
         startup_failure(c, w);
     else if (w->was_listening)
         c->backoff_ms = c->opts.backoff_initial_ms;
+    bw__recycle_gone(c, w);
     if (c->rolling && w == c->rolling_new && !w->was_listening)
         abandon_rolling_restart(c, w);
     else if (c->rolling && w->rolling_old)
@@ -782,6 +811,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         snprintf(extra, sizeof extra, "\"address\": \"%s\", \"port\": %d", address, port);
         emit(c, &ev, extra);
         bw__cluster_notify_update(c);
+        bw__recycle_listening(c, w); /* a recycled worker's replacement: the old one drains */
         if (c->rolling && w == c->rolling_new) {
             /* The new one listens: now the old one may drain. */
             c->rolling_new = NULL;
@@ -832,6 +862,9 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         bw__msg_send(w->fd, BW__MSG_ACK, NULL, 0);
         maintain(c);
         bw__cluster_notify_update(c);
+        return;
+    case BW__MSG_FAILED:
+        bw__worker_failed(w, payload, plen);
         return;
     case BW__MSG_USER: {
         bw_cluster_event ev = {.type = BW_EVENT_MESSAGE, .worker = w, .data = payload,
@@ -973,6 +1006,7 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < c->npoison; i++)
         if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
             c->poison[i].until_ms = 0;
+    bw__recycle_tick(c, now);
     maintain(c);
     bw__cluster_notify_update(c); /* forks and hangs of this tick */
 }
@@ -1109,6 +1143,7 @@ int bw_cluster_rolling_restart(bw_cluster *c)
     if (c->rolling)
         return 0; /* one restart at a time; it already covers every worker */
     /* Mark the current generation; each is replaced in turn. */
+    bw__recycle_rolling_begins(c);
     c->rolling = true;
     for (bw_worker *w = c->workers; w != NULL; w = w->next)
         if (counts_as_capacity(w))
@@ -1223,6 +1258,8 @@ void bw_cluster_free(bw_cluster *c)
         return;
     if (c->event_log_fd >= 0)
         close(c->event_log_fd);
+    bw__pid_file_remove(c);
+    bw__privileges_free(c);
     bw__notify_close(&c->notify);
     bw__relay_free(c);
     bw_free(c->event_cbs);
@@ -1317,7 +1354,12 @@ int bw_cluster_run(const bw_cluster_options *options, const char *host, int port
     start_signals(c);
     bw_log(BW_LOG_INFO, "cluster: primary %ld listening on port %d, %d worker(s)",
            (long)getpid(), c->port, c->opts.workers);
-    bw_cluster_start(c);
+    rc = bw_cluster_start(c);
+    if (rc != 0) {
+        bw_log(BW_LOG_FATAL, "cluster: cannot write the pid file %s: %s", c->opts.pid_file,
+               bw_strerror(rc));
+        return 1;
+    }
     /* The loop ends once the cluster is closed (shutdown or giving up). */
     bw_loop_run(loop, UV_RUN_DEFAULT);
     int status = s.closed ? bw_cluster_exit_status(c) : 1;
