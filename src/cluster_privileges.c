@@ -74,9 +74,9 @@ int bw__privileges_init(bw_cluster *c)
 {
     const char *user = c->opts.user != NULL && *c->opts.user ? c->opts.user : NULL;
     const char *group = c->opts.group != NULL && *c->opts.group ? c->opts.group : NULL;
-    if (user == NULL && group == NULL) {
-        if (geteuid() != 0 || c->opts.allow_root == BW_YES)
-            return 0;
+    /* No user: the workers keep the primary's uid, root's perhaps (a group
+     * alone changes only their gid). */
+    if (user == NULL && geteuid() == 0 && c->opts.allow_root != BW_YES) {
         if (c->opts.allow_root == BW_NO) {
             bw_log(BW_LOG_FATAL, "cluster: refusing to run workers as root: the primary runs as "
                    "root and no user is set (set `user`, or allow_root to run them as root)");
@@ -84,8 +84,9 @@ int bw__privileges_init(bw_cluster *c)
         }
         bw_log(BW_LOG_WARN, "cluster: workers run as root (the primary does, and no user is "
                "set): set `user` to drop their privileges, or allow_root to silence this");
-        return 0;
     }
+    if (user == NULL && group == NULL)
+        return 0;
     uid_t uid = geteuid();
     gid_t gid = getegid();
     bool have_entry = false;

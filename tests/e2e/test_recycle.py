@@ -36,6 +36,7 @@ Each test is named M-NN:
 import grp
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -253,14 +254,19 @@ def test_M_04_a_failed_drop_ends_the_worker_and_the_primary_gives_up():
     up (status 2) and says the workers could not drop their privileges."""
     pw = ensure_test_user()
     # The primary runs as the test user (setpriv), asked for workers as nobody.
-    # Its event log in a directory it may write to.
+    # Its event log in a directory it may write to, with its binary.
     where = tempfile.mkdtemp(prefix="bw-m04-")
     os.chmod(where, 0o777)
     log = EventLog(os.path.join(where, "events.jsonl"))
     env = {"PORT": 0, "WORKERS": 1, "RUN_AS_USER": "nobody", "RESTART_INTENSITY": 2,
            "RESTART_PERIOD_MS": 60000, "BW_EVENT_LOG": log.path}
+    # A copy of the binary there too: the build tree may be in a directory
+    # the test user cannot enter (a checkout under /root).
+    exe = os.path.join(where, "bulwark-server")
+    shutil.copy(example_binary(), exe)
+    os.chmod(exe, 0o755)
     p = Process(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
-                 example_binary()], env=env, ready_pattern=None)
+                 exe], env=env, ready_pattern=None)
     try:
         code = p.wait(20)
         out = p.output()
