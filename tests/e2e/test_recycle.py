@@ -28,7 +28,8 @@ Each test is named M-NN:
 - M-05: the root policy: as root with no user, ALLOW_ROOT=0 refuses to
   start (exit 1, a message naming --user and --allow-root, nothing
   forked); unset, the workers run as root with a warning in the log;
-  ALLOW_ROOT=1, without the warning.
+  ALLOW_ROOT=1, without the warning; RUN_AS_GROUP alone, root workers in
+  that group only, with the warning.
 - M-06: PID_FILE: a stale pid file (another pid) is replaced by the
   primary's pid once it listens, and removed at a clean exit; a pid file
   someone else rewrote meanwhile is left alone.
@@ -308,10 +309,18 @@ def test_M_05_root_workers_without_a_user_refused_warned_or_allowed(cluster, tmp
     p.wait_for("WARN: cluster: workers run as root")
     assert request(port, "/").status == 200
     stop_and_forget(p, log)
-    p, port, _ = cluster(workers=1, ALLOW_ROOT=1)
+    p, port, log = cluster(workers=1, ALLOW_ROOT=1)
+    assert request(port, "/").status == 200
+    stop_and_forget(p, log)
+    assert "workers run as root" not in p.output(), p.output()
+    # A group alone: root workers still (the warning), in that group only.
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    p, port, log = cluster(workers=1, RUN_AS_GROUP="nogroup")
+    p.wait_for("WARN: cluster: workers run as root")
+    ids = status_ids(log.of("listening")[0]["pid"])
+    assert (ids["Uid"], ids["Gid"], ids["Groups"]) == ([0] * 4, [nogroup] * 4, [nogroup]), ids
     assert request(port, "/").status == 200
     stop_cluster(p)
-    assert "workers run as root" not in p.output(), p.output()
 
 
 @no_asan
