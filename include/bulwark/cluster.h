@@ -175,8 +175,9 @@ typedef struct bw_cluster_options {
      * threshold, drawn by the primary at fork and written in its fork event
      * as "max_requests") is replaced the rolling-restart way: its
      * replacement is forked first, and once that one listens the old one
-     * disconnects gracefully, handing its connections off. 0: off (the
-     * default, and the jitter's default). */
+     * disconnects gracefully, handing its connections off. A soft limit:
+     * the primary looks every 50 ms, and the worker serves on until its
+     * replacement listens. 0: off (the default, and the jitter's). */
     uint64_t max_requests;
     uint64_t max_requests_jitter;
     /* The same for a worker whose resident memory (/proc/<pid>/statm, read
