@@ -27,6 +27,8 @@
  *                     worker, in doubt, retires gracefully
  *   /pid              the worker's process id (which worker serves a connection)
  *   /slow?ms=N        answers after N ms
+ *   /hog?mb=N         allocates N MiB (default 1) and keeps it: the worker's
+ *                     resident memory grows (for MAX_MEMORY_MB)
  *
  * Settings: each has a command-line flag and an environment variable, the
  * flag winning (`bulwark-server --help` lists them with their defaults):
@@ -50,7 +52,13 @@
  * UPGRADE_TIMEOUT_MS (SIGUSR2 execs the program file again; a new primary
  * not ready this soon is killed and this one serves on), ADMIN_PORT and
  * ADMIN_HOST (the primary's /metrics, /healthz and /readyz; 0: off, -1:
- * any free port; loopback by default).
+ * any free port; loopback by default),
+ * MAX_REQUESTS and MAX_REQUESTS_JITTER (a worker is recycled, replaced
+ * first, after MAX_REQUESTS + a random 0..jitter requests; 0: never),
+ * MAX_MEMORY_MB (recycled past this resident memory; 0: never),
+ * RUN_AS_USER and RUN_AS_GROUP (--user, --group: the workers drop to them;
+ * the primary keeps its own), ALLOW_ROOT (as root with no user: 1 runs
+ * root workers silently, 0 refuses to start, unset warns), PID_FILE.
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
  * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
@@ -98,6 +106,13 @@ enum {
     S_ERROR_DELAY_MS,
     S_FAIL_AT_START,
     S_FAIL_AT_START_IF,
+    S_MAX_REQUESTS,
+    S_MAX_REQUESTS_JITTER,
+    S_MAX_MEMORY_MB,
+    S_RUN_AS_USER,
+    S_RUN_AS_GROUP,
+    S_ALLOW_ROOT,
+    S_PID_FILE,
     S_COUNT
 };
 
@@ -158,6 +173,23 @@ static setting settings[S_COUNT] = {
     [S_FAIL_AT_START_IF] = {"fail-at-start-if", "FAIL_AT_START_IF", "FILE",
                             "workers started while FILE exists fault before they listen",
                             "none", NULL},
+    [S_MAX_REQUESTS] = {"max-requests", "MAX_REQUESTS", "N",
+                        "recycle a worker after this many requests (0: never)", "", NULL},
+    [S_MAX_REQUESTS_JITTER] = {"max-requests-jitter", "MAX_REQUESTS_JITTER", "N",
+                               "...plus a random 0..N, drawn per worker", "", NULL},
+    [S_MAX_MEMORY_MB] = {"max-memory-mb", "MAX_MEMORY_MB", "N",
+                         "recycle a worker whose resident memory exceeds N MiB (0: never)", "",
+                         NULL},
+    [S_RUN_AS_USER] = {"user", "RUN_AS_USER", "NAME",
+                       "the workers' user, a name or a uid (the primary keeps its own)", "none",
+                       NULL},
+    [S_RUN_AS_GROUP] = {"group", "RUN_AS_GROUP", "NAME",
+                        "the workers' group, a name or a gid", "the user's", NULL},
+    [S_ALLOW_ROOT] = {"allow-root", "ALLOW_ROOT", "0|1",
+                      "as root with no user: 1 runs root workers, 0 refuses to start",
+                      "unset: a warning", NULL},
+    [S_PID_FILE] = {"pid-file", "PID_FILE", "FILE", "write the primary's pid into FILE",
+                    "none", NULL},
 };
 
 /* The flag's value, else the environment's, else NULL. */
@@ -278,6 +310,9 @@ static void fill_defaults(const bw_cluster_options *o)
         {S_MAX_FORKS_PER_SECOND, (uint64_t)o->max_forks_per_second},
         {S_HANDOFF_TIMEOUT_MS, o->handoff_timeout_ms},
         {S_UPGRADE_TIMEOUT_MS, o->upgrade_timeout_ms},
+        {S_MAX_REQUESTS, o->max_requests},
+        {S_MAX_REQUESTS_JITTER, o->max_requests_jitter},
+        {S_MAX_MEMORY_MB, o->max_memory_mb},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         snprintf(settings[d[i].id].def, sizeof settings[d[i].id].def, "%" PRIu64, d[i].v);
@@ -339,6 +374,31 @@ static void faulting_cleanup(void *arg)
     *nowhere = 2;
 }
 
+/* /hog?mb=N: allocates N MiB (default 1), touches every page and keeps
+ * it for the worker's life: resident memory that grows, for MAX_MEMORY_MB. */
+static void hog(bw_http_request *req, bw_http_response *res)
+{
+    typedef struct chunk {
+        struct chunk *next;
+    } chunk;
+    static chunk *kept;
+    const char *q = strstr(bw_http_request_query(req), "mb=");
+    long mb = q != NULL ? atol(q + 3) : 1;
+    if (mb < 0 || mb > 4096)
+        mb = 1;
+    for (long i = 0; i < mb; i++) {
+        chunk *c = malloc(1 << 20);
+        if (c == NULL)
+            break;
+        memset(c, 0x5a, 1 << 20);
+        c->next = kept;
+        kept = c;
+    }
+    char body[32];
+    int n = snprintf(body, sizeof body, "kept %ld MiB\n", mb);
+    bw_http_response_send(res, 200, "text/plain", body, (size_t)n);
+}
+
 /* ---- The handler ------------------------------------------------------- */
 
 static void answer_slow(bw_timer *t, void *data)
@@ -392,6 +452,8 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
         bw_http_response_send(res, 200, "text/plain", pid, (size_t)n);
     } else if (strcmp(path, "/slow") == 0) {
         bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res, NULL);
+    } else if (strcmp(path, "/hog") == 0) {
+        hog(req, res);
     } else {
         bw_http_response_end(res, "ok", 2);
     }
@@ -453,10 +515,25 @@ int main(int argc, char **argv)
         o.admin_port = atoi(admin_port); /* -1: any free port */
     if (setting_value(S_ADMIN_HOST) != NULL)
         o.admin_host = setting_value(S_ADMIN_HOST);
+    o.max_requests = setting_u64(S_MAX_REQUESTS, o.max_requests);
+    o.max_requests_jitter = setting_u64(S_MAX_REQUESTS_JITTER, o.max_requests_jitter);
+    o.max_memory_mb = setting_u64(S_MAX_MEMORY_MB, o.max_memory_mb);
+    o.user = setting_value(S_RUN_AS_USER);
+    o.group = setting_value(S_RUN_AS_GROUP);
+    const char *allow_root = setting_value(S_ALLOW_ROOT);
+    if (allow_root != NULL && *allow_root != '\0')
+        o.allow_root = strcmp(allow_root, "0") == 0 ? BW_NO : BW_YES;
+    o.pid_file = setting_value(S_PID_FILE);
     error_delay_ms = setting_u64(S_ERROR_DELAY_MS, error_delay_ms);
     /* Process-wide, inherited by the workers. */
     if (setting_value(S_CALLBACK_LIMIT_MS) != NULL)
         bw_guard_set_callback_limit(setting_u64(S_CALLBACK_LIMIT_MS, 0));
+    if (geteuid() == 0 && (o.user == NULL || *o.user == '\0') && o.allow_root == BW_NO) {
+        fprintf(stderr, "bulwark-server: refusing to run the workers as root: give them a user "
+                        "(--user=NAME, RUN_AS_USER), or allow it (--allow-root=1, "
+                        "ALLOW_ROOT=1)\n");
+        return 1;
+    }
     const char *host = setting_value(S_HOST);
     return bw_cluster_run(&o, host != NULL ? host : "127.0.0.1",
                           (int)setting_u64(S_PORT, 1337), worker_main, NULL);

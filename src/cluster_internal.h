@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "bulwark/cluster.h"
+#include "cluster_recycle.h"
 #include "http_internal.h"
 #include "internal.h"
 #include "sd_notify.h"
@@ -33,6 +34,8 @@ enum bw__msg_type {
     BW__MSG_RETIRING = 'R',      /* "kill_ms METHOD /path": the error is in that request;
                                     the worker's own kill timer fires after kill_ms */
     BW__MSG_DISCONNECTING = 'D', /* worker-initiated disconnect: acknowledge */
+    BW__MSG_FAILED = 'F',        /* "why": the worker cannot start and exits (the primary's
+                                    log says why: its exit status may come after its EOF) */
     /* primary -> worker */
     BW__MSG_DISCONNECT = 'd',    /* primary-initiated graceful disconnect; "stay": no worker
                                     could take its connections (they close there) */
@@ -109,6 +112,9 @@ struct bw_worker {
     int ho_fd;          /* the handoff channel (-1: none) */
     uv_poll_t ho_poll;
     bool ho_poll_open;
+    uint64_t recycle_at;     /* recycle once it dispatched this many (0: never) */
+    bool recycle_due;        /* past a limit: to be replaced (cluster_recycle.c) */
+    char failure[192];       /* "; it reported: ..." (BW__MSG_FAILED), or "" */
 };
 
 typedef struct bw__event_cb {
@@ -180,6 +186,19 @@ struct bw_cluster {
     char notify_status[160]; /* the last STATUS= sent */
     bw__upgrade upgrade;     /* SIGUSR2 (cluster_upgrade.c) */
     bw__metrics *metrics;    /* the admin listener and the counters (cluster_metrics.c) */
+    /* Recycling (cluster_recycle.c). */
+    uint64_t recycle_rng;    /* the jitter's generator state */
+    uint64_t rss_checked_ms; /* the last reading of the workers' RSS */
+    bw_worker *recycle_new;  /* the replacement being started... */
+    bw_worker *recycle_old;  /* ...for this one */
+    /* Privileges and pid file (cluster_privileges.c). */
+    bool drop_privileges;
+    uid_t run_uid;
+    gid_t run_gid;
+    gid_t *run_groups;
+    int nrun_groups;
+    char run_user[64];       /* for the log: the name as given */
+    char *pid_file;          /* written by bw_cluster_start (NULL: none or not yet) */
 };
 
 /* cluster_metrics.c: the admin listener (/metrics, /healthz, /readyz) and
@@ -226,6 +245,37 @@ BW__HIDDEN bool bw__upgrade_is_peer(const bw_cluster *c, const bw_worker *w);
 BW__HIDDEN bw_worker *bw__upgrade_receiver(bw_cluster *c);
 BW__HIDDEN void bw__upgrade_close(bw_cluster *c);
 BW__HIDDEN void bw__upgrade_free(bw_cluster *c);
+
+/* cluster_recycle.c: the worker's request threshold, drawn at fork (before
+ * the fork: the child's copy is the same); the fork event's extra fields
+ * (NULL: none); the tick's checks; the hooks of a worker that listens
+ * (a replacement: its old worker may drain), of one that is gone, and of
+ * a rolling restart that begins (it takes the recycling over). */
+BW__HIDDEN void bw__recycle_plan(bw_cluster *c, bw_worker *w);
+BW__HIDDEN const char *bw__recycle_fork_extra(const bw_worker *w, char *buf, size_t size);
+BW__HIDDEN void bw__recycle_tick(bw_cluster *c, uint64_t now_ms);
+BW__HIDDEN void bw__recycle_listening(bw_cluster *c, bw_worker *w);
+BW__HIDDEN void bw__recycle_gone(bw_cluster *c, bw_worker *w);
+BW__HIDDEN void bw__recycle_rolling_begins(bw_cluster *c);
+/* cluster_primary.c: the fork ceiling and start-up backoff, as supervision
+ * applies them (takes a token when it says yes). */
+BW__HIDDEN bool bw__cluster_fork_allowed(bw_cluster *c);
+/* An event: its line in the event log (with `extra` fields) and the
+ * callbacks (cluster_primary.c). */
+BW__HIDDEN void bw__cluster_emit(bw_cluster *c, bw_cluster_event *ev, const char *extra);
+
+/* cluster_privileges.c: look up `user` and `group` and apply the root
+ * policy (bw_cluster_new; 0 or its documented errors); drop them in a
+ * worker (on failure: BW__MSG_FAILED, then exit BW_EXIT_PRIVILEGES); in
+ * the primary, record a BW__MSG_FAILED, and what a start-up failure was,
+ * for its log ("" or "; ..."); the pid file. */
+BW__HIDDEN int bw__privileges_init(bw_cluster *c);
+BW__HIDDEN void bw__privileges_drop(const bw_cluster *c, int worker_id, int channel_fd);
+BW__HIDDEN void bw__worker_failed(bw_worker *w, const char *why, size_t len);
+BW__HIDDEN const char *bw__worker_failure_hint(const bw_worker *w);
+BW__HIDDEN void bw__privileges_free(bw_cluster *c);
+BW__HIDDEN int bw__pid_file_write(bw_cluster *c);
+BW__HIDDEN void bw__pid_file_remove(bw_cluster *c);
 
 /* cluster_notify.c: open NOTIFY_SOCKET (if opts.notify); tell the manager
  * what changed (call after any change of worker state, start, reload,

@@ -56,6 +56,7 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->admin_port = 0;
     o->admin_host = "127.0.0.1";
     o->metrics = true;
+    o->allow_root = BW_UNSET;
 }
 
 static uint64_t now_ms(const bw_cluster *c)
@@ -68,7 +69,8 @@ static uint64_t now_ms(const bw_cluster *c)
 static const char *event_name(bw_cluster_event_type t)
 {
     static const char *names[] = {"fork",   "online",   "listening", "disconnect", "exit",
-                                  "message", "retiring", "hang",      "quarantine"};
+                                  "message", "retiring", "hang",      "quarantine",
+                                  "recycle"};
     return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -156,6 +158,11 @@ static void emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
     bw_invoke(NULL, run_event_callbacks, &e);
 }
 
+void bw__cluster_emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
+{
+    emit(c, ev, extra);
+}
+
 static void emit_simple(bw_cluster *c, bw_cluster_event_type type, bw_worker *w)
 {
     bw_cluster_event ev = {.type = type, .worker = w, .exit_code = -1};
@@ -209,6 +216,13 @@ int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_m
             bw_free(c);
             return e;
         }
+    }
+    int prc = bw__privileges_init(c);
+    if (prc != 0) {
+        if (c->event_log_fd >= 0)
+            close(c->event_log_fd);
+        bw_free(c);
+        return prc;
     }
     bw__cluster_notify_init(c);
     bw__upgrade_init(c);
@@ -513,6 +527,7 @@ int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker **out)
     w->c = c;
     w->id = c->next_id++;
     w->shm = shm;
+    bw__recycle_plan(c, w);
     w->after_disconnect = BW_UNSET;
     w->exit_code = -1;
     bw__fd_snapshot *fds = bw_malloc(sizeof *fds); /* NULL: the child closes all */
@@ -582,7 +597,9 @@ static void on_deferred(uv_idle_t *idle)
     for (bw_worker *w = c->workers; w != NULL; w = w->next) {
         if (w->fork_event_pending) {
             w->fork_event_pending = false;
-            emit_simple(c, BW_EVENT_FORK, w);
+            char extra[48];
+            bw_cluster_event ev = {.type = BW_EVENT_FORK, .worker = w, .exit_code = -1};
+            emit(c, &ev, bw__recycle_fork_extra(w, extra, sizeof extra));
         }
     }
     if (c->disconnect_done_pending) {
@@ -652,6 +669,11 @@ static void log_replacement(bw_cluster *c, bw_worker *fresh, bw_worker *old, con
     }
 }
 
+bool bw__cluster_fork_allowed(bw_cluster *c)
+{
+    return fork_allowed(c);
+}
+
 /* Keep `workers` workers counting towards capacity. */
 static void maintain(bw_cluster *c)
 {
@@ -675,7 +697,9 @@ int bw_cluster_start(bw_cluster *c)
 {
     if (c->nlisten == 0)
         bw_log(BW_LOG_WARN, "cluster: starting workers with no listening socket");
-    int rc = bw__metrics_start(c);
+    int rc = bw__pid_file_write(c);
+    if (rc == 0)
+        rc = bw__metrics_start(c);
     if (rc != 0)
         return rc;
     c->supervising = true;
@@ -701,9 +725,11 @@ static void startup_failure(bw_cluster *c, bw_worker *w)
         return;
     }
     bw_log(BW_LOG_WARN,
-           "cluster: worker %d (pid %ld) died before listening (%s %d); restarting in %llu ms",
+           "cluster: worker %d (pid %ld) died before listening (%s %d%s); restarting in %llu ms",
            w->id, (long)w->pid, w->term_signal ? "signal" : "exit code",
-           w->term_signal ? w->term_signal : w->exit_code, (unsigned long long)c->backoff_ms);
+           w->term_signal ? w->term_signal : w->exit_code,
+           bw__worker_failure_hint(w),
+           (unsigned long long)c->backoff_ms);
     c->next_fork_ms = now + c->backoff_ms;
     c->backoff_ms *= 2;
     if (c->backoff_ms > c->opts.backoff_max_ms)
@@ -718,10 +744,11 @@ static void give_up(bw_cluster *c, const bw_worker *last)
     c->exit_status = 2;
     bw_log(BW_LOG_FATAL,
            "cluster: giving up: more than %d workers died before listening within %llu ms "
-           "(the last, worker %d, %s %d); not forking again",
+           "(the last, worker %d, %s %d%s); not forking again",
            c->opts.restart_intensity, (unsigned long long)c->opts.restart_period_ms, last->id,
            last->term_signal ? "by signal" : "with exit code",
-           last->term_signal ? last->term_signal : last->exit_code);
+           last->term_signal ? last->term_signal : last->exit_code,
+           bw__worker_failure_hint(last));
     bw__cluster_event_line(c, "giveup", last, NULL);
     begin_shutdown(c);
 }
@@ -763,6 +790,7 @@ static void on_worker_gone(bw_cluster *c, bw_worker *w)
         startup_failure(c, w);
     else if (w->was_listening)
         c->backoff_ms = c->opts.backoff_initial_ms;
+    bw__recycle_gone(c, w);
     if (c->rolling && w == c->rolling_new && !w->was_listening)
         abandon_rolling_restart(c, w);
     else if (c->rolling && w->rolling_old)
@@ -875,6 +903,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         emit(c, &ev, extra);
         bw__metrics_listening(c, w);
         bw__cluster_notify_update(c);
+        bw__recycle_listening(c, w); /* a recycled worker's replacement: the old one drains */
         if (c->rolling && w == c->rolling_new) {
             /* The new one listens: now the old one may drain. */
             c->rolling_new = NULL;
@@ -927,6 +956,9 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
         bw__msg_send(w->fd, BW__MSG_ACK, NULL, 0);
         maintain(c);
         bw__cluster_notify_update(c);
+        return;
+    case BW__MSG_FAILED:
+        bw__worker_failed(w, payload, plen);
         return;
     case BW__MSG_USER: {
         bw_cluster_event ev = {.type = BW_EVENT_MESSAGE, .worker = w, .data = payload,
@@ -1070,6 +1102,7 @@ static void on_tick(uv_timer_t *t)
         if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
             c->poison[i].until_ms = 0;
     bw__upgrade_tick(c, now);
+    bw__recycle_tick(c, now);
     maintain(c);
     bw__cluster_notify_update(c); /* forks and hangs of this tick */
 }
@@ -1239,6 +1272,7 @@ int bw_cluster_rolling_restart(bw_cluster *c)
     if (c->rolling)
         return 0; /* one restart at a time; it already covers every worker */
     /* Mark the current generation; each is replaced in turn. */
+    bw__recycle_rolling_begins(c);
     c->rolling = true;
     for (bw_worker *w = c->workers; w != NULL; w = w->next)
         if (counts_as_capacity(w))
@@ -1373,6 +1407,8 @@ void bw_cluster_free(bw_cluster *c)
         return;
     if (c->event_log_fd >= 0)
         close(c->event_log_fd);
+    bw__pid_file_remove(c);
+    bw__privileges_free(c);
     bw__notify_close(&c->notify);
     bw__relay_free(c);
     bw__upgrade_free(c);
@@ -1486,7 +1522,8 @@ int bw_cluster_run(const bw_cluster_options *options, const char *host, int port
            (long)getpid(), c->port, c->opts.workers);
     rc = bw_cluster_start(c);
     if (rc != 0) {
-        bw_log(BW_LOG_FATAL, "cluster: cannot start: %s", bw_strerror(rc));
+        bw_log(BW_LOG_FATAL, "cluster: cannot start (pid file %s, admin port %d): %s",
+               c->opts.pid_file ? c->opts.pid_file : "none", c->opts.admin_port, bw_strerror(rc));
         return 1;
     }
     /* The loop ends once the cluster is closed (shutdown or giving up). */

@@ -228,6 +228,8 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
     if (ho_fd >= 0)
         keep[nkeep++] = ho_fd;
     close_inherited(keep, nkeep, fds);
+    /* Before any user code: the worker runs as `user`/`group` from here. */
+    bw__privileges_drop(c, w->id, fd);
     is_worker = true;
 
     static bw_worker_ctx ctx; /* one per process */

@@ -95,6 +95,34 @@
  * the primary counts exits by reason, replacement and drain times, and
  * handoffs itself. docs/DEPLOYMENT.md lists every metric.
  *
+ * Recycling and limits (`max_requests`, `max_requests_jitter`,
+ * `max_memory_mb`; all off by default): the primary decides, from its tick.
+ * A worker past its request threshold (the dispatched count the worker
+ * keeps in the page it shares with the primary, the count the hang report
+ * reads: the request path does nothing new) or its resident-memory limit
+ * is recycled as a rolling restart replaces a worker: its replacement is
+ * forked first, and once that one listens the old one disconnects
+ * gracefully and hands its connections off, so no request is lost. One
+ * worker at a time, none while a rolling restart runs (it replaces them
+ * all), none while shutting down. The primary logs why at info level
+ * (requests and threshold, or RSS and limit) and emits BW_EVENT_RECYCLE
+ * ("recycle" in the event log, with the reason). A replacement that dies
+ * before listening counts as a start-up failure (backoff, restart
+ * intensity); the old worker keeps serving and is recycled later.
+ *
+ * Privileges (`user`, `group`): the primary keeps its identity (root, to
+ * bind port 80; it never runs user code); each worker, right after fork and
+ * before any user code, sets its supplementary groups (the user's, from
+ * the group database, or just `group`), then its gid, then its uid, and
+ * checks the result (real and effective ids, and that setuid(0) now
+ * fails). A failure is logged and ends the worker with
+ * BW_EXIT_PRIVILEGES before it listens: supervision restarts it with
+ * backoff and, past the restart intensity, gives up saying why. A primary
+ * that is not root can only "drop" to its own ids: anything else fails
+ * that way. Workers running as root without a `user`: see `allow_root`
+ * (by default a warning, not a refusal, so that a program that ran as
+ * root before keeps running; a service should set a user, or BW_NO).
+ *
  * A reload that must pick up a new binary needs an exec: bulwark forks
  * workers from the primary's image, so a new binary means restarting the
  * primary (systemd socket activation keeps the listening socket across
@@ -168,7 +196,40 @@ typedef struct bw_cluster_options {
     bool metrics;                   /* with the admin listener, workers keep the counters
                                        of /metrics (about 46 instructions per request).
                                        Default true */
+    /* Recycling ("Recycling and limits" above). A worker that has dispatched
+     * max_requests + a random 0..max_requests_jitter requests (its own
+     * threshold, drawn by the primary at fork and written in its fork event
+     * as "max_requests") is replaced the rolling-restart way: its
+     * replacement is forked first, and once that one listens the old one
+     * disconnects gracefully, handing its connections off. A soft limit:
+     * the primary looks every 50 ms, and the worker serves on until its
+     * replacement listens. 0: off (the default, and the jitter's). */
+    uint64_t max_requests;
+    uint64_t max_requests_jitter;
+    /* The same for a worker whose resident memory (/proc/<pid>/statm, read
+     * at most once a second) exceeds this many MiB. 0: off (default). */
+    uint64_t max_memory_mb;
+    /* Privileges ("Privileges" above): the user and group the workers run
+     * as, names or numeric ids; NULL (the default): the primary's own.
+     * group NULL with a user: the user's primary group. Read by
+     * bw_cluster_new. */
+    const char *user;
+    const char *group;
+    /* Workers running as root because the primary does and no `user` is
+     * set: BW_UNSET (the default) allows it with a warning in the log,
+     * BW_NO refuses (bw_cluster_new: -EPERM), BW_YES allows it silently. A
+     * user that is root (uid 0) is explicit, always allowed. */
+    bw_tristate allow_root;
+    /* A file the primary writes its pid into (atomically: a temporary file
+     * renamed) when bw_cluster_start begins, and removes when the cluster is
+     * freed if the file still holds its pid. NULL: none (default). The
+     * string is copied. */
+    const char *pid_file;
 } bw_cluster_options;
+
+/* The exit status of a worker that could not drop its privileges (as
+ * sysexits' EX_NOPERM). */
+#define BW_EXIT_PRIVILEGES 77
 
 /* Fill `o` with the defaults documented on each field. */
 BW_EXTERN void bw_cluster_options_init(bw_cluster_options *o);
@@ -193,6 +254,8 @@ typedef enum bw_cluster_event_type {
     BW_EVENT_RETIRING = 6, /* the worker hit an error and is draining */
     BW_EVENT_HANG = 7,     /* no heartbeat: the worker is being killed */
     BW_EVENT_QUARANTINE = 8,
+    BW_EVENT_RECYCLE = 9,  /* the worker reached max_requests or max_memory_mb: it is
+                              replaced, then drains (data: the reason) */
 } bw_cluster_event_type;
 
 typedef struct bw_cluster_event {
@@ -207,7 +270,8 @@ typedef struct bw_cluster_event {
     int exit_code;
     int term_signal;
     /* MESSAGE: the payload (valid during the callback). RETIRING, HANG,
-     * QUARANTINE: "METHOD /path" of the request concerned. */
+     * QUARANTINE: "METHOD /path" of the request concerned. RECYCLE:
+     * "max_requests" or "max_memory". */
     const char *data;
     size_t len;
 } bw_cluster_event;
@@ -220,7 +284,9 @@ typedef int (*bw_worker_main_fn)(bw_worker_ctx *ctx, void *data);
 
 /*
  * A cluster on the primary's loop. Nothing is forked yet. The event log
- * (options or BW_EVENT_LOG) is opened here. 0, -ENOMEM, or -errno.
+ * (options or BW_EVENT_LOG) is opened here, and `user` and `group` are
+ * looked up. 0, -ENOMEM, -EINVAL (a bad option), -ENOENT (no such user or
+ * group), -EPERM (root workers refused: allow_root BW_NO), or -errno.
  */
 BW_EXTERN int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options,
                              bw_worker_main_fn main, void *data, bw_cluster **out);
@@ -256,8 +322,9 @@ BW_EXTERN int bw_cluster_fork(bw_cluster *c, const char *const *env, bw_worker *
  * (PR_SET_PDEATHSIG), which Linux ties to the thread that forked them:
  * run the primary's loop on the thread that will live as long as the
  * primary (its main thread), or a worker is told to stop when that thread
- * exits. With admin_port set, the admin listener starts first. 0, or the
- * admin listener's error (nothing is forked then: -EADDRINUSE, ...). */
+ * exits. With admin_port set, the admin listener starts first. 0; -errno
+ * if the pid file (`pid_file`) could not be written; or the admin
+ * listener's error (-EADDRINUSE...). Nothing is forked after an error. */
 BW_EXTERN int bw_cluster_start(bw_cluster *c);
 
 /* Graceful shutdown: stop replacing (supervision ends), disconnect every
