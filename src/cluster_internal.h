@@ -275,6 +275,8 @@ BW__HIDDEN void bw__worker_failed(bw_worker *w, const char *why, size_t len);
 BW__HIDDEN const char *bw__worker_failure_hint(const bw_worker *w);
 BW__HIDDEN void bw__privileges_free(bw_cluster *c);
 BW__HIDDEN int bw__pid_file_write(bw_cluster *c);
+/* An upgrade's handover: the file names the successor from now on. */
+BW__HIDDEN void bw__pid_file_hand_over(bw_cluster *c, pid_t successor);
 BW__HIDDEN void bw__pid_file_remove(bw_cluster *c);
 
 /* cluster_notify.c: open NOTIFY_SOCKET (if opts.notify); tell the manager

@@ -219,23 +219,16 @@ const char *bw__worker_failure_hint(const bw_worker *w)
 
 /* ---- The pid file ------------------------------------------------------ */
 
-int bw__pid_file_write(bw_cluster *c)
+/* Write `pid` into `path` atomically (a temporary file renamed over it). */
+static int write_pid(const char *path, pid_t pid)
 {
-    const char *path = c->opts.pid_file;
-    if (path == NULL || *path == '\0')
-        return 0;
     size_t len = strlen(path);
-    char *copy = bw_malloc(len + 1);
     char *tmp = bw_malloc(len + 32);
-    if (copy == NULL || tmp == NULL) {
-        bw_free(copy);
-        bw_free(tmp);
+    if (tmp == NULL)
         return -ENOMEM;
-    }
-    memcpy(copy, path, len + 1);
     snprintf(tmp, len + 32, "%s.%ld.tmp", path, (long)getpid());
     char text[32];
-    int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
     int rc = 0;
     errno = 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -252,6 +245,24 @@ int bw__pid_file_write(bw_cluster *c)
             unlink(tmp);
     }
     bw_free(tmp);
+    return rc;
+}
+
+int bw__pid_file_write(bw_cluster *c)
+{
+    const char *path = c->opts.pid_file;
+    if (path == NULL || *path == '\0')
+        return 0;
+    size_t len = strlen(path);
+    char *copy = bw_malloc(len + 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, path, len + 1);
+    /* A new primary started by an upgrade is not the service's yet: its
+     * predecessor writes its pid at the handover (bw__pid_file_hand_over),
+     * so that a failed upgrade leaves the file naming the primary that
+     * still serves. */
+    int rc = c->upgrade.successor ? 0 : write_pid(copy, getpid());
     if (rc != 0) {
         bw_free(copy);
         return rc;
@@ -259,6 +270,16 @@ int bw__pid_file_write(bw_cluster *c)
     bw_free(c->pid_file);
     c->pid_file = copy;
     return 0;
+}
+
+void bw__pid_file_hand_over(bw_cluster *c, pid_t successor)
+{
+    if (c->pid_file == NULL)
+        return;
+    int rc = write_pid(c->pid_file, successor);
+    if (rc != 0)
+        bw_log(BW_LOG_ERROR, "cluster: cannot write the new primary's pid %ld into %s: %s",
+               (long)successor, c->pid_file, bw_strerror(rc));
 }
 
 void bw__pid_file_remove(bw_cluster *c)

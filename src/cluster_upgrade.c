@@ -377,6 +377,7 @@ void bw__upgrade_on_ready(bw_cluster *c)
     snprintf(extra, sizeof extra, "\"successor\": %ld", (long)u->successor_pid);
     bw__cluster_event_line(c, "upgrade_ready", NULL, extra);
     bw__cluster_notify_hand_over(c, u->successor_pid);
+    bw__pid_file_hand_over(c, u->successor_pid);
     bw__cluster_hand_over(c);
 }
 

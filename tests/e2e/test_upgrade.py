@@ -78,7 +78,8 @@ def test_G_01_upgrade_under_load_loses_nothing(tmp_path):
     v1, v2 = d.build("v1"), d.build("v2")
     d.point_at(v1)
     n = NotifyListener()
-    p, port, log = d.start(env={"NOTIFY_SOCKET": n.name})
+    pid_file = tmp_path / "bulwark.pid"
+    p, port, log = d.start(env={"NOTIFY_SOCKET": n.name, "PID_FILE": pid_file})
     new_pid = None
     try:
         n.wait_for("READY", "1")
@@ -110,6 +111,7 @@ def test_G_01_upgrade_under_load_loses_nothing(tmp_path):
         assert set(inn) == {200} and inn[200] > 50 and storm["connect_failures"] == 0, storm
         # The new file runs, as the only primary, with its own workers.
         assert exe_of(new_pid) == v2
+        assert pid_file.read_text() == f"{new_pid}\n"  # written at the handover
         forked = {e["pid"] for e in log.of("fork")}
         listening = [e for e in log.of("listening")]
         assert len(listening) >= 4 and len(forked) >= 4
@@ -140,7 +142,9 @@ def test_G_02_failed_upgrades_leave_the_old_primary_serving(tmp_path):
     v1 = d.build("v1")
     d.point_at(v1)
     crash_flag = str(tmp_path / "workers-crash")
+    pid_file = tmp_path / "bulwark.pid"
     p, port, log = d.start(env={"UPGRADE_TIMEOUT_MS": 3000, "FAIL_AT_START_IF": crash_flag,
+                                "PID_FILE": pid_file,
                                 "RESTART_INTENSITY": 2})
     new_pid = None
     try:
@@ -160,6 +164,7 @@ def test_G_02_failed_upgrades_leave_the_old_primary_serving(tmp_path):
             # Served all along, by the old primary's workers.
             assert request(port).body == b"ok", what
             assert p.proc.poll() is None, what
+            assert pid_file.read_text() == f"{p.proc.pid}\n", what  # still the old one's
             if os.path.exists(crash_flag):
                 os.unlink(crash_flag)
         # A good build afterwards: the upgrade goes through.
@@ -169,6 +174,7 @@ def test_G_02_failed_upgrades_leave_the_old_primary_serving(tmp_path):
         new_pid = log.wait_count("upgrade_ready", 1, timeout=20)[0]["successor"]
         assert p.proc.wait(30) == 0, p.output()
         assert exe_of(new_pid) == v2
+        assert pid_file.read_text() == f"{new_pid}\n"
         assert request(port).body == b"ok"
         stop_pid(new_pid)
         new_pid = None
