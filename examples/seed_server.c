@@ -58,7 +58,10 @@
  * MAX_MEMORY_MB (recycled past this resident memory; 0: never),
  * RUN_AS_USER and RUN_AS_GROUP (--user, --group: the workers drop to them;
  * the primary keeps its own), ALLOW_ROOT (as root with no user: 1 runs
- * root workers silently, 0 refuses to start, unset warns), PID_FILE.
+ * root workers silently, 0 refuses to start, unset warns), PID_FILE,
+ * ACCESS_LOG (a file, or - for standard error) and ACCESS_LOG_FORMAT
+ * (combined or json), REQUEST_ID_HEADER (1: X-Request-Id on every
+ * response).
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
  * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
@@ -100,6 +103,9 @@ enum {
     S_UPGRADE_TIMEOUT_MS,
     S_ADMIN_PORT,
     S_ADMIN_HOST,
+    S_ACCESS_LOG,
+    S_ACCESS_LOG_FORMAT,
+    S_REQUEST_ID_HEADER,
     S_RESPONSE_TIMEOUT_MS,
     S_CALLBACK_LIMIT_MS,
     S_KEEP_ON_ERRORS,
@@ -159,6 +165,12 @@ static setting settings[S_COUNT] = {
                       NULL},
     [S_ADMIN_HOST] = {"admin-host", "ADMIN_HOST", "ADDR", "the admin listener's address",
                       "127.0.0.1", NULL},
+    [S_ACCESS_LOG] = {"access-log", "ACCESS_LOG", "FILE",
+                      "a line per request into FILE (- : standard error)", "none", NULL},
+    [S_ACCESS_LOG_FORMAT] = {"access-log-format", "ACCESS_LOG_FORMAT", "combined|json",
+                             "the access log's format", "combined", NULL},
+    [S_REQUEST_ID_HEADER] = {"request-id-header", "REQUEST_ID_HEADER", "0|1",
+                             "1: send each request's id back as X-Request-Id", "0", NULL},
     [S_RESPONSE_TIMEOUT_MS] = {"response-timeout-ms", "RESPONSE_TIMEOUT_MS", "N",
                                "a request unanswered this long is a fault (0: off)", "", NULL},
     [S_CALLBACK_LIMIT_MS] = {"callback-limit-ms", "CALLBACK_LIMIT_MS", "N",
@@ -471,11 +483,25 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     bw_http_options opts;
     bw_http_options_init(&opts);
     opts.response_timeout_ms = setting_u64(S_RESPONSE_TIMEOUT_MS, opts.response_timeout_ms);
+    opts.request_id_header = setting_u64(S_REQUEST_ID_HEADER, 0) != 0;
     bw_http_server *server;
     /* KEEP_ON_ERRORS=1: a throw or an error event costs its request only
      * (cluster.h, bw_crash_policy.keep_on_errors); faults still retire. */
     bw_crash_policy policy = {.keep_on_errors = setting_u64(S_KEEP_ON_ERRORS, 0) != 0};
     int rc = bw_http_server_new(loop, &opts, handle_request, NULL, &server);
+    /* Each worker appends to the access log itself (O_APPEND, whole lines),
+     * buffered: no system call per request. */
+    bw_access_log *access = NULL;
+    const char *access_path = setting_value(S_ACCESS_LOG);
+    if (rc == 0 && access_path != NULL && *access_path != '\0') {
+        const char *format = setting_value(S_ACCESS_LOG_FORMAT);
+        rc = bw_access_log_new(loop, access_path,
+                               format != NULL && strcmp(format, "json") == 0 ? BW_ACCESS_LOG_JSON
+                                                                             : BW_ACCESS_LOG_COMBINED,
+                               &access);
+        if (rc == 0)
+            bw_http_server_on_finished(server, bw_access_log_finished, access);
+    }
     if (rc == 0)
         rc = bw_worker_ctx_serve_http(ctx, server, &policy);
     if (rc != 0) {
@@ -484,6 +510,11 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
         return 1;
     }
     bw_loop_run(loop, UV_RUN_DEFAULT);
+    if (access != NULL) { /* the last lines, the faulted request's included */
+        bw_http_server_on_finished(server, NULL, NULL);
+        bw_access_log_free(access);
+        bw_loop_run(loop, UV_RUN_DEFAULT); /* its timer's close */
+    }
     bw_http_server_free(server);
     return bw_loop_free(loop) == 0 ? 0 : 1;
 }

@@ -36,6 +36,7 @@
 #include "bulwark/fs.h"
 #include "bulwark/http.h"
 #include "bulwark/router.h"
+#include "bulwark/access_log.h"
 #include "bulwark/cluster.h"
 
 #endif /* BULWARK_H */

@@ -725,10 +725,16 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
     if (damaged || !ctx->policy.keep_on_errors)
         retire(ctx, key, n);
     if (bw_log_get_level() <= BW_LOG_ERROR) {
+        /* The id is made now if nobody asked for it yet, and the peer kept
+         * (for the access log's line, written once the connection is gone),
+         * in the request's own memory, which the 500 below writes into
+         * anyway. */
+        const char *id = bw_http_request_id(req);
+        (void)bw_http_request_peer(req);
         bw__log_request r = bw__log_request_of(req);
-        bw__log_error(BW_LOG_ERROR, err, &r, "worker %d (pid %ld): %s in request %s %s", ctx->id,
-                      (long)getpid(), ctx->retiring ? "crash" : "error (the worker goes on)",
-                      r.method, r.target);
+        bw__log_error(BW_LOG_ERROR, err, &r, "worker %d (pid %ld): %s in request %s %s (id %s)",
+                      ctx->id, (long)getpid(), ctx->retiring ? "crash" : "error (the worker goes on)",
+                      r.method, r.target, id);
     }
     if (bw_http_response_finished(res))
         return;

@@ -54,13 +54,31 @@ static uint64_t now_ms(const bw__conn *c)
     return uv_now(c->srv->loop->uv);
 }
 
+static bw__conn_spill *spill_of(bw__conn *c);
+
 const char *bw__conn_peer(bw__conn *c)
 {
-    /* Not kept per connection: 64 bytes of every idle connection for a log
-     * line that is rarely written. */
+    /* Not kept in every connection: 64 bytes of every idle connection for
+     * a log line that is rarely written. Kept once a request asked for it
+     * (bw__conn_peer_keep), read here without allocating (this runs in
+     * error paths, after faults). */
+    if (c->spill != NULL && c->spill->peer[0] != '\0')
+        return c->spill->peer;
     static __thread char peer[64];
     c->tr->peer(c, peer, sizeof peer);
     return peer;
+}
+
+const char *bw__conn_peer_keep(bw__conn *c)
+{
+    /* An access log asks for every request's peer: one getpeername per
+     * connection, not one per request. */
+    bw__conn_spill *sp = spill_of(c);
+    if (sp == NULL)
+        return bw__conn_peer(c);
+    if (sp->peer[0] == '\0')
+        c->tr->peer(c, sp->peer, sizeof sp->peer);
+    return sp->peer;
 }
 
 /* ---- Accepting --------------------------------------------------------- */
@@ -1321,6 +1339,8 @@ static void run_handler(void *arg)
 {
     bw_http_request *r = arg;
     bw_http_server *srv = r->conn->srv;
+    if (BW__UNLIKELY(srv->opts.request_id_header))
+        bw_http_response_set_header(&r->res, "X-Request-Id", bw_http_request_id(r));
     if (r->domain != NULL) {
         if (bw_domain_enter(r->domain) != 0)
             bw_throw(NULL);

@@ -126,6 +126,7 @@ struct bw_http_request {
     uint64_t received_ms; /* loop time when the whole request had arrived; 0 before */
     bw__arena arena;
     char *peer; /* the peer's address, in the arena, once asked for */
+    const char *id; /* bw_http_request_id: in the head or the arena, once asked for */
     const char *route; /* the matched pattern (router.h), or NULL */
     void *route_state;
     void *data;
@@ -151,6 +152,7 @@ enum bw__wind {
 typedef struct bw__conn_spill {
     bw__buf writing;    /* bytes handed to the transport's write */
     bw__buf pending_in; /* unparsed input kept while parsing is paused */
+    char peer[64];      /* the peer's address once a request asked for it ("" before) */
 } bw__conn_spill;
 
 struct bw__conn {
@@ -234,6 +236,8 @@ struct bw_http_server {
     uint8_t good_host_len; /* 0: none yet (an empty Host is checked each time: cheap) */
     bw_http_finished_cb finished_cb;
     bw_http_stats *stats; /* bw_http_server_count_into */
+    char id_prefix[17];   /* bw_http_request_id: 16 random hex digits */
+    uint64_t id_seq;
     void *finished_data;
     bw_http_handoff_cb handoff_cb;
     void *handoff_data;
@@ -316,6 +320,8 @@ BW__HIDDEN void bw__conn_resume(bw__conn *c);
 /* The peer's address as text, in a buffer of this thread's: valid until the
  * next call (for log lines). */
 BW__HIDDEN const char *bw__conn_peer(bw__conn *c);
+/* The same, kept in the connection (its spill) from the first call on. */
+BW__HIDDEN const char *bw__conn_peer_keep(bw__conn *c);
 BW__HIDDEN bool bw__conn_over_output_bound(const bw__conn *c);
 /* Bytes handed to the transport and not yet written. */
 static inline size_t bw__conn_writing_len(const bw__conn *c)

@@ -442,7 +442,7 @@ const char *bw_http_request_peer(const bw_http_request *req)
     /* Kept in the request's memory once asked for. */
     bw_http_request *r = (bw_http_request *)req;
     if (r->peer == NULL) {
-        const char *text = bw__conn_peer(r->conn);
+        const char *text = bw__conn_peer_keep(r->conn);
         size_t n = strlen(text) + 1;
         r->peer = bw__arena_alloc(&r->arena, n);
         if (r->peer == NULL)
@@ -452,12 +452,48 @@ const char *bw_http_request_peer(const bw_http_request *req)
     return r->peer;
 }
 
+/* X-Request-Id values kept: 1-64 of these (and nothing that could break
+ * a log line or a header). */
+static bool valid_request_id(const char *v)
+{
+    size_t n = 0;
+    for (; v[n] != '\0'; n++) {
+        unsigned char ch = (unsigned char)v[n];
+        bool ok = (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+                  ch == '-' || ch == '_' || ch == '.' || ch == ':' || ch == '+' || ch == '/' ||
+                  ch == '=';
+        if (!ok || n == 64)
+            return false;
+    }
+    return n > 0;
+}
+
+const char *bw_http_request_id(bw_http_request *req)
+{
+    if (req->id != NULL)
+        return req->id;
+    const char *given = bw_http_request_header(req, "x-request-id");
+    if (given != NULL && valid_request_id(given)) {
+        req->id = given; /* in the head, which lives as long as the request */
+        return req->id;
+    }
+    char id[40];
+    int n = snprintf(id, sizeof id, "%s-%llx", req->srv->id_prefix,
+                     (unsigned long long)++req->srv->id_seq);
+    char *kept = bw__arena_alloc(&req->arena, (size_t)n + 1);
+    if (kept == NULL)
+        return "-"; /* out of memory: no id, not a crash */
+    memcpy(kept, id, (size_t)n + 1);
+    req->id = kept;
+    return kept;
+}
+
 bw__log_request bw__log_request_of(const bw_http_request *req)
 {
     const char *peer = req->peer != NULL ? req->peer : req->conn != NULL ? bw__conn_peer(req->conn)
                                                                           : "?";
     return (bw__log_request){bw_http_request_method(req), bw_http_request_target(req), req->route,
-                             peer};
+                             peer, req->id};
 }
 
 void bw_http_request_set_data(bw_http_request *req, void *data)

@@ -10,6 +10,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -67,6 +69,10 @@ int bw_http_server_new(bw_loop *loop, const bw_http_options *options, bw_http_ha
         return -ENOMEM;
     }
     bw__member_init(&s->member, &server_member_ops);
+    uint64_t seed[1] = {0};
+    if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed[0] = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
+    snprintf(s->id_prefix, sizeof s->id_prefix, "%016llx", (unsigned long long)seed[0]);
     s->loop = loop;
     s->opts = *options;
     if (s->opts.on_request_error == NULL)

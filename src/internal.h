@@ -213,6 +213,7 @@ BW__HIDDEN void bw__error_json(const bw_error *err, bw__jw *w);
 /* The request an error happened in, for a crash report. */
 typedef struct bw__log_request {
     const char *method, *target, *route, *peer; /* route: NULL if none */
+    const char *id; /* bw_http_request_id, if it was asked for; NULL otherwise */
 } bw__log_request;
 
 /* Log an error: through a user's hook, or the default hook in text format,

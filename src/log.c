@@ -475,6 +475,8 @@ static void json_report(bw_log_level level, const bw_error *err, const bw__log_r
         bw__jw_kstr(&w, "target", req->target);
         bw__jw_kstr(&w, "route", req->route);
         bw__jw_kstr(&w, "peer", req->peer);
+        if (req->id != NULL)
+            bw__jw_kstr(&w, "id", req->id);
         bw__jw_close(&w, "}");
     }
     if (bw__jw_open(&w, "error", "{")) {

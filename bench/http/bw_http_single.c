@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bulwark.h"
 
@@ -85,9 +86,26 @@ int main(void)
     const char *metrics = getenv("METRICS");
     if (metrics != NULL && atoi(metrics) != 0)
         bw_http_server_count_into(server, &stats);
+    /* ACCESS_LOG=FILE: an access log (access_log.h) in ACCESS_LOG_FORMAT
+     * (combined or json), to measure its cost and its system calls. */
+    bw_access_log *access = NULL;
+    const char *access_path = getenv("ACCESS_LOG");
+    if (access_path != NULL && *access_path != '\0') {
+        const char *format = getenv("ACCESS_LOG_FORMAT");
+        if (bw_access_log_new(loop, access_path,
+                              format != NULL && strcmp(format, "json") == 0 ? BW_ACCESS_LOG_JSON
+                                                                            : BW_ACCESS_LOG_COMBINED,
+                              &access) != 0)
+            return 1;
+        bw_http_server_on_finished(server, bw_access_log_finished, access);
+    }
     printf("listening %d\n", bw_http_server_port(server));
     fflush(stdout);
     bw_loop_run(loop, UV_RUN_DEFAULT);
+    if (access != NULL) {
+        bw_access_log_free(access);
+        bw_loop_run(loop, UV_RUN_DEFAULT);
+    }
     bw_http_server_free(server);
     bw_http_router_free(router);
     return bw_loop_free(loop) == 0 ? 0 : 1;

@@ -104,6 +104,8 @@ typedef struct bw_http_options {
                                       (long polls and streams are legitimate) */
     int backlog;                   /* listen backlog. Default 511 */
     bool domain_per_request;       /* run each handler in a new domain. Default true */
+    bool request_id_header;        /* send each request's id (bw_http_request_id) back as
+                                      X-Request-Id. Default false */
     bool defer_continue;           /* Expect: 100-continue: false (the default, Node's) sends
                                       100 Continue before the handler runs; true sends it
                                       only when the handler reads the body (on_body,
@@ -422,6 +424,16 @@ BW_EXTERN bw_http_server *bw_http_request_server(const bw_http_request *req);
 BW_EXTERN bw_loop *bw_http_request_loop(const bw_http_request *req);
 /* The peer's address as text ("127.0.0.1:51234"). */
 BW_EXTERN const char *bw_http_request_peer(const bw_http_request *req);
+/*
+ * The request's id, for logs and tracing: the X-Request-Id it came with,
+ * if that is 1 to 64 characters of letters, digits and "-_.:+/=" (any
+ * other value is ignored, never echoed: it could forge log lines), or
+ * else one generated here, unique across the server's processes: 16 hex
+ * digits drawn at random when the server was made, '-', and a sequence
+ * number in hex. Made on the first call (in the request's memory, which
+ * holds it until the request is freed); the same string after that.
+ */
+BW_EXTERN const char *bw_http_request_id(bw_http_request *req);
 
 /* The pattern of the route that matched ("/items/:id", router.h), or
  * NULL: for handlers and logs. */

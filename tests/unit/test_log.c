@@ -237,7 +237,7 @@ __attribute__((noinline)) void log_site_throw(void *arg)
     bw_throwf(-EPERM, "%s", (const char *)arg);
 }
 
-static const bw__log_request a_request = {"GET", "/a?b=\"1\"", NULL, "192.0.2.1:5"};
+static const bw__log_request a_request = {"GET", "/a?b=\"1\"", NULL, "192.0.2.1:5", "req-7"};
 
 static char *json_report(const bw_error *err, const bw__log_request *req)
 {
@@ -258,7 +258,8 @@ BW_TEST(X_42, json_error_report_is_one_line_with_the_error_and_request_as_object
     check_json_line(out);
     BW_CHECK_INT_EQ(count_char(out, '\n'), 1);
     BW_CHECK_CONTAINS(out, "\"msg\":\"crash in request here\",\"request\":{\"method\":\"GET\","
-                           "\"target\":\"/a?b=\\\"1\\\"\",\"route\":null,\"peer\":\"192.0.2.1:5\"}");
+                           "\"target\":\"/a?b=\\\"1\\\"\",\"route\":null,\"peer\":\"192.0.2.1:5\","
+                           "\"id\":\"req-7\"}");
     BW_CHECK_CONTAINS(out, ",\"error\":{\"message\":\"it \\\"broke\\\"\\nbadly\",\"code\":-1,"
                            "\"code_name\":\"EPERM\",\"origin\":\"thrown\",");
     BW_CHECK_CONTAINS(out, ",\"backtrace\":[{\"pc\":\"0x");
@@ -321,7 +322,7 @@ BW_TEST(X_44, json_report_too_long_for_a_line_is_still_one_valid_line)
     BW_CHECK(err != NULL);
     static char target[3000];
     memset(target, '\n', sizeof target - 1);
-    bw__log_request req = {"GET", target, "/r/:id", "192.0.2.1:5"};
+    bw__log_request req = {"GET", target, "/r/:id", "192.0.2.1:5", NULL};
     char *out = json_report(err, &req);
     check_json_line(out);
     BW_CHECK(strlen(out) <= 16384);
