@@ -1,8 +1,8 @@
-"""J: the access log (include/bulwark/access_log.h) and request ids
+"""J-10: the access log (include/bulwark/access_log.h) and request ids
 (bw_http_request_id) against the main job, examples/bulwark-server with
 ACCESS_LOG, ACCESS_LOG_FORMAT, REQUEST_ID_HEADER and BW_LOG_FORMAT=json.
 
-- J-01: one line per request in either format, the faulted request's
+- J-10: one line per request in either format, the faulted request's
   included (written by the worker that faulted, as it retires); the
   client's valid X-Request-Id kept, an invalid one replaced by a generated
   id; the id the same in the response header, the access log and the
@@ -40,7 +40,7 @@ def parse(fmt, text):
 
 @no_asan
 @pytest.mark.parametrize("fmt", ["combined", "json"])
-def test_J_01_a_line_per_request_and_one_id_everywhere(cluster, tmp_path, fmt):
+def test_J_10_a_line_per_request_and_one_id_everywhere(cluster, tmp_path, fmt):
     path = tmp_path / "access.log"
     p, port, log = cluster(workers=2, ACCESS_LOG=path, ACCESS_LOG_FORMAT=fmt,
                            REQUEST_ID_HEADER=1, BW_LOG_FORMAT="json")

@@ -45,6 +45,7 @@ def test_W_01_each_fault_route_costs_one_500(cluster, route):
     assert r.body == b"Oops, there was a problem!\n"
     s = Reader(slow).response()
     assert s.status == 200 and s.body == b"slow ok\n"
+    slow.close()  # done with it (else its worker waits for it at the exit)
     # The primary heard the worker retire, forked a replacement at once, and
     # saw the old one disconnect and exit (after its drain).
     retiring = log.wait_count("retiring", 1)

@@ -3,9 +3,9 @@ job, examples/bulwark-server with ADMIN_PORT=-1 (any free port, announced
 in the event log): /metrics in Prometheus' text format, checked by
 Debian's promtool; /healthz; /readyz.
 
-- Y-01: requests, faults and exits counted exactly, the counts of workers
+- Y-10: requests, faults and exits counted exactly, the counts of workers
   that faulted (and are gone) kept once and only once, across scrapes.
-- Y-02: /readyz answers 503 from the moment a shutdown begins, while the
+- Y-11: /readyz answers 503 from the moment a shutdown begins, while the
   draining workers still serve what is in flight.
 """
 import shutil
@@ -53,7 +53,7 @@ def promtool_check(text):
 
 
 @no_asan
-def test_Y_01_counts_survive_the_workers_that_made_them(cluster):
+def test_Y_10_counts_survive_the_workers_that_made_them(cluster):
     p, port, log = cluster(workers=2, ADMIN_PORT=-1)
     aport = admin_port(log)
     assert request(aport, "/healthz").status == 200
@@ -91,7 +91,7 @@ def test_Y_01_counts_survive_the_workers_that_made_them(cluster):
 
 
 @no_asan
-def test_Y_02_readyz_is_503_from_the_start_of_a_shutdown(cluster):
+def test_Y_11_readyz_is_503_from_the_start_of_a_shutdown(cluster):
     p, port, log = cluster(workers=2, ADMIN_PORT=-1)
     aport = admin_port(log)
     assert request(aport, "/readyz").status == 200
@@ -104,4 +104,5 @@ def test_Y_02_readyz_is_503_from_the_start_of_a_shutdown(cluster):
     assert request(aport, "/healthz").status == 200
     r = Reader(slow).response()
     assert r.status == 200 and r.body == b"slow ok\n", r
+    slow.close()  # or the worker lingers for the client's FIN
     assert p.wait(10) == 0, p.output()
