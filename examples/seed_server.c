@@ -26,6 +26,8 @@
  *   /cleanup-segv     answers 200, then a cleanup of its domain faults: the
  *                     worker, in doubt, retires gracefully
  *   /pid              the worker's process id (which worker serves a connection)
+ *   /peer             the client's address as the server sees it (behind
+ *                     PROXY_PROTOCOL=1: the one the proxy's header gave)
  *   /slow?ms=N        answers after N ms
  *
  * Settings: each has a command-line flag and an environment variable, the
@@ -48,7 +50,10 @@
  * HANDOFF (0: a retiring worker closes its idle connections instead of
  * handing them to a sibling; default 1), HANDOFF_TIMEOUT_MS,
  * UPGRADE_TIMEOUT_MS (SIGUSR2 execs the program file again; a new primary
- * not ready this soon is killed and this one serves on).
+ * not ready this soon is killed and this one serves on),
+ * PROXY_PROTOCOL (1: every connection begins with a PROXY protocol v1 or
+ * v2 header, as a load balancer's send-proxy writes it, whose source is
+ * the client's address; default 0).
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
  * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
@@ -94,6 +99,7 @@ enum {
     S_ERROR_DELAY_MS,
     S_FAIL_AT_START,
     S_FAIL_AT_START_IF,
+    S_PROXY_PROTOCOL,
     S_COUNT
 };
 
@@ -149,6 +155,8 @@ static setting settings[S_COUNT] = {
     [S_FAIL_AT_START_IF] = {"fail-at-start-if", "FAIL_AT_START_IF", "FILE",
                             "workers started while FILE exists fault before they listen",
                             "none", NULL},
+    [S_PROXY_PROTOCOL] = {"proxy-protocol", "PROXY_PROTOCOL", "0|1",
+                          "1: connections begin with a PROXY header (v1 or v2)", "0", NULL},
 };
 
 /* The flag's value, else the environment's, else NULL. */
@@ -381,6 +389,10 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
         char pid[32];
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
         bw_http_response_send(res, 200, "text/plain", pid, (size_t)n);
+    } else if (strcmp(path, "/peer") == 0) {
+        const char *peer = bw_http_request_peer(req);
+        peer = peer != NULL ? peer : "?";
+        bw_http_response_send(res, 200, "text/plain", peer, strlen(peer));
     } else if (strcmp(path, "/slow") == 0) {
         bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res, NULL);
     } else {
@@ -400,6 +412,7 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     bw_http_options opts;
     bw_http_options_init(&opts);
     opts.response_timeout_ms = setting_u64(S_RESPONSE_TIMEOUT_MS, opts.response_timeout_ms);
+    opts.proxy_protocol = setting_u64(S_PROXY_PROTOCOL, 0) != 0;
     bw_http_server *server;
     /* KEEP_ON_ERRORS=1: a throw or an error event costs its request only
      * (cluster.h, bw_crash_policy.keep_on_errors); faults still retire. */
