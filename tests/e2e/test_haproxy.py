@@ -8,7 +8,7 @@ loopback, each a primary with two workers on its own port.
   server reports (/peer), whole or in pieces; LOCAL and UNKNOWN keep the
   socket's own; an invalid one is closed without a byte of answer; and a
   connection handed off to another worker (a rolling restart) keeps the
-  peer its header gave, without a second header.
+  peer its header gave, without a second header; a crash report names it.
 - J-02: a header that never ends is closed, silently, at the headers
   timeout (tests/e2e/http_test_server, HEADERS_TIMEOUT_MS=300).
 - J-03: through HAProxy, a keep-alive load that reuses its connections
@@ -235,7 +235,7 @@ V2_SIG = b"\r\n\r\n\0\r\nQUIT\n"
 
 @no_asan
 def test_J_01_proxy_header_gives_the_peer(tmp_path):
-    inst = Instance(tmp_path, "b1", {"HANDOFF": 1})
+    inst = Instance(tmp_path, "b1", {"HANDOFF": 1, "BW_LOG_FORMAT": "json"})
     try:
         port = inst.port
         v1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
@@ -268,6 +268,12 @@ def test_J_01_proxy_header_gives_the_peer(tmp_path):
         s.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
         assert rd.response().body != first_pid  # served by another worker: it moved
         s.close()
+        # The crash report of a request (JSON: the text one has no peer)
+        # names the client the header gave.
+        out = proxied(port, b"PROXY TCP4 192.0.2.9 127.0.0.1 7777 80\r\n", path="/throw")
+        assert out.startswith(b"HTTP/1.1 500"), out
+        report = inst.p.wait_for('"peer":"192.0.2.9:7777"', 5)
+        assert "/throw" in report, report
     finally:
         inst.kill()
 
