@@ -26,6 +26,8 @@
  *   /cleanup-segv     answers 200, then a cleanup of its domain faults: the
  *                     worker, in doubt, retires gracefully
  *   /pid              the worker's process id (which worker serves a connection)
+ *   /peer             the client's address as the server sees it (behind
+ *                     PROXY_PROTOCOL=1: the one the proxy's header gave)
  *   /slow?ms=N        answers after N ms
  *   /hog?mb=N         allocates N MiB (default 1) and keeps it: the worker's
  *                     resident memory grows (for MAX_MEMORY_MB)
@@ -61,7 +63,10 @@
  * root workers silently, 0 refuses to start, unset warns), PID_FILE,
  * ACCESS_LOG (a file, or - for standard error) and ACCESS_LOG_FORMAT
  * (combined or json), REQUEST_ID_HEADER (1: X-Request-Id on every
- * response).
+ * response),
+ * PROXY_PROTOCOL (1: every connection begins with a PROXY protocol v1 or
+ * v2 header, as a load balancer's send-proxy writes it, whose source is
+ * the client's address; default 0).
  * The library reads its own variables besides (environment only):
  * BW_EVENT_LOG (JSON lines of the primary's events), BW_LOG_LEVEL,
  * BW_LOG_FORMAT (text, the default, or json: one JSON object per line,
@@ -119,6 +124,7 @@ enum {
     S_RUN_AS_GROUP,
     S_ALLOW_ROOT,
     S_PID_FILE,
+    S_PROXY_PROTOCOL,
     S_COUNT
 };
 
@@ -202,6 +208,8 @@ static setting settings[S_COUNT] = {
                       "unset: a warning", NULL},
     [S_PID_FILE] = {"pid-file", "PID_FILE", "FILE", "write the primary's pid into FILE",
                     "none", NULL},
+    [S_PROXY_PROTOCOL] = {"proxy-protocol", "PROXY_PROTOCOL", "0|1",
+                          "1: connections begin with a PROXY header (v1 or v2)", "0", NULL},
 };
 
 /* The flag's value, else the environment's, else NULL. */
@@ -462,6 +470,10 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
         char pid[32];
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
         bw_http_response_send(res, 200, "text/plain", pid, (size_t)n);
+    } else if (strcmp(path, "/peer") == 0) {
+        const char *peer = bw_http_request_peer(req);
+        peer = peer != NULL ? peer : "?";
+        bw_http_response_send(res, 200, "text/plain", peer, strlen(peer));
     } else if (strcmp(path, "/slow") == 0) {
         bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res, NULL);
     } else if (strcmp(path, "/hog") == 0) {
@@ -484,6 +496,7 @@ static int worker_main(bw_worker_ctx *ctx, void *data)
     bw_http_options_init(&opts);
     opts.response_timeout_ms = setting_u64(S_RESPONSE_TIMEOUT_MS, opts.response_timeout_ms);
     opts.request_id_header = setting_u64(S_REQUEST_ID_HEADER, 0) != 0;
+    opts.proxy_protocol = setting_u64(S_PROXY_PROTOCOL, 0) != 0;
     bw_http_server *server;
     /* KEEP_ON_ERRORS=1: a throw or an error event costs its request only
      * (cluster.h, bw_crash_policy.keep_on_errors); faults still retire. */

@@ -9,11 +9,14 @@ job=${1:-test}
 
 common=(gcc make cmake pkg-config libuv1-dev node-llhttp)
 # test: build-essential ... help2man are for B-01, which builds the Debian
-# packages (dpkg-buildpackage requires build-essential; debian/control the rest).
+# packages (dpkg-buildpackage requires build-essential; debian/control the rest);
+# haproxy is for tests/e2e/test_haproxy.py; systemd (systemd-socket-activate,
+# systemd-analyze) for test_systemd.py; prometheus (promtool) for test_metrics.py.
 case "$job" in
   run)   want=("${common[@]}") ;;
   test)  want=("${common[@]}" clang libclang-rt-dev valgrind curl python3 python3-pytest procps nodejs
-               systemd build-essential debhelper dpkg-dev fakeroot lintian help2man prometheus) ;;
+               systemd build-essential debhelper dpkg-dev fakeroot lintian help2man prometheus
+               haproxy) ;;
   bench) want=("${common[@]}" clang curl python3 wrk nginx-light nodejs valgrind strace procps) ;;
   fuzz)  want=("${common[@]}" clang libclang-rt-dev) ;;
   *) echo "usage: $0 run|test|bench|fuzz" >&2; exit 2 ;;

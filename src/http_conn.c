@@ -43,6 +43,7 @@
 
 #include "http_internal.h"
 #include "http_state.h"
+#include "proxy_proto.h"
 
 static void begin_lingering_close(bw__conn *c);
 static void unqueue_resume(bw__conn *c);
@@ -58,6 +59,8 @@ static bw__conn_spill *spill_of(bw__conn *c);
 
 const char *bw__conn_peer(bw__conn *c)
 {
+    if (c->peer_text != NULL)
+        return c->peer_text; /* from its PROXY header */
     /* Not kept in every connection: 64 bytes of every idle connection for
      * a log line that is rarely written. Kept once a request asked for it
      * (bw__conn_peer_keep), read here without allocating (this runs in
@@ -73,6 +76,8 @@ const char *bw__conn_peer_keep(bw__conn *c)
 {
     /* An access log asks for every request's peer: one getpeername per
      * connection, not one per request. */
+    if (c->peer_text != NULL)
+        return c->peer_text; /* from its PROXY header */
     bw__conn_spill *sp = spill_of(c);
     if (sp == NULL)
         return bw__conn_peer(c);
@@ -121,7 +126,7 @@ void bw__conn_accept(bw_http_server *srv, uv_stream_t *listener)
         return;
     }
     c->srv = srv;
-    c->tr = &bw__tcp_transport;
+    c->tr = srv->opts.proxy_protocol ? &bw__tcp_proxy_transport : &bw__tcp_transport;
     uv_tcp_init(srv->loop->uv, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
@@ -139,7 +144,7 @@ int bw__conn_adopt(bw_http_server *srv, int fd)
     if (c == NULL)
         return -ENOMEM;
     c->srv = srv;
-    c->tr = &bw__tcp_transport;
+    c->tr = srv->opts.proxy_protocol ? &bw__tcp_proxy_transport : &bw__tcp_transport;
     uv_tcp_init(srv->loop->uv, &c->tcp);
     c->tcp.data = c;
     int rc = uv_tcp_open(&c->tcp, fd);
@@ -205,8 +210,10 @@ void bw__conn_closed(bw__conn *c)
     if (c->spill != NULL) {
         bw__buf_free(&c->spill->writing);
         bw__buf_free(&c->spill->pending_in);
+        bw__buf_free(&c->spill->proxy_in);
         bw_free(c->spill);
     }
+    bw_free(c->peer_text);
     if (c->parser.data == c) /* registered (an accept can fail before that) */
         bw__server_conn_gone(c->srv, c);
     bw_free(c);
@@ -859,6 +866,79 @@ void bw__conn_input(bw__conn *c, const char *data, ssize_t nread)
         return;
     }
     /* ECONNRESET and friends: the client is gone, and so are its requests. */
+    bw__conn_destroy(c, false);
+}
+
+/* ---- The PROXY header (proxy_protocol) --------------------------------- */
+
+/* The header is parsed: its peer is the connection's, and the connection
+ * reads on as any other. skip: the bytes of data that were header. */
+static void proxy_done(bw__conn *c, const bw__proxy_result *r, const char *data, size_t len,
+                       size_t skip)
+{
+    if (r->has_addr) {
+        char text[BW__PROXY_PEER_MAX];
+        size_t n = bw__proxy_format_peer(r, text, sizeof text);
+        c->peer_text = bw_malloc(n + 1);
+        if (c->peer_text == NULL) {
+            bw_log(BW_LOG_ERROR, "http: out of memory for the PROXY peer of %s: closing",
+                   bw__conn_peer(c));
+            bw__conn_destroy(c, true);
+            return;
+        }
+        memcpy(c->peer_text, text, n + 1);
+    }
+    if (c->spill != NULL)
+        bw__buf_free(&c->spill->proxy_in);
+    stop_reading(c);
+    c->tr = &bw__tcp_transport;
+    bw__conn_start_reading(c);
+    if (len > skip)
+        bw__conn_input(c, data + skip, (ssize_t)(len - skip));
+    else if (c->wind_down == BW__WIND_MOVE)
+        bw__conn_try_move(c); /* it could not move before its header (can_move) */
+}
+
+void bw__conn_proxy_input(bw__conn *c, const char *data, ssize_t nread)
+{
+    if (nread <= 0 || c->state != BW__CONN_OPEN) {
+        bw__conn_input(c, data, nread); /* the end, an error: as for any connection */
+        return;
+    }
+    size_t len = (size_t)nread;
+    bw__buf *held = c->spill != NULL && c->spill->proxy_in.len > 0 ? &c->spill->proxy_in : NULL;
+    size_t before = held != NULL ? held->len : 0;
+    const char *at = data;
+    size_t avail = len;
+    if (held != NULL) {
+        /* The header's beginning came before: go on from it. It is never
+         * longer than BW__PROXY_MAX, so neither is what is kept. */
+        size_t take = len < BW__PROXY_MAX - before ? len : BW__PROXY_MAX - before;
+        if (bw__buf_append(held, data, take) != 0) {
+            bw__conn_destroy(c, true);
+            return;
+        }
+        at = held->base;
+        avail = held->len;
+    }
+    bw__proxy_result r;
+    int st = bw__proxy_parse(at, avail, &r);
+    if (st == BW__PROXY_OK && r.consumed > before) {
+        /* Every shorter prefix asked for more: the header ends in data. */
+        proxy_done(c, &r, data, len, r.consumed - before);
+        return;
+    }
+    if (st == BW__PROXY_MORE) {
+        if (held == NULL) {
+            bw__conn_spill *sp = spill_of(c);
+            if (sp == NULL || bw__buf_append(&sp->proxy_in, data, len) != 0)
+                bw__conn_destroy(c, true);
+        }
+        return; /* the headers timeout bounds the wait */
+    }
+    /* The specification: a receiver drops the connection, it does not
+     * answer it (the bytes may not even be HTTP). */
+    bw_log(BW_LOG_WARN, "http: invalid PROXY protocol header from %s: closing", bw__conn_peer(c));
     bw__conn_destroy(c, false);
 }
 
@@ -1715,6 +1795,19 @@ static int restore_bytes(bw__conn *c, const bw__state_hdr *h, const char *bytes)
     return 0;
 }
 
+/* Behind a PROXY header, the peer the giver read from it: the header was
+ * consumed there (a connection moves only once its header is parsed:
+ * can_move), and the socket's own peer is the proxy. */
+static int restore_peer(bw__conn *c, const char *peer, size_t len)
+{
+    c->peer_text = bw_malloc(len + 1);
+    if (c->peer_text == NULL)
+        return -ENOMEM;
+    memcpy(c->peer_text, peer, len);
+    c->peer_text[len] = '\0';
+    return 0;
+}
+
 /* The rest, once registered: its clocks, and what happens next. */
 static void restore_clocks(bw__conn *c, const bw__state_hdr *h)
 {
@@ -1773,6 +1866,8 @@ int bw__conn_adopt_state(bw_http_server *srv, int fd, const void *state, size_t 
     uv_tcp_init(srv->loop->uv, &c->tcp);
     c->tcp.data = c;
     int rc = restore_bytes(c, &h, bytes);
+    if (rc == 0 && srv->opts.proxy_protocol)
+        rc = restore_peer(c, peer, h.peer_len);
     if (rc == 0)
         rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
@@ -1790,10 +1885,13 @@ int bw__conn_adopt_state(bw_http_server *srv, int fd, const void *state, size_t 
 
 /* Only a connection at rest moves: every response out, no request read in
  * part (a head or a body arriving stays: its bytes were parsed here), not
- * half-closed, not asked to close, and not inside its own read. */
+ * half-closed, not asked to close, and not inside its own read. Nor one
+ * whose PROXY header has not come: the state carries a peer, not a header
+ * half read (proxy_done offers it again once it is parsed). */
 static bool can_move(const bw__conn *c)
 {
     return c->wind_down == BW__WIND_MOVE && c->state == BW__CONN_OPEN && !c->in_feed &&
+           c->tr != &bw__tcp_proxy_transport &&
            c->parsing == NULL && c->inflight == 0 && c->out.len == 0 && !c->write_pending &&
            !c->eof && !c->close_after;
 }

@@ -153,6 +153,7 @@ typedef struct bw__conn_spill {
     bw__buf writing;    /* bytes handed to the transport's write */
     bw__buf pending_in; /* unparsed input kept while parsing is paused */
     char peer[64];      /* the peer's address once a request asked for it ("" before) */
+    bw__buf proxy_in;   /* a PROXY header that came in pieces (proxy_protocol) */
 } bw__conn_spill;
 
 struct bw__conn {
@@ -169,6 +170,7 @@ struct bw__conn {
     bw__conn *resume_next;    /* in the server's resume list */
     bw__buf out;        /* bytes to write (lent by the server while in use) */
     struct bw__conn_spill *spill; /* rarely needed buffers, allocated on first use */
+    char *peer_text;    /* the peer from a PROXY header (bw_malloc'ed); NULL: the socket's */
     uint64_t deadline;  /* loop ms; 0: none */
     uint64_t head_started;  /* the current request's first byte (the accept, for the first) */
     uint64_t write_started; /* when the pending write began (send timeout) */
@@ -249,6 +251,9 @@ struct bw_http_server {
 
 /* http_transport.c */
 extern const bw__transport bw__tcp_transport;
+/* TCP whose reads go to bw__conn_proxy_input: a connection of a
+ * proxy_protocol server until its PROXY header is parsed. */
+extern const bw__transport bw__tcp_proxy_transport;
 BW__HIDDEN void bw__tcp_refuse(bw_http_server *srv, uv_stream_t *listener);
 
 /* http_conn.c */
@@ -275,6 +280,10 @@ BW__HIDDEN bw__conn *bw__conn_attach(bw_http_server *srv, const bw__transport *t
                                      void *tr_data);
 /* From the transport: input (nread > 0), end of input (UV_EOF) or an error. */
 BW__HIDDEN void bw__conn_input(bw__conn *c, const char *data, ssize_t nread);
+/* The same, before the PROXY header (bw__tcp_proxy_transport): parsed,
+ * the connection switches to bw__tcp_transport and what follows the
+ * header goes to bw__conn_input. */
+BW__HIDDEN void bw__conn_proxy_input(bw__conn *c, const char *data, ssize_t nread);
 BW__HIDDEN void bw__conn_wrote(bw__conn *c, int status);
 BW__HIDDEN void bw__conn_shutdown_done(bw__conn *c, int status);
 BW__HIDDEN void bw__conn_closed(bw__conn *c);

@@ -31,6 +31,17 @@ static int tcp_read_start(bw__conn *c)
     return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+/* Before the PROXY header: the same buffer, another destination. */
+static void on_proxy_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    bw__conn_proxy_input(stream->data, buf->base, nread);
+}
+
+static int tcp_proxy_read_start(bw__conn *c)
+{
+    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_proxy_read);
+}
+
 static void tcp_read_stop(bw__conn *c)
 {
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -159,6 +170,20 @@ static int tcp_export_fd(bw__conn *c)
 
 const bw__transport bw__tcp_transport = {
     .read_start = tcp_read_start,
+    .read_stop = tcp_read_stop,
+    .try_write = tcp_try_write,
+    .write = tcp_write,
+    .shutdown = tcp_shutdown,
+    .close = tcp_close,
+    .peer = tcp_peer,
+    .input_pending = tcp_input_pending,
+    .export_fd = tcp_export_fd,
+};
+
+/* A transport of its own rather than a test in on_read: the option costs
+ * the connections that do not use it nothing, per read or per request. */
+const bw__transport bw__tcp_proxy_transport = {
+    .read_start = tcp_proxy_read_start,
     .read_stop = tcp_read_stop,
     .try_write = tcp_try_write,
     .write = tcp_write,

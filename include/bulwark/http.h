@@ -111,6 +111,14 @@ typedef struct bw_http_options {
                                       only when the handler reads the body (on_body,
                                       read_body), so a handler can refuse an upload with
                                       its final status before the client sends it */
+    bool proxy_protocol;           /* every connection begins with a PROXY protocol header
+                                      (v1 or v2, as HAProxy's send-proxy / send-proxy-v2
+                                      write it); its source address becomes the peer
+                                      (bw_http_request_peer, logs, the finished hook). A
+                                      connection whose header is invalid, or does not
+                                      come within headers_timeout_ms, is closed without
+                                      an answer. Only for a listener that nothing but the
+                                      proxy can reach. Default false */
     bw_http_request_error_cb on_request_error; /* NULL: the default (500 or reset) */
     void *request_error_data;
 } bw_http_options;

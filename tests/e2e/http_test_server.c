@@ -396,6 +396,7 @@ static void options_from_env(bw_http_options *o)
     o->response_timeout_ms = env_num("RESPONSE_TIMEOUT_MS", o->response_timeout_ms);
     o->domain_per_request = env_num("DOMAIN_PER_REQUEST", 1) != 0;
     o->defer_continue = env_num("DEFER_CONTINUE", 0) != 0;
+    o->proxy_protocol = env_num("PROXY_PROTOCOL", 0) != 0;
 }
 
 static void on_closed(bw_http_server *s, int status, void *data)
