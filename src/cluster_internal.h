@@ -217,6 +217,13 @@ BW__HIDDEN void bw__metrics_exit(bw_cluster *c, bw_worker *w);
 BW__HIDDEN void bw__metrics_forget(bw_cluster *c, bw_worker *w);
 BW__HIDDEN void bw__metrics_handoff(bw_cluster *c, size_t moved, size_t refused);
 BW__HIDDEN void bw__cluster_handle_closed(bw_cluster *c);
+/* A listening TCP socket (non-blocking, CLOEXEC) on host:port ("localhost"
+ * or NULL: 127.0.0.1; an address with ':' is IPv6): the fd or -errno. */
+BW__HIDDEN int bw__listen_socket(const char *host, int port, int backlog);
+/* The admin listener's socket, for an upgrade's successor (-1: none), and
+ * the handover: this primary stops accepting on it. */
+BW__HIDDEN int bw__metrics_admin_fd(const bw_cluster *c);
+BW__HIDDEN void bw__metrics_hand_over(bw_cluster *c);
 /* Workers by state (starting, serving, draining), for STATUS= and metrics. */
 typedef struct bw__worker_census {
     int serving, starting, draining;

@@ -22,6 +22,10 @@
  * handoffs.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,6 +64,7 @@ static const char *const exit_names[EXIT_REASONS] = {
 
 struct bw__metrics {
     bw_http_server *admin;
+    int admin_fd; /* a copy of its listening socket, for an upgrade's successor */
     bool closing;
     bw__worker_counts retired;   /* the counts of forgotten workers */
     uint64_t exits[EXIT_REASONS];
@@ -71,8 +76,11 @@ struct bw__metrics {
 
 static bw__metrics *metrics_of(bw_cluster *c)
 {
-    if (c->metrics == NULL)
+    if (c->metrics == NULL) {
         c->metrics = bw_calloc(1, sizeof *c->metrics);
+        if (c->metrics != NULL)
+            c->metrics->admin_fd = -1;
+    }
     return c->metrics;
 }
 
@@ -360,7 +368,24 @@ int bw__metrics_start(bw_cluster *c)
     if (rc != 0)
         return rc;
     const char *host = c->opts.admin_host != NULL ? c->opts.admin_host : "127.0.0.1";
-    rc = bw_http_server_listen(m->admin, host, c->opts.admin_port > 0 ? c->opts.admin_port : 0);
+    /* An upgrade's successor takes its predecessor's socket (the same
+     * port, which it could not bind while the old one holds it). */
+    int fd = -1;
+    const char *given = getenv("BW_ADMIN_FD");
+    if (given != NULL) {
+        unsetenv("BW_ADMIN_FD");
+        char *end;
+        long v = strtol(given, &end, 10);
+        if (*end == '\0' && v >= 3 && v < INT_MAX && fcntl((int)v, F_GETFD) >= 0) {
+            fd = (int)v;
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        }
+    }
+    if (fd < 0)
+        fd = bw__listen_socket(host, c->opts.admin_port > 0 ? c->opts.admin_port : 0, 64);
+    m->admin_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+    rc = fd < 0 ? fd : bw_http_server_listen_fd(m->admin, fd); /* closes fd on failure */
     if (rc != 0) {
         bw_log(BW_LOG_ERROR, "cluster: admin listener on %s:%d: %s", host, c->opts.admin_port,
                bw_strerror(rc));
@@ -398,10 +423,23 @@ void bw__metrics_free(bw_cluster *c)
     bw__metrics *m = c->metrics;
     if (m == NULL)
         return;
+    if (m->admin_fd >= 0)
+        close(m->admin_fd);
     if (m->admin != NULL)
         bw_http_server_free(m->admin);
     bw_free(m);
     c->metrics = NULL;
+}
+
+int bw__metrics_admin_fd(const bw_cluster *c)
+{
+    return c->metrics != NULL ? c->metrics->admin_fd : -1;
+}
+
+void bw__metrics_hand_over(bw_cluster *c)
+{
+    if (c->metrics != NULL && c->metrics->admin != NULL)
+        bw_http_server_stop_accepting(c->metrics->admin); /* the successor answers now */
 }
 
 int bw_cluster_admin_port(const bw_cluster *c)

@@ -255,6 +255,17 @@ static int add_listen_fd(bw_cluster *c, int fd)
 
 int bw_cluster_listen(bw_cluster *c, const char *host, int port)
 {
+    int fd = bw__listen_socket(host, port, c->opts.backlog);
+    if (fd < 0)
+        return fd;
+    int rc = add_listen_fd(c, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
+}
+
+int bw__listen_socket(const char *host, int port, int backlog)
+{
     if (host == NULL || strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     struct sockaddr_storage ss;
@@ -284,15 +295,12 @@ int bw_cluster_listen(bw_cluster *c, const char *host, int port)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, c->opts.backlog) != 0) {
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0) {
         int e = -errno;
         close(fd);
         return e;
     }
-    int rc = add_listen_fd(c, fd);
-    if (rc != 0)
-        close(fd);
-    return rc;
+    return fd;
 }
 
 int bw_cluster_listen_inherited(bw_cluster *c)

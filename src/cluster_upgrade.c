@@ -238,7 +238,7 @@ static void put_pid(char *dst, pid_t pid)
 static bool env_dropped(const char *e)
 {
     static const char *const names[] = {"LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
-                                        "BW_UPGRADE_FD=", "WATCHDOG_PID="};
+                                        "BW_UPGRADE_FD=", "BW_ADMIN_FD=", "WATCHDOG_PID="};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strncmp(e, names[i], strlen(names[i])) == 0)
             return true;
@@ -272,8 +272,10 @@ int bw__upgrade_begin(bw_cluster *c)
     size_t n = 0;
     for (char **e = environ; *e != NULL; e++)
         n++;
-    char **envp = bw_calloc(n + 5, sizeof *envp);
+    char **envp = bw_calloc(n + 6, sizeof *envp);
     char listen_fds[32], listen_pid[16 + PID_ROOM], upgrade_fd[32], watchdog_pid[16 + PID_ROOM];
+    char admin_fd_env[32];
+    int admin_fd = bw__metrics_admin_fd(c); /* the admin listener goes along (-1: none) */
     if (envp == NULL) {
         close(sv[0]);
         close(sv[1]);
@@ -291,6 +293,10 @@ int bw__upgrade_begin(bw_cluster *c)
     envp[k++] = listen_fds;
     envp[k++] = listen_pid;
     envp[k++] = upgrade_fd;
+    if (admin_fd >= 0) {
+        snprintf(admin_fd_env, sizeof admin_fd_env, "BW_ADMIN_FD=%d", child_fd + 1);
+        envp[k++] = admin_fd_env;
+    }
     if (getenv("WATCHDOG_USEC") != NULL)
         envp[k++] = watchdog_pid; /* systemd names the main process: it will be this one */
     envp[k] = NULL;
@@ -304,12 +310,15 @@ int bw__upgrade_begin(bw_cluster *c)
         /* The child: only async-signal-safe calls until the exec. Move the
          * descriptors above every target first, then into place (a target
          * may be one of the sources). */
-        int high = child_fd + 1;
-        int moved[BW__MAX_LISTENERS + 1];
+        int high = child_fd + 2;
+        int moved[BW__MAX_LISTENERS + 2];
+        size_t nmoved = 0;
         for (size_t i = 0; i < c->nlisten; i++)
-            moved[i] = fcntl(c->listen_fds[i], F_DUPFD_CLOEXEC, high);
-        moved[c->nlisten] = fcntl(sv[1], F_DUPFD_CLOEXEC, high);
-        for (size_t i = 0; i <= c->nlisten; i++)
+            moved[nmoved++] = fcntl(c->listen_fds[i], F_DUPFD_CLOEXEC, high);
+        moved[nmoved++] = fcntl(sv[1], F_DUPFD_CLOEXEC, high);
+        if (admin_fd >= 0)
+            moved[nmoved++] = fcntl(admin_fd, F_DUPFD_CLOEXEC, high);
+        for (size_t i = 0; i < nmoved; i++)
             if (moved[i] < 0 || dup2(moved[i], 3 + (int)i) < 0)
                 _exit(126);
         put_pid(listen_pid + strlen("LISTEN_PID="), getpid());
@@ -378,6 +387,7 @@ void bw__upgrade_on_ready(bw_cluster *c)
     bw__cluster_event_line(c, "upgrade_ready", NULL, extra);
     bw__cluster_notify_hand_over(c, u->successor_pid);
     bw__pid_file_hand_over(c, u->successor_pid);
+    bw__metrics_hand_over(c);
     bw__cluster_hand_over(c);
 }
 

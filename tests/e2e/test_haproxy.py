@@ -67,10 +67,12 @@ class Instance:
         d.mkdir()
         self.log = EventLog(str(d / "events.jsonl"))
         full = {"PORT": 0, "WORKERS": 2, "BW_EVENT_LOG": self.log.path, "POISON_THRESHOLD": 0,
-                "PROXY_PROTOCOL": 1, "HANDOFF": os.environ.get("BW_HAPROXY_HANDOFF", "1")}
+                "PROXY_PROTOCOL": 1, "HANDOFF": os.environ.get("BW_HAPROXY_HANDOFF", "1"),
+                "ADMIN_PORT": -1}
         full.update(env or {})
         self.p = Process([example_binary()], env=full, ready_pattern=None)
         self.port = listening_port(self.log, 2)
+        self.admin_port = self.log.wait_count("admin", 1)[0]["port"]  # /readyz
         self.pids = {self.p.proc.pid}  # primaries (an upgrade adds its successor)
 
     def kill(self):
@@ -104,7 +106,8 @@ class HAProxy:
         cfg = cfg.replace("log /dev/log local0", "log stdout format raw local0 notice")
         cfg = cfg.replace("127.0.0.1:8080", f"127.0.0.1:{self.port}")
         for i, inst in enumerate(instances, 1):
-            cfg = cfg.replace(f"127.0.0.1:808{i}", f"127.0.0.1:{inst.port}")
+            cfg = cfg.replace(f"127.0.0.1:808{i} port 910{i}",
+                              f"127.0.0.1:{inst.port} port {inst.admin_port}")
         assert cfg.count("check inter 1s fall 2") == 1
         cfg = cfg.replace("check inter 1s fall 2", f"check inter {INTER_MS}ms fall {FALL}")
         retry = os.environ.get("BW_HAPROXY_RETRY_ON")

@@ -79,7 +79,8 @@ def test_G_01_upgrade_under_load_loses_nothing(tmp_path):
     d.point_at(v1)
     n = NotifyListener()
     pid_file = tmp_path / "bulwark.pid"
-    p, port, log = d.start(env={"NOTIFY_SOCKET": n.name, "PID_FILE": pid_file})
+    p, port, log = d.start(env={"NOTIFY_SOCKET": n.name, "PID_FILE": pid_file, "ADMIN_PORT": -1})
+    admin = log.wait_count("admin", 1)[0]["port"]
     new_pid = None
     try:
         n.wait_for("READY", "1")
@@ -112,6 +113,10 @@ def test_G_01_upgrade_under_load_loses_nothing(tmp_path):
         # The new file runs, as the only primary, with its own workers.
         assert exe_of(new_pid) == v2
         assert pid_file.read_text() == f"{new_pid}\n"  # written at the handover
+        # The admin listener's socket went along: the same port, the new
+        # primary's answers (the old one's counts are not in them).
+        assert [e["port"] for e in log.of("admin")] == [admin, admin]
+        assert request(admin, "/readyz").status == 200
         forked = {e["pid"] for e in log.of("fork")}
         listening = [e for e in log.of("listening")]
         assert len(listening) >= 4 and len(forked) >= 4
