@@ -22,6 +22,7 @@ struct bw_access_log {
     int fd;
     bool own_fd;
     bool failing;       /* the last write failed (logged once) */
+    long pid;           /* getpid() is a system call each time: asked once */
     uv_timer_t *timer;  /* its own block: freed by its close callback */
     size_t len;
     time_t cached_sec;  /* the combined format's time, per second */
@@ -51,6 +52,7 @@ int bw_access_log_new(bw_loop *loop, const char *path, bw_access_log_format form
         return -ENOMEM;
     }
     log->format = format;
+    log->pid = (long)getpid(); /* a log is made in the process that writes it */
     if (strcmp(path, "-") == 0) {
         log->fd = STDERR_FILENO;
     } else {
@@ -136,35 +138,42 @@ static void put_str(line *l, const char *s)
     put_raw(l, s, strlen(s));
 }
 
-static void put_fmt(line *l, const char *fmt, ...) BW_PRINTF(2, 3);
-static void put_fmt(line *l, const char *fmt, ...)
+static void put_u64(line *l, uint64_t v)
 {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        put_raw(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    char digits[24];
+    size_t n = sizeof digits;
+    do
+        digits[--n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    put_raw(l, digits + n, sizeof digits - n);
 }
 
-/* nginx's escaping of a quoted field: " \ and bytes outside 0x20-0x7e as \xHH. */
+/* nginx's escaping inside a quoted field: " \ and bytes outside 0x20-0x7e
+ * as \xHH; runs of plain bytes are copied whole. */
+static void put_escaped(line *l, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        const unsigned char *run = p;
+        while (*p != '\0' && *p != '"' && *p != '\\' && *p >= 0x20 && *p <= 0x7e)
+            p++;
+        put_raw(l, (const char *)run, (size_t)(p - run));
+        if (*p != '\0') {
+            char esc[4] = {'\\', 'x', hex[*p >> 4], hex[*p & 15]};
+            put_raw(l, esc, 4);
+            p++;
+        }
+    }
+}
+
 static void put_quoted(line *l, const char *s)
 {
     put_raw(l, "\"", 1);
-    if (s == NULL || *s == '\0') {
+    if (s == NULL || *s == '\0')
         put_raw(l, "-", 1);
-    } else {
-        for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-            if (*p == '"' || *p == '\\' || *p < 0x20 || *p > 0x7e) {
-                char esc[5];
-                snprintf(esc, sizeof esc, "\\x%02X", *p);
-                put_raw(l, esc, 4);
-            } else {
-                put_raw(l, (const char *)p, 1);
-            }
-        }
-    }
+    else
+        put_escaped(l, s);
     put_raw(l, "\"", 1);
 }
 
@@ -196,19 +205,31 @@ static void combined(bw_access_log *log, line *l, bw_http_request *req, const bw
                      const char *id)
 {
     put_host(l, bw_http_request_peer(req));
-    put_fmt(l, " - - [%s] ", combined_time(log));
-    char request_line[BW__ACCESS_LINE / 2];
-    snprintf(request_line, sizeof request_line, "%s %s HTTP/1.%d", f->method, f->target,
-             bw_http_request_version_minor(req));
-    put_quoted(l, request_line); /* escaped like the other two */
+    put_str(l, " - - [");
+    put_str(l, combined_time(log));
+    put_str(l, "] \""); /* the request line, escaped like the other two */
+    put_escaped(l, f->method);
+    put_raw(l, " ", 1);
+    put_escaped(l, f->target);
+    put_str(l, bw_http_request_version_minor(req) == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ");
+    put_u64(l, (uint64_t)f->status);
+    put_raw(l, " ", 1);
     if (f->body_bytes > 0)
-        put_fmt(l, " %d %llu ", f->status, (unsigned long long)f->body_bytes);
+        put_u64(l, f->body_bytes);
     else
-        put_fmt(l, " %d - ", f->status);
+        put_raw(l, "-", 1);
+    put_raw(l, " ", 1);
     put_quoted(l, bw_http_request_header(req, "referer"));
     put_raw(l, " ", 1);
     put_quoted(l, bw_http_request_header(req, "user-agent"));
-    put_fmt(l, " rt=%.3f pid=%ld route=", (double)f->duration_ms / 1000.0, (long)getpid());
+    put_str(l, " rt=");
+    put_u64(l, f->duration_ms / 1000);
+    char ms[4] = {'.', (char)('0' + f->duration_ms / 100 % 10), (char)('0' + f->duration_ms / 10 % 10),
+                  (char)('0' + f->duration_ms % 10)};
+    put_raw(l, ms, 4);
+    put_str(l, " pid=");
+    put_u64(l, (uint64_t)log->pid);
+    put_str(l, " route=");
     put_str(l, f->route != NULL ? f->route : "-");
     put_str(l, " id=");
     put_str(l, id);
@@ -216,7 +237,8 @@ static void combined(bw_access_log *log, line *l, bw_http_request *req, const bw
     put_str(l, outcome_names[f->outcome]);
 }
 
-static void json(line *l, bw_http_request *req, const bw_http_finished *f, const char *id)
+static void json(const bw_access_log *log, line *l, bw_http_request *req,
+                 const bw_http_finished *f, const char *id)
 {
     char time[BW__LOG_TIME_LEN + 1];
     bw__log_time(time);
@@ -230,7 +252,7 @@ static void json(line *l, bw_http_request *req, const bw_http_finished *f, const
     bw__jw_kint(&w, "status", f->status);
     bw__jw_kint(&w, "bytes", (long long)f->body_bytes);
     bw__jw_kint(&w, "duration_ms", (long long)f->duration_ms);
-    bw__jw_kint(&w, "pid", (long long)getpid());
+    bw__jw_kint(&w, "pid", log->pid);
     bw__jw_kstr(&w, "route", f->route);
     bw__jw_kstr(&w, "request_id", id);
     bw__jw_kstr(&w, "outcome", outcome_names[f->outcome]);
@@ -247,7 +269,7 @@ void bw_access_log_finished(bw_http_request *req, const bw_http_finished *f, voi
     line l = {text, 0, sizeof text};
     const char *id = bw_http_request_id(req);
     if (log->format == BW_ACCESS_LOG_JSON)
-        json(&l, req, f, id);
+        json(log, &l, req, f, id);
     else
         combined(log, &l, req, f, id);
     text[l.len++] = '\n';

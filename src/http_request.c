@@ -478,12 +478,21 @@ const char *bw_http_request_id(bw_http_request *req)
         return req->id;
     }
     char id[40];
-    int n = snprintf(id, sizeof id, "%s-%llx", req->srv->id_prefix,
-                     (unsigned long long)++req->srv->id_seq);
-    char *kept = bw__arena_alloc(&req->arena, (size_t)n + 1);
+    memcpy(id, req->srv->id_prefix, 16);
+    id[16] = '-';
+    char digits[16];
+    size_t k = sizeof digits;
+    uint64_t seq = ++req->srv->id_seq;
+    do
+        digits[--k] = "0123456789abcdef"[seq & 15];
+    while ((seq >>= 4) != 0);
+    size_t n = 17 + sizeof digits - k;
+    memcpy(id + 17, digits + k, sizeof digits - k);
+    id[n] = '\0';
+    char *kept = bw__arena_alloc(&req->arena, n + 1);
     if (kept == NULL)
         return "-"; /* out of memory: no id, not a crash */
-    memcpy(kept, id, (size_t)n + 1);
+    memcpy(kept, id, n + 1);
     req->id = kept;
     return kept;
 }
