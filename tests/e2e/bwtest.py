@@ -159,6 +159,25 @@ def stop_server(p, sig=signal.SIGUSR1, timeout=20.0):
     return code
 
 
+def free_port():
+    """A loopback port nobody listens on now (for a program that must be
+    told its port before it starts: systemd-socket-activate, HAProxy)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def kill_pid(pid):
+    """SIGKILL to a process this test did not start as a Process (a new
+    primary of an upgrade); gone already is fine."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def connect(port, host="127.0.0.1", timeout=5.0):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)

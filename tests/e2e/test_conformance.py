@@ -666,17 +666,24 @@ def test_Q_64_unsupported_expectation_is_417(p, expect):
     rejected(p, post(b"/echo-whole", expect + b"Content-Length: 5\r\n", b"hello"), status=417)
 
 
+def read_head(s, why):
+    """Bytes from s up to the end of a response head (and what came after
+    it in the same reads); fails with `why` if the connection closes first."""
+    s.settimeout(3.0)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(65536)
+        assert d, why
+        got += d
+    return got
+
+
 def test_Q_65_100_continue_case_insensitive(p):
     """Q-65: 10.1.1 100-continue is matched case-insensitively: 100 Continue,
     then the final response."""
     s = open_conn(p)
     s.sendall(post(b"/echo-whole", b"Expect: 100-Continue\r\nContent-Length: 5\r\n", b""))
-    s.settimeout(3.0)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        d = s.recv(65536)
-        assert d, "closed before 100 Continue"
-        got += d
+    got = read_head(s, "closed before 100 Continue")
     assert got.startswith(b"HTTP/1.1 100 Continue\r\n"), got
     s.sendall(b"hello")
     rd = Reader(s)
@@ -698,12 +705,7 @@ def test_Q_80_100_continue_before_a_handler_that_never_reads(p):
     the client's body is then read and discarded, and the connection goes
     on."""
     s = expect_head(p, b"/")
-    s.settimeout(3.0)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        d = s.recv(65536)
-        assert d, "closed before any response"
-        got += d
+    got = read_head(s, "closed before any response")
     assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
     s.sendall(b"hello" + b"GET / HTTP/1.1\r\n" + H + b"\r\n")
     rd = Reader(s)
@@ -725,12 +727,7 @@ def test_Q_81_defer_continue_lets_the_handler_refuse_first(srv):
     assert r.header("connection") == "close", r
     assert rd.closed()
     s = expect_head(p, b"/echo-whole")  # reads the body: 100 when it does
-    s.settimeout(3.0)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        d = s.recv(65536)
-        assert d, "closed before 100 Continue"
-        got += d
+    got = read_head(s, "closed before 100 Continue")
     assert got.startswith(b"HTTP/1.1 100 Continue\r\n"), got
 
 

@@ -38,8 +38,8 @@ import socket
 import threading
 import time
 
-from bwtest import (EventLog, Process, Reader, example_binary, fresh_storm, listening_port,
-                    no_asan, start_server, wait_until)
+from bwtest import (EventLog, Process, Reader, example_binary, free_port, fresh_storm,
+                    listening_port, no_asan, start_server, wait_until)
 from reuseload import ReuseLoad
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,14 +49,6 @@ INTER_MS = 200  # the test's check interval (the file says 1s)
 FALL = 2
 FAULTS = ["/segv", "/throw", "/abort"]
 LOAD_S = 3.0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Instance:

@@ -10,12 +10,11 @@ only, hence @no_asan on each test.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
-from bwtest import (EventLog, NotifyListener, Process, example_binary, no_asan, request,
-                    start_cluster, stop_cluster, wait_until)
+from bwtest import (EventLog, NotifyListener, Process, example_binary, free_port, kill_pid,
+                    no_asan, request, start_cluster, stop_cluster, wait_until)
 
 
 def only_from(primary_pid, messages):
@@ -128,10 +127,7 @@ def test_N_04_socket_activation_by_systemd_socket_activate(tmp_path):
     # socket (here: gone with it).
     tool = shutil.which("systemd-socket-activate")
     assert tool, "systemd-socket-activate missing: scripts/deps.sh test installs systemd"
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = free_port()
     n = NotifyListener()
     log = EventLog(str(tmp_path / "events.jsonl"))
     p = Process([tool, "-l", f"127.0.0.1:{port}", "-E", "WORKERS=2", "-E", "PORT=1",
@@ -201,10 +197,7 @@ def test_N_06_the_service_as_its_unit_says(tmp_path):
     assert svc["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     kill_signal = getattr(signal, svc["KillSignal"][0])
     stop_timeout = float(svc["TimeoutStopSec"][0])
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = free_port()
     n = NotifyListener()
     log = EventLog(str(tmp_path / "events.jsonl"))
     env = [a for kv in svc.get("Environment", []) for a in ("-E", kv)]
@@ -245,6 +238,6 @@ def test_N_06_the_service_as_its_unit_says(tmp_path):
         new_pid = None
     finally:
         if new_pid is not None:
-            os.kill(new_pid, signal.SIGKILL)
+            kill_pid(new_pid)
         p.kill()
         n.close()

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from bwtest import (EventLog, NotifyListener, Process, example_binary, fresh_storm,
+from bwtest import (EventLog, NotifyListener, Process, example_binary, fresh_storm, kill_pid,
                     listening_port, no_asan, request, wait_until)
 from reuseload import ReuseLoad
 
@@ -136,7 +136,7 @@ def test_G_01_upgrade_under_load_loses_nothing(tmp_path):
         new_pid = None
     finally:
         if new_pid is not None:
-            os.kill(new_pid, signal.SIGKILL)
+            kill_pid(new_pid)
         p.kill()
         n.close()
 
@@ -185,5 +185,5 @@ def test_G_02_failed_upgrades_leave_the_old_primary_serving(tmp_path):
         new_pid = None
     finally:
         if new_pid is not None:
-            os.kill(new_pid, signal.SIGKILL)
+            kill_pid(new_pid)
         p.kill()
