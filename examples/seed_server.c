@@ -42,7 +42,7 @@
  * POISON_THRESHOLD (0 turns quarantine off), POISON_WINDOW_MS, QUARANTINE_MS,
  * CLIENT_FAULT_BUDGET (crashes a client address may cause within
  * CLIENT_FAULT_WINDOW_MS before it is answered 429 for CLIENT_BLOCK_MS; 0:
- * off),
+ * off; each 429 CLIENT_BLOCK_DELAY_MS late),
  * RESTART_INTENSITY and RESTART_PERIOD_MS (crash-loop protection),
  * MAX_FORKS_PER_SECOND (the ceiling on forks, whatever their cause),
  * RESPONSE_TIMEOUT_MS (a request unanswered this long is an error in its
@@ -92,6 +92,7 @@ enum {
     S_CLIENT_FAULT_BUDGET,
     S_CLIENT_FAULT_WINDOW_MS,
     S_CLIENT_BLOCK_MS,
+    S_CLIENT_BLOCK_DELAY_MS,
     S_RESTART_INTENSITY,
     S_RESTART_PERIOD_MS,
     S_MAX_FORKS_PER_SECOND,
@@ -142,6 +143,8 @@ static setting settings[S_COUNT] = {
                                   "...within this window", "", NULL},
     [S_CLIENT_BLOCK_MS] = {"client-block-ms", "CLIENT_BLOCK_MS", "N",
                            "then it is answered 429 this long", "", NULL},
+    [S_CLIENT_BLOCK_DELAY_MS] = {"client-block-delay-ms", "CLIENT_BLOCK_DELAY_MS", "N",
+                                 "each of those 429s this late (0: at once)", "", NULL},
     [S_RESTART_INTENSITY] = {"restart-intensity", "RESTART_INTENSITY", "N",
                              "start-up failures that stop the primary...", "", NULL},
     [S_RESTART_PERIOD_MS] = {"restart-period-ms", "RESTART_PERIOD_MS", "N",
@@ -287,6 +290,7 @@ static void fill_defaults(const bw_cluster_options *o)
         {S_CLIENT_FAULT_BUDGET, (uint64_t)o->client_fault_budget},
         {S_CLIENT_FAULT_WINDOW_MS, o->client_fault_window_ms},
         {S_CLIENT_BLOCK_MS, o->client_block_ms},
+        {S_CLIENT_BLOCK_DELAY_MS, o->client_block_delay_ms},
         {S_RESTART_INTENSITY, (uint64_t)o->restart_intensity},
         {S_RESTART_PERIOD_MS, o->restart_period_ms},
         {S_MAX_FORKS_PER_SECOND, (uint64_t)o->max_forks_per_second},
@@ -464,6 +468,7 @@ int main(int argc, char **argv)
         (int)setting_u64(S_CLIENT_FAULT_BUDGET, (uint64_t)o.client_fault_budget);
     o.client_fault_window_ms = setting_u64(S_CLIENT_FAULT_WINDOW_MS, o.client_fault_window_ms);
     o.client_block_ms = setting_u64(S_CLIENT_BLOCK_MS, o.client_block_ms);
+    o.client_block_delay_ms = setting_u64(S_CLIENT_BLOCK_DELAY_MS, o.client_block_delay_ms);
     o.restart_intensity = (int)setting_u64(S_RESTART_INTENSITY, (uint64_t)o.restart_intensity);
     o.restart_period_ms = setting_u64(S_RESTART_PERIOD_MS, o.restart_period_ms);
     o.max_forks_per_second =

@@ -51,6 +51,7 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->client_fault_budget = 5;
     o->client_fault_window_ms = 60000;
     o->client_block_ms = 60000;
+    o->client_block_delay_ms = 1000;
     o->handle_signals = true;
     o->handoff = true;
     o->handoff_timeout_ms = 2000;

@@ -638,23 +638,54 @@ static void answer_quarantined(bw_worker_ctx *ctx, bw_http_request *req, bw_http
 
 /* The 429 of a blocked client (the fault budget). Its first refusal in
  * this worker is logged (the primary logged the block itself). */
+typedef struct blocked_answer {
+    bw_http_response *res;
+    uint64_t until_mono_ns;
+} blocked_answer;
+
+static void send_blocked(bw_http_response *res, uint64_t until_mono_ns)
+{
+    static const char body[] = "Too Many Requests: this client's requests crashed workers\n";
+    char retry[24];
+    snprintf(retry, sizeof retry, "%llu", (unsigned long long)left_s(until_mono_ns));
+    bw_http_response_set_header(res, "Retry-After", retry);
+    bw_http_response_send(res, 429, "text/plain", body, sizeof body - 1);
+}
+
+static void send_blocked_later(bw_timer *t, void *data)
+{
+    (void)t;
+    blocked_answer *b = data;
+    send_blocked(b->res, b->until_mono_ns);
+}
+
+/* The 429 of a blocked client (the fault budget), client_block_delay_ms
+ * late: a timer of the request's domain (gone with the request if the
+ * client leaves first). Its first refusal in this worker is logged (the
+ * primary logged the block itself). */
 static void answer_blocked(bw_worker_ctx *ctx, bw_http_request *req, bw_http_response *res,
                            bw__qentry *g)
 {
-    uint64_t left = left_s(g->until_mono_ns);
     bw_http_request_set_outcome(req, BW_HTTP_QUARANTINED);
     if (!g->logged) {
         g->logged = true;
         bw_log(BW_LOG_WARN,
                "worker %d (pid %ld): client %s is blocked (its requests crashed workers): "
                "answering it 429 for %llu s",
-               ctx->id, (long)getpid(), g->key, (unsigned long long)left);
+               ctx->id, (long)getpid(), g->key, (unsigned long long)left_s(g->until_mono_ns));
     }
-    static const char body[] = "Too Many Requests: this client's requests crashed workers\n";
-    char retry[24];
-    snprintf(retry, sizeof retry, "%llu", (unsigned long long)left);
-    bw_http_response_set_header(res, "Retry-After", retry);
-    bw_http_response_send(res, 429, "text/plain", body, sizeof body - 1);
+    uint64_t delay = ctx->c->opts.client_block_delay_ms;
+    uint64_t rt = bw_http_request_server(req)->opts.response_timeout_ms;
+    if (rt > 0 && delay > rt / 2)
+        delay = rt / 2; /* never the server's own timeout (a fault) */
+    blocked_answer *b = delay > 0 ? bw_http_request_alloc(req, sizeof *b) : NULL;
+    if (b != NULL) {
+        b->res = res;
+        b->until_mono_ns = g->until_mono_ns;
+        if (bw_timeout(bw_http_request_loop(req), delay, send_blocked_later, b, NULL) == 0)
+            return;
+    }
+    send_blocked(res, g->until_mono_ns);
 }
 
 /* Something is quarantined or blocked: is req? If so it is answered

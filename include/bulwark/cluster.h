@@ -45,7 +45,9 @@
  * PROXY protocol's address behind a proxy) whose requests crashed
  * `client_fault_budget` workers within `client_fault_window_ms` is
  * blocked for `client_block_ms`: workers answer its requests 429 with
- * Retry-After before the handler runs (whatever they ask for), the
+ * Retry-After before the handler runs (whatever they ask for; each
+ * answer `client_block_delay_ms` late, so that a client looping on its
+ * 429s as fast as it can costs the server next to nothing), the
  * primary logs the block (warn) and emits BW_EVENT_CLIENT_BLOCKED, and
  * bw_cluster_clients_blocked counts it. Hangs are not charged to a client
  * (the hung worker cannot say whose request it was).
@@ -153,6 +155,10 @@ typedef struct bw_cluster_options {
     int client_fault_budget;        /* crashes one client address may cause... 0: off. 5 */
     uint64_t client_fault_window_ms; /* ...within this window. Default 60000 */
     uint64_t client_block_ms;       /* then it is answered 429 this long. Default 60000 */
+    uint64_t client_block_delay_ms; /* each 429 waits this long before it goes (at most
+                                       half the server's response_timeout_ms): a client
+                                       that retries at once is slowed to one request per
+                                       delay per connection; 0: at once. Default 1000 */
     bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP as above. Default true */
     const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG):
                                        {"mono_ns", "time" (RFC 3339, UTC, ms), "event",

@@ -137,20 +137,25 @@ def test_M_05_a_client_that_crashes_workers_is_answered_429_for_a_while(cluster)
     # quarantine catches that: quarantine is off here, and the paths
     # differ): it is blocked, its requests answered 429 with Retry-After
     # before any handler runs, while 127.0.0.1 is served; after
-    # CLIENT_BLOCK_MS it is served again.
+    # CLIENT_BLOCK_MS it is served again. Each 429 goes CLIENT_BLOCK_DELAY_MS
+    # late (a client looping on them is slowed down).
     p, port, log = cluster(workers=2, CLIENT_FAULT_BUDGET=3, CLIENT_FAULT_WINDOW_MS=10000,
-                           CLIENT_BLOCK_MS=1500)
+                           CLIENT_BLOCK_MS=1500, CLIENT_BLOCK_DELAY_MS=200)
     for i in range(3):
         crash(port, "/segv/%d" % i, log, 3 + i, source="127.0.0.2")
     (b,) = log.wait_count("client_blocked", 1)
     t_blocked = time.monotonic()
     assert b["client"] == "127.0.0.2", b
     assert p.wait_count("blocked client 127.0.0.2 for 1500 ms", 1)
+    t = time.monotonic()
     r = request_from("127.0.0.2", port, "/")
     assert r.status == 429 and 1 <= int(r.header("retry-after")) <= 2, r
+    assert time.monotonic() - t >= 0.2
     r = request_from("127.0.0.2", port, "/segv/3")
     assert r.status == 429, r  # before the handler: nothing crashed
+    t = time.monotonic()
     assert request_from("127.0.0.1", port, "/").body == b"ok"
+    assert time.monotonic() - t < 0.2  # not slowed: only the blocked client is
     assert len(log.of("retiring")) == 3
     # The block expires: 127.0.0.2 is served again, no sooner than it said.
     assert wait_until(lambda: request_from("127.0.0.2", port, "/").status == 200, timeout=5,
