@@ -392,6 +392,8 @@ BW__HIDDEN void bw__guards_init(bw__guards *g, const bw_cluster *c);
 BW__HIDDEN void bw__guards_add(bw__guards *g, char kind, uint64_t ttl_ms, const char *key);
 BW__HIDDEN void bw__guards_lift(bw__guards *g, const char *payload);
 BW__HIDDEN bw__qentry *bw__guards_find(bw__guards *g, char kind, const char *key, size_t n);
+/* Drop what expired. */
+BW__HIDDEN void bw__guards_prune(bw__guards *g);
 
 /* The IP of bw_http_request_peer's "ip:port" ("::1" of "::1:5000"), into
  * out; its length (0: unknown). */

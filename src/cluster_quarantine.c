@@ -401,6 +401,11 @@ void bw__guards_lift(bw__guards *g, const char *payload)
     recount(g);
 }
 
+void bw__guards_prune(bw__guards *g)
+{
+    bw__guards_find(g, 0, "", 0); /* kind 0 matches nothing */
+}
+
 bw__qentry *bw__guards_find(bw__guards *g, char kind, const char *key, size_t n)
 {
     uint64_t now = bw__mono_ns();

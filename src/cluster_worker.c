@@ -693,6 +693,9 @@ static void answer_blocked(bw_worker_ctx *ctx, bw_http_request *req, bw_http_res
 static bool guarded(bw_worker_ctx *ctx, bw_http_request *req, bw_http_response *res)
 {
     bw__guards *g = &ctx->guards;
+    bw__guards_prune(g);
+    if (g->nroute == 0)
+        set_route_gates(ctx); /* the last route expired: the router's check goes */
     if (g->nclient > 0) {
         char ip[48];
         size_t n = bw__peer_ip(bw_http_request_peer(req), ip, sizeof ip);
