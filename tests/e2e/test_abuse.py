@@ -163,3 +163,19 @@ def test_M_05_a_client_that_crashes_workers_is_answered_429_for_a_while(cluster)
     assert time.monotonic() - t_blocked >= 1.0
     assert len(log.of("client_blocked")) == 1
     stop_cluster(p)
+
+
+@no_asan
+def test_M_06_an_ipv6_client_is_blocked_by_its_address(cluster):
+    # bw_http_request_peer gives "::1:port" for IPv6: the budget keys on
+    # "::1", the address without its port.
+    p, port, log = cluster(workers=2, HOST="::1", CLIENT_FAULT_BUDGET=2,
+                           CLIENT_BLOCK_DELAY_MS=0)
+    for i in range(2):
+        assert request(port, "/segv/%d" % i, host="::1").status == 500
+        log.wait_count("listening", 3 + i)
+    (b,) = log.wait_count("client_blocked", 1)
+    assert b["client"] == "::1", b
+    r = request(port, "/", host="::1")
+    assert r.status == 429 and 50 <= int(r.header("retry-after")) <= 60, r
+    stop_cluster(p)
