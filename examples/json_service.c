@@ -10,11 +10,15 @@
  *   GET  /bug             a deliberate NULL dereference: that request gets
  *                         a 500 (JSON, like every error here), its worker
  *                         retires, and nobody else notices
+ *   GET  /bugs/:id        the same bug behind an id: crashes of several ids
+ *                         quarantine the route, not each id
  *   anything else         404, or 405 with Allow
  *
  * Environment: PORT (default 8080; 0 picks one), WORKERS (default 2),
  * POISON_THRESHOLD (crashes of one route that quarantine it; default 0:
- * off), QUARANTINE_MS, BW_EVENT_LOG (the cluster's events as JSON lines).
+ * off), QUARANTINE_MS, CLIENT_FAULT_BUDGET (crashes one client address may
+ * cause before it is answered 429; default 0: off), CLIENT_BLOCK_MS,
+ * BW_EVENT_LOG (the cluster's events as JSON lines).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +164,7 @@ int main(void)
         {"GET", "/health", health},      {"GET", "/items/:id", get_item},
         {"POST", "/items", post_item},   {"GET", "/slow", slow},
         {"GET", "/static/*", static_file}, {"GET", "/bug", bug},
+        {"GET", "/bugs/:id", bug},
     };
     for (size_t i = 0; rc == 0 && i < sizeof routes / sizeof routes[0]; i++)
         rc = bw_http_router_add(router, routes[i].method, routes[i].pattern, routes[i].handler,
@@ -179,6 +184,10 @@ int main(void)
     o.poison_threshold = pt != NULL ? atoi(pt) : 0;
     if (qm != NULL)
         o.quarantine_ms = strtoull(qm, NULL, 10);
+    const char *fb = getenv("CLIENT_FAULT_BUDGET"), *cb = getenv("CLIENT_BLOCK_MS");
+    o.client_fault_budget = fb != NULL ? atoi(fb) : 0;
+    if (cb != NULL)
+        o.client_block_ms = strtoull(cb, NULL, 10);
     rc = bw_cluster_run(&o, "127.0.0.1", port != NULL ? atoi(port) : 8080, worker_main, NULL);
     bw_http_router_free(router);
     return rc;

@@ -31,6 +31,9 @@
  *   /slow?ms=N        answers after N ms
  *   /hog?mb=N         allocates N MiB (default 1) and keeps it: the worker's
  *                     resident memory grows (for MAX_MEMORY_MB)
+ *   /segv/ANYTHING    /segv under any path (an attacker who varies the path)
+ *   /parse?QUERY      answers "parsed"; a query with "bad" in it faults (one
+ *                     bad input on a good route)
  *
  * Settings: each has a command-line flag and an environment variable, the
  * flag winning (`bulwark-server --help` lists them with their defaults):
@@ -40,7 +43,10 @@
  * same for workers started while that file exists: a rolling restart into
  * a generation that cannot start is abandoned),
  * HEARTBEAT_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, SHUTDOWN_TIMEOUT_MS,
- * POISON_THRESHOLD (0 turns quarantine off), QUARANTINE_MS,
+ * POISON_THRESHOLD (0 turns quarantine off), POISON_WINDOW_MS, QUARANTINE_MS,
+ * CLIENT_FAULT_BUDGET (crashes a client address may cause within
+ * CLIENT_FAULT_WINDOW_MS before it is answered 429 for CLIENT_BLOCK_MS; 0:
+ * off; each 429 CLIENT_BLOCK_DELAY_MS late),
  * RESTART_INTENSITY and RESTART_PERIOD_MS (crash-loop protection),
  * MAX_FORKS_PER_SECOND (the ceiling on forks, whatever their cause),
  * RESPONSE_TIMEOUT_MS (a request unanswered this long is an error in its
@@ -99,7 +105,12 @@ enum {
     S_HEARTBEAT_INTERVAL_MS,
     S_HEARTBEAT_TIMEOUT_MS,
     S_POISON_THRESHOLD,
+    S_POISON_WINDOW_MS,
     S_QUARANTINE_MS,
+    S_CLIENT_FAULT_BUDGET,
+    S_CLIENT_FAULT_WINDOW_MS,
+    S_CLIENT_BLOCK_MS,
+    S_CLIENT_BLOCK_DELAY_MS,
     S_RESTART_INTENSITY,
     S_RESTART_PERIOD_MS,
     S_MAX_FORKS_PER_SECOND,
@@ -152,8 +163,19 @@ static setting settings[S_COUNT] = {
                                 NULL},
     [S_POISON_THRESHOLD] = {"poison-threshold", "POISON_THRESHOLD", "N",
                             "crashes of one route that quarantine it (0: never)", "", NULL},
+    [S_POISON_WINDOW_MS] = {"poison-window-ms", "POISON_WINDOW_MS", "N",
+                            "...within this window", "", NULL},
     [S_QUARANTINE_MS] = {"quarantine-ms", "QUARANTINE_MS", "N", "how long a quarantine lasts",
                          "", NULL},
+    [S_CLIENT_FAULT_BUDGET] = {"client-fault-budget", "CLIENT_FAULT_BUDGET", "N",
+                               "crashes one client address may cause... (0: no limit)", "",
+                               NULL},
+    [S_CLIENT_FAULT_WINDOW_MS] = {"client-fault-window-ms", "CLIENT_FAULT_WINDOW_MS", "N",
+                                  "...within this window", "", NULL},
+    [S_CLIENT_BLOCK_MS] = {"client-block-ms", "CLIENT_BLOCK_MS", "N",
+                           "then it is answered 429 this long", "", NULL},
+    [S_CLIENT_BLOCK_DELAY_MS] = {"client-block-delay-ms", "CLIENT_BLOCK_DELAY_MS", "N",
+                                 "each of those 429s this late (0: at once)", "", NULL},
     [S_RESTART_INTENSITY] = {"restart-intensity", "RESTART_INTENSITY", "N",
                              "start-up failures that stop the primary...", "", NULL},
     [S_RESTART_PERIOD_MS] = {"restart-period-ms", "RESTART_PERIOD_MS", "N",
@@ -324,7 +346,12 @@ static void fill_defaults(const bw_cluster_options *o)
         {S_HEARTBEAT_INTERVAL_MS, o->heartbeat_interval_ms},
         {S_HEARTBEAT_TIMEOUT_MS, o->heartbeat_timeout_ms},
         {S_POISON_THRESHOLD, (uint64_t)o->poison_threshold},
+        {S_POISON_WINDOW_MS, o->poison_window_ms},
         {S_QUARANTINE_MS, o->quarantine_ms},
+        {S_CLIENT_FAULT_BUDGET, (uint64_t)o->client_fault_budget},
+        {S_CLIENT_FAULT_WINDOW_MS, o->client_fault_window_ms},
+        {S_CLIENT_BLOCK_MS, o->client_block_ms},
+        {S_CLIENT_BLOCK_DELAY_MS, o->client_block_delay_ms},
         {S_RESTART_INTENSITY, (uint64_t)o->restart_intensity},
         {S_RESTART_PERIOD_MS, o->restart_period_ms},
         {S_MAX_FORKS_PER_SECOND, (uint64_t)o->max_forks_per_second},
@@ -437,7 +464,7 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
         bw_timeout(loop, error_delay_ms, bark_later, NULL, NULL);
     } else if (strcmp(path, "/throw") == 0) {
         bw_throwf(-EINVAL, "thrown by the /throw handler");
-    } else if (strcmp(path, "/segv") == 0) {
+    } else if (strcmp(path, "/segv") == 0 || strncmp(path, "/segv/", 6) == 0) {
         *nowhere = 1;
     } else if (strcmp(path, "/abort") == 0) {
         abort();
@@ -478,6 +505,10 @@ static void handle_request(bw_http_request *req, bw_http_response *res, void *da
         bw_timeout(loop, (uint64_t)query_ms(req), answer_slow, res, NULL);
     } else if (strcmp(path, "/hog") == 0) {
         hog(req, res);
+    } else if (strcmp(path, "/parse") == 0) {
+        if (strstr(bw_http_request_query(req), "bad") != NULL)
+            *nowhere = 3;
+        bw_http_response_send(res, 200, "text/plain", "parsed\n", 7);
     } else {
         bw_http_response_end(res, "ok", 2);
     }
@@ -546,7 +577,13 @@ int main(int argc, char **argv)
     o.heartbeat_interval_ms = setting_u64(S_HEARTBEAT_INTERVAL_MS, o.heartbeat_interval_ms);
     o.shutdown_timeout_ms = setting_u64(S_SHUTDOWN_TIMEOUT_MS, o.shutdown_timeout_ms);
     o.poison_threshold = (int)setting_u64(S_POISON_THRESHOLD, (uint64_t)o.poison_threshold);
+    o.poison_window_ms = setting_u64(S_POISON_WINDOW_MS, o.poison_window_ms);
     o.quarantine_ms = setting_u64(S_QUARANTINE_MS, o.quarantine_ms);
+    o.client_fault_budget =
+        (int)setting_u64(S_CLIENT_FAULT_BUDGET, (uint64_t)o.client_fault_budget);
+    o.client_fault_window_ms = setting_u64(S_CLIENT_FAULT_WINDOW_MS, o.client_fault_window_ms);
+    o.client_block_ms = setting_u64(S_CLIENT_BLOCK_MS, o.client_block_ms);
+    o.client_block_delay_ms = setting_u64(S_CLIENT_BLOCK_DELAY_MS, o.client_block_delay_ms);
     o.restart_intensity = (int)setting_u64(S_RESTART_INTENSITY, (uint64_t)o.restart_intensity);
     o.restart_period_ms = setting_u64(S_RESTART_PERIOD_MS, o.restart_period_ms);
     o.max_forks_per_second =

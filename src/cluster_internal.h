@@ -31,8 +31,11 @@ enum bw__msg_type {
     BW__MSG_ONLINE = 'O',
     BW__MSG_LISTENING = 'L',     /* "address family port" */
     BW__MSG_HEARTBEAT = 'H',
-    BW__MSG_RETIRING = 'R',      /* "kill_ms METHOD /path": the error is in that request;
-                                    the worker's own kill timer fires after kill_ms */
+    BW__MSG_RETIRING = 'R',      /* "kill_ms KEY\nPEER_IP\nGROUP": the error is in that
+                                    request (KEY: "METHOD /target" or the policy's
+                                    quarantine_key; PEER_IP may be empty; GROUP: "r METHOD
+                                    /pattern" or "p METHOD /path"); the worker's own kill
+                                    timer fires after kill_ms */
     BW__MSG_DISCONNECTING = 'D', /* worker-initiated disconnect: acknowledge */
     BW__MSG_FAILED = 'F',        /* "why": the worker cannot start and exits (the primary's
                                     log says why: its exit status may come after its EOF) */
@@ -42,7 +45,10 @@ enum bw__msg_type {
     BW__MSG_SHUTDOWN = 's',      /* the same, the whole cluster stopping: the worker also
                                     serves the connections queued on the listeners */
     BW__MSG_ACK = 'a',           /* acknowledges DISCONNECTING */
-    BW__MSG_QUARANTINE = 'q',    /* "ttl_ms METHOD /path" */
+    BW__MSG_QUARANTINE = 'q',    /* "ttl_ms KIND KEY" (KIND: bw__qkind; c: a client
+                                    blocked) */
+    BW__MSG_LIFT = 'l',          /* "q KEY", "q" (every quarantine), "c IP", "c" (every
+                                    client block): lifted */
     /* both ways */
     BW__MSG_USER = 'u',
 };
@@ -69,16 +75,57 @@ typedef struct bw__worker_shm {
     uint64_t connections, in_flight; /* gauges, written at each heartbeat */
 } bw__worker_shm;
 
-/* A quarantined route, as the primary knows it and as workers copy it. */
+/* What a quarantine or a block keys on (cluster_quarantine.c). */
+typedef enum bw__qkind {
+    BW__Q_EXACT = 'e', /* "METHOD /target" (or the policy's quarantine_key) */
+    BW__Q_PATH = 'p',  /* "METHOD /path": every query of it */
+    BW__Q_ROUTE = 'r', /* "METHOD /items/:id": the router's matched pattern */
+    BW__Q_CLIENT = 'c', /* a peer IP address (the fault budget) */
+} bw__qkind;
+
+/* A quarantine candidate (or a quarantine), as the primary knows it and as
+ * workers copy it. Exact keys count crashes; path and route keys count the
+ * distinct exact keys that crashed under them. */
 typedef struct bw__poison {
-    char key[BW__REQUEST_TEXT]; /* "METHOD /path" */
+    char key[BW__REQUEST_TEXT];
+    char kind;                  /* bw__qkind (not CLIENT) */
     uint64_t times[16];         /* recent crashes (primary clock, ms) */
+    uint64_t targets[16];       /* path, route: a hash of each crash's exact key */
     size_t ntimes;
     uint64_t until_ms;          /* quarantined until (0: not quarantined) */
     uint64_t until_mono_ns;     /* the same, on the system-wide monotonic clock */
 } bw__poison;
 
-#define BW__MAX_POISON 32
+#define BW__MAX_POISON 64
+
+/* A client's crashes (the fault budget), and its block. */
+typedef struct bw__client {
+    char ip[48];
+    uint64_t times[16];
+    size_t ntimes;
+    uint64_t until_ms;      /* blocked until (0: not blocked) */
+    uint64_t until_mono_ns;
+} bw__client;
+
+#define BW__MAX_CLIENTS 128
+
+/* The worker's copy of what is quarantined or blocked. `active` is the
+ * one thing a request looks at when nothing is (the fast path). */
+typedef struct bw__qentry {
+    char kind;
+    char key[BW__REQUEST_TEXT];
+    uint64_t until_mono_ns;
+    bool logged; /* (client) its first refusal was logged */
+} bw__qentry;
+
+#define BW__MAX_GUARDS 64
+
+typedef struct bw__guards {
+    size_t active; /* entries in use (some may have expired: pruned on a match) */
+    size_t nroute;  /* of them, ROUTE entries (the router's gate) */
+    size_t nclient; /* and CLIENT entries */
+    bw__qentry g[BW__MAX_GUARDS];
+} bw__guards;
 
 struct bw_worker {
     bw_cluster *c;
@@ -166,6 +213,9 @@ struct bw_cluster {
     uint64_t tokens_ms;
     bw__poison poison[BW__MAX_POISON];
     size_t npoison;
+    bw__client clients[BW__MAX_CLIENTS]; /* the fault budget (cluster_quarantine.c) */
+    size_t nclients;
+    uint64_t clients_blocked; /* blocks decided since the start */
     bw__event_cb *event_cbs;
     size_t nevent_cbs;
     int event_log_fd;
@@ -267,9 +317,6 @@ BW__HIDDEN void bw__recycle_rolling_begins(bw_cluster *c);
 /* cluster_primary.c: the fork ceiling and start-up backoff, as supervision
  * applies them (takes a token when it says yes). */
 BW__HIDDEN bool bw__cluster_fork_allowed(bw_cluster *c);
-/* An event: its line in the event log (with `extra` fields) and the
- * callbacks (cluster_primary.c). */
-BW__HIDDEN void bw__cluster_emit(bw_cluster *c, bw_cluster_event *ev, const char *extra);
 
 /* cluster_privileges.c: look up `user` and `group` and apply the root
  * policy (bw_cluster_new; 0 or its documented errors); drop them in a
@@ -421,6 +468,32 @@ BW__HIDDEN void bw__cluster_event_line(bw_cluster *c, const char *name, const bw
                                        const char *extra);
 /* Free w if it has disconnected, exited, and its handles are closed. */
 BW__HIDDEN void bw__cluster_maybe_forget(bw_cluster *c, bw_worker *w);
+
+/* cluster_quarantine.c, the primary's side. report: a worker retired in
+ * a request (a RETIRING message's KEY, PEER_IP, GROUP) or hung in one
+ * (its last request, "METHOD /target"; peer and group ""): count it
+ * towards quarantines and the client's fault budget, and tell the workers
+ * what that decided. tick: expire quarantines and blocks. */
+BW__HIDDEN void bw__quarantine_report(bw_cluster *c, bw_worker *w, const char *key,
+                                      const char *peer_ip, const char *group);
+BW__HIDDEN void bw__quarantine_tick(bw_cluster *c, uint64_t now);
+/* Emit an event from the quarantine code (cluster_primary.c's emit). */
+BW__HIDDEN void bw__cluster_emit(bw_cluster *c, const bw_cluster_event *ev, const char *extra);
+
+/* cluster_quarantine.c, the worker's side. init: copy what the primary
+ * (whose memory fork copied) has in force. add: a QUARANTINE message or a
+ * block. lift: a LIFT message. find: the guard of `kind` whose key is
+ * `key` (length n) and in force, or NULL (expired ones are dropped). */
+BW__HIDDEN void bw__guards_init(bw__guards *g, const bw_cluster *c);
+BW__HIDDEN void bw__guards_add(bw__guards *g, char kind, uint64_t ttl_ms, const char *key);
+BW__HIDDEN void bw__guards_lift(bw__guards *g, const char *payload);
+BW__HIDDEN bw__qentry *bw__guards_find(bw__guards *g, char kind, const char *key, size_t n);
+/* Drop what expired. */
+BW__HIDDEN void bw__guards_prune(bw__guards *g);
+
+/* The IP of bw_http_request_peer's "ip:port" ("::1" of "::1:5000"), into
+ * out; its length (0: unknown). */
+BW__HIDDEN size_t bw__peer_ip(const char *peer, char *out, size_t size);
 
 /* Monotonic nanoseconds, comparable across processes (event log). */
 BW__HIDDEN uint64_t bw__mono_ns(void);

@@ -48,6 +48,10 @@ void bw_cluster_options_init(bw_cluster_options *o)
     o->poison_threshold = 3;
     o->poison_window_ms = 60000;
     o->quarantine_ms = 60000;
+    o->client_fault_budget = 5;
+    o->client_fault_window_ms = 60000;
+    o->client_block_ms = 60000;
+    o->client_block_delay_ms = 1000;
     o->handle_signals = true;
     o->handoff = true;
     o->handoff_timeout_ms = 2000;
@@ -70,7 +74,7 @@ static const char *event_name(bw_cluster_event_type t)
 {
     static const char *names[] = {"fork",   "online",   "listening", "disconnect", "exit",
                                   "message", "retiring", "hang",      "quarantine",
-                                  "recycle"};
+                                  "recycle", "client_blocked"};
     return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -158,9 +162,10 @@ static void emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
     bw_invoke(NULL, run_event_callbacks, &e);
 }
 
-void bw__cluster_emit(bw_cluster *c, bw_cluster_event *ev, const char *extra)
+void bw__cluster_emit(bw_cluster *c, const bw_cluster_event *ev, const char *extra)
 {
-    emit(c, ev, extra);
+    bw_cluster_event copy = *ev;
+    emit(c, &copy, extra);
 }
 
 static void emit_simple(bw_cluster *c, bw_cluster_event_type type, bw_worker *w)
@@ -882,8 +887,6 @@ static void on_sigchld(uv_signal_t *h, int signum)
 
 /* ---- Messages ---------------------------------------------------------- */
 
-static void quarantine_check(bw_cluster *c, bw_worker *w, const char *key);
-
 static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
 {
     const char *payload = msg + 1;
@@ -930,15 +933,27 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
     case BW__MSG_RETIRING: {
         if (w->retiring)
             return;
-        /* "kill_ms METHOD /path": the worker's own kill timer fires after
-         * kill_ms; the primary's deadline is that plus the margin, so the
-         * worker's failsafe, whatever its policy says, always comes first. */
+        /* "kill_ms KEY\nPEER_IP\nGROUP": the worker's own kill timer fires
+         * after kill_ms; the primary's deadline is that plus the margin, so
+         * the worker's failsafe, whatever its policy says, always comes
+         * first. The rest is for the quarantine (cluster_quarantine.c). */
         unsigned long long kill_ms;
         int skip = 0;
         if (sscanf(payload, "%llu %n", &kill_ms, &skip) != 1 || skip == 0)
             return; /* malformed: ignored (C-11) */
+        char key[BW__REQUEST_TEXT], peer[48] = "", group[BW__REQUEST_TEXT + 4] = "";
         payload += skip;
-        plen -= (size_t)skip;
+        size_t klen = strcspn(payload, "\n");
+        snprintf(key, sizeof key, "%.*s", (int)klen, payload);
+        if (payload[klen] == '\n') {
+            const char *p2 = payload + klen + 1;
+            size_t plen2 = strcspn(p2, "\n");
+            snprintf(peer, sizeof peer, "%.*s", (int)plen2, p2);
+            if (p2[plen2] == '\n')
+                snprintf(group, sizeof group, "%s", p2 + plen2 + 1);
+        }
+        payload = key;
+        plen = strlen(key);
         w->retiring = true;
         bw__metrics_retiring(c, w);
         w->kill_deadline_ms = now_ms(c) + kill_ms + BW__KILL_MARGIN_MS;
@@ -950,7 +965,7 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
             if (*p == '\\' || (unsigned char)*p < 32)
                 *p = '?';
         emit(c, &ev, extra);
-        quarantine_check(c, w, payload);
+        bw__quarantine_report(c, w, key, peer, group);
         maintain(c); /* capacity returns while the old one drains */
         bw__cluster_notify_update(c);
         return;
@@ -979,60 +994,6 @@ static void on_message(bw_cluster *c, bw_worker *w, const char *msg, size_t len)
     }
 }
 
-/* ---- Poison requests --------------------------------------------------- */
-
-static void broadcast_quarantine(bw_cluster *c, const bw__poison *p)
-{
-    char msg[BW__REQUEST_TEXT + 32];
-    int n = snprintf(msg, sizeof msg, "%llu %s", (unsigned long long)c->opts.quarantine_ms,
-                     p->key);
-    for (bw_worker *w = c->workers; w != NULL; w = w->next)
-        if (w->connected)
-            bw__msg_send(w->fd, BW__MSG_QUARANTINE, msg, (size_t)n);
-}
-
-static void quarantine_check(bw_cluster *c, bw_worker *w, const char *key)
-{
-    if (c->opts.poison_threshold <= 0 || key[0] == '\0')
-        return;
-    uint64_t now = now_ms(c);
-    bw__poison *p = NULL;
-    for (size_t i = 0; i < c->npoison; i++)
-        if (strcmp(c->poison[i].key, key) == 0)
-            p = &c->poison[i];
-    if (p == NULL) {
-        /* Reuse the stalest entry when the table is full. */
-        size_t slot = c->npoison < BW__MAX_POISON ? c->npoison++ : 0;
-        for (size_t i = 0; c->npoison == BW__MAX_POISON && i < BW__MAX_POISON; i++)
-            if (c->poison[i].until_ms < now && c->poison[i].times[0] < c->poison[slot].times[0])
-                slot = i;
-        p = &c->poison[slot];
-        memset(p, 0, sizeof *p);
-        snprintf(p->key, sizeof p->key, "%.*s", (int)sizeof p->key - 1, key);
-    }
-    /* Keep only the crashes inside the window, then add this one. */
-    size_t k = 0;
-    for (size_t i = 0; i < p->ntimes; i++)
-        if (now - p->times[i] <= c->opts.poison_window_ms)
-            p->times[k++] = p->times[i];
-    p->ntimes = k;
-    if (p->ntimes < sizeof p->times / sizeof p->times[0])
-        p->times[p->ntimes++] = now;
-    if ((int)p->ntimes >= c->opts.poison_threshold && p->until_ms <= now) {
-        p->until_ms = now + c->opts.quarantine_ms;
-        p->until_mono_ns = bw__mono_ns() + c->opts.quarantine_ms * 1000000u;
-        bw_log(BW_LOG_WARN,
-               "cluster: quarantined \"%s\" for %llu ms: it crashed or hung %zu workers within %llu ms "
-               "(the last, worker %d); workers answer it 503 meanwhile",
-               p->key, (unsigned long long)c->opts.quarantine_ms, p->ntimes,
-               (unsigned long long)c->opts.poison_window_ms, w->id);
-        bw_cluster_event ev = {.type = BW_EVENT_QUARANTINE, .worker = w, .data = p->key,
-                               .len = strlen(p->key), .exit_code = -1};
-        emit(c, &ev, NULL);
-        broadcast_quarantine(c, p);
-    }
-}
-
 /* ---- The periodic tick: deadlines -------------------------------------- */
 
 /* A hung worker: the last resort, for a loop the callback limit could not
@@ -1056,10 +1017,9 @@ static void report_hang(bw_cluster *c, bw_worker *w, uint64_t silent_ms)
     w->hang_reported = true;
     w->retiring = true;
     bw__metrics_retiring(c, w);
-    /* The quarantine key is "METHOD /path": the report keeps the query. */
-    char key[BW__REQUEST_TEXT];
-    snprintf(key, sizeof key, "%.*s", (int)strcspn(last, "?"), last);
-    quarantine_check(c, w, key);
+    /* Its exact key and its path (the route is not known to the primary;
+     * nor is the client: a hang is not charged to one). */
+    bw__quarantine_report(c, w, last, "", "");
     bw_worker *newest = c->workers;
     maintain(c);
     char replaced[64] = "no replacement yet (fork backoff or ceiling)";
@@ -1106,9 +1066,7 @@ static void on_tick(uv_timer_t *t)
         }
         c->shutdown_deadline_ms = 0;
     }
-    for (size_t i = 0; i < c->npoison; i++)
-        if (c->poison[i].until_ms != 0 && now >= c->poison[i].until_ms)
-            c->poison[i].until_ms = 0;
+    bw__quarantine_tick(c, now);
     bw__upgrade_tick(c, now);
     bw__recycle_tick(c, now);
     maintain(c);

@@ -27,7 +27,6 @@
 #include "cluster_internal.h"
 
 #define BW__MAX_SERVED 8
-#define BW__MAX_QUARANTINE 32
 
 typedef struct served {
     bw_worker_ctx *ctx;
@@ -38,11 +37,6 @@ typedef struct served {
     void *error_data;
     bool open;
 } served;
-
-typedef struct quarantined {
-    char key[BW__REQUEST_TEXT];
-    uint64_t until_mono_ns;
-} quarantined;
 
 struct bw_worker_ctx {
     int id;
@@ -65,8 +59,7 @@ struct bw_worker_ctx {
     bool retiring;
     bool waiting_ack;
     bw_crash_policy policy;
-    quarantined quarantine[BW__MAX_QUARANTINE];
-    size_t nquarantine;
+    bw__guards guards; /* quarantines and blocked clients (cluster_quarantine.c) */
     bw__worker_shm *shm;
     bool counting; /* the counters of /metrics (cluster_metrics.c) */
     bw_worker_ctx_message_cb message_cb;
@@ -244,15 +237,8 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
     ctx.policy.kill_timeout_ms = c->opts.kill_timeout_ms;
     ctx.policy.body = "Oops, there was a problem!\n";
     ctx.policy.content_type = "text/plain";
-    /* Routes the primary quarantined before this worker was born. */
-    uint64_t now = bw__mono_ns();
-    for (size_t i = 0; i < c->npoison && ctx.nquarantine < BW__MAX_QUARANTINE; i++) {
-        if (c->poison[i].until_ms != 0 && c->poison[i].until_mono_ns > now) {
-            quarantined *q = &ctx.quarantine[ctx.nquarantine++];
-            memcpy(q->key, c->poison[i].key, sizeof q->key);
-            q->until_mono_ns = c->poison[i].until_mono_ns;
-        }
-    }
+    /* What the primary quarantined or blocked before this worker was born. */
+    bw__guards_init(&ctx.guards, c);
     int rc = bw_loop_new(&ctx.loop);
     if (rc != 0) {
         bw_log(BW_LOG_FATAL, "worker %d: no event loop: %s", ctx.id, bw_strerror(rc));
@@ -287,7 +273,7 @@ void bw__worker_child_main(bw_cluster *c, bw_worker *w, int fd, int ho_fd,
 /* ---- The channel ------------------------------------------------------- */
 
 static void begin_drain(bw_worker_ctx *ctx);
-static void retire(bw_worker_ctx *ctx, const char *key, size_t n);
+static void retire(bw_worker_ctx *ctx, bw_http_request *req, const char *what);
 
 static void call_disconnect_cb(void *arg)
 {
@@ -314,7 +300,7 @@ static void on_teardown_error(bw_error *err, void *arg)
 {
     static const char key[] = "teardown";
     if (bw_error_origin_of(err) == BW_ORIGIN_FAULT || bw_error_origin_of(err) == BW_ORIGIN_TIMEOUT)
-        retire(arg, key, sizeof key - 1);
+        retire(arg, NULL, key);
 }
 
 /* An error in the user's message or disconnect callback costs only that
@@ -327,7 +313,7 @@ static void on_callback_error(bw_domain *d, bw_error *err, void *arg)
     bw__log_error(BW_LOG_ERROR, err, NULL, "worker %d (pid %ld): error in a worker callback",
                   ctx->id, (long)getpid());
     static const char key[] = "worker callback";
-    retire(ctx, key, sizeof key - 1);
+    retire(ctx, NULL, key);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -371,24 +357,18 @@ static void close_channel(bw_worker_ctx *ctx)
         bw_invoke(ctx->callbacks_domain, call_disconnect_cb, ctx);
 }
 
+static void set_route_gates(bw_worker_ctx *ctx);
+
+/* "ttl_ms KIND KEY" (cluster_internal.h). */
 static void add_quarantine(bw_worker_ctx *ctx, const char *payload)
 {
     unsigned long long ttl;
     int skip = 0;
-    if (sscanf(payload, "%llu %n", &ttl, &skip) != 1 || payload[skip] == '\0')
-        return;
-    const char *key = payload + skip;
-    uint64_t until = bw__mono_ns() + ttl * 1000000u;
-    quarantined *slot = NULL;
-    for (size_t i = 0; i < ctx->nquarantine; i++)
-        if (strcmp(ctx->quarantine[i].key, key) == 0 || ctx->quarantine[i].until_mono_ns < until)
-            slot = &ctx->quarantine[i];
-    if (slot == NULL && ctx->nquarantine < BW__MAX_QUARANTINE)
-        slot = &ctx->quarantine[ctx->nquarantine++];
-    if (slot == NULL)
-        return;
-    snprintf(slot->key, sizeof slot->key, "%s", key);
-    slot->until_mono_ns = until;
+    if (sscanf(payload, "%llu %n", &ttl, &skip) != 1 || skip == 0 || payload[skip] == '\0' ||
+        payload[skip + 1] != ' ')
+        return; /* malformed: ignored (C-11) */
+    bw__guards_add(&ctx->guards, payload[skip], ttl, payload + skip + 2);
+    set_route_gates(ctx);
 }
 
 static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
@@ -417,6 +397,10 @@ static void on_message(bw_worker_ctx *ctx, const char *msg, size_t len)
         return;
     case BW__MSG_QUARANTINE:
         add_quarantine(ctx, msg + 1);
+        return;
+    case BW__MSG_LIFT:
+        bw__guards_lift(&ctx->guards, msg + 1);
+        set_route_gates(ctx);
         return;
     case BW__MSG_USER:
         if (ctx->message_cb != NULL) {
@@ -569,36 +553,59 @@ static void arm_kill_timer(bw_worker_ctx *ctx)
 
 /* ---- Serving HTTP with the crash-safe policy --------------------------- */
 
-/* "METHOD /path" of a request, for the primary's reports and quarantine. */
+/* "METHOD /path" (or "METHOD /target", with_query) of a request. */
 static size_t request_key(bw_http_request *req, char *out, size_t size, bool with_query)
 {
     const char *method = bw_http_request_method(req);
     const char *path = with_query ? bw_http_request_target(req) : bw_http_request_path(req);
-    size_t m = strlen(method), p = strlen(path);
-    if (m + 1 >= size)
-        m = size - 2;
-    if (m + 1 + p >= size)
-        p = size - m - 2;
-    memcpy(out, method, m);
-    out[m] = ' ';
-    memcpy(out + m + 1, path, p);
-    out[m + 1 + p] = '\0';
-    return m + 1 + p;
+    return (size_t)snprintf(out, size, "%s %s", method, path) < size ? strlen(out) : size - 1;
 }
 
-/* The seconds left on req's quarantine (at least 1), or 0 if it is not
- * quarantined. */
-static uint64_t quarantine_left_s(bw_worker_ctx *ctx, bw_http_request *req)
+typedef struct key_call {
+    bw_worker_ctx *ctx;
+    bw_http_request *req;
+    char *out;
+    size_t size;
+} key_call;
+
+static void call_key_cb(void *arg)
 {
-    char key[BW__REQUEST_TEXT];
-    request_key(req, key, sizeof key, false);
-    uint64_t now = bw__mono_ns();
-    for (size_t i = 0; i < ctx->nquarantine; i++)
-        if (ctx->quarantine[i].until_mono_ns > now && strcmp(ctx->quarantine[i].key, key) == 0) {
-            uint64_t left = (ctx->quarantine[i].until_mono_ns - now + 999999999u) / 1000000000u;
-            return left > 0 ? left : 1;
+    key_call *k = arg;
+    k->ctx->policy.quarantine_key(k->req, k->out, k->size, k->ctx->policy.quarantine_key_data);
+}
+
+/* The request's exact quarantine key: the policy's hook (under a guard),
+ * else "METHOD /target". */
+static size_t exact_key(bw_worker_ctx *ctx, bw_http_request *req, char *out, size_t size)
+{
+    if (ctx->policy.quarantine_key != NULL) {
+        out[0] = '\0';
+        key_call k = {ctx, req, out, size};
+        bw_error *err = bw_try(call_key_cb, &k);
+        if (err != NULL) {
+            bw__log_request r = bw__log_request_of(req);
+            bw__log_error(BW_LOG_ERROR, err, &r,
+                          "worker %d (pid %ld): the quarantine key hook failed", ctx->id,
+                          (long)getpid());
+            bw_error_release(err);
+            out[0] = '\0';
         }
-    return 0;
+        out[size - 1] = '\0';
+        for (char *p = out; *p; p++)
+            if (*p == '\n')
+                *p = ' '; /* the RETIRING message's separator */
+        if (out[0] != '\0')
+            return strlen(out);
+    }
+    return request_key(req, out, size, true);
+}
+
+/* Seconds left until `until` (at least 1). */
+static uint64_t left_s(uint64_t until)
+{
+    uint64_t now = bw__mono_ns();
+    uint64_t left = until > now ? (until - now + 999999999u) / 1000000000u : 1;
+    return left > 0 ? left : 1;
 }
 
 typedef struct quarantine_call {
@@ -644,6 +651,119 @@ static void answer_quarantined(bw_worker_ctx *ctx, bw_http_request *req, bw_http
     bw_http_response_send(res, 503, "text/plain", body, sizeof body - 1);
 }
 
+/* The 429 of a blocked client (the fault budget). Its first refusal in
+ * this worker is logged (the primary logged the block itself). */
+typedef struct blocked_answer {
+    bw_http_response *res;
+    uint64_t until_mono_ns;
+} blocked_answer;
+
+static void send_blocked(bw_http_response *res, uint64_t until_mono_ns)
+{
+    static const char body[] = "Too Many Requests: this client's requests crashed workers\n";
+    char retry[24];
+    snprintf(retry, sizeof retry, "%llu", (unsigned long long)left_s(until_mono_ns));
+    bw_http_response_set_header(res, "Retry-After", retry);
+    bw_http_response_send(res, 429, "text/plain", body, sizeof body - 1);
+}
+
+static void send_blocked_later(bw_timer *t, void *data)
+{
+    (void)t;
+    blocked_answer *b = data;
+    send_blocked(b->res, b->until_mono_ns);
+}
+
+/* The 429 of a blocked client (the fault budget), client_block_delay_ms
+ * late: a timer of the request's domain (gone with the request if the
+ * client leaves first). Its first refusal in this worker is logged (the
+ * primary logged the block itself). */
+static void answer_blocked(bw_worker_ctx *ctx, bw_http_request *req, bw_http_response *res,
+                           bw__qentry *g)
+{
+    bw_http_request_set_outcome(req, BW_HTTP_QUARANTINED);
+    if (!g->logged) {
+        g->logged = true;
+        bw_log(BW_LOG_WARN,
+               "worker %d (pid %ld): client %s is blocked (its requests crashed workers): "
+               "answering it 429 for %llu s",
+               ctx->id, (long)getpid(), g->key, (unsigned long long)left_s(g->until_mono_ns));
+    }
+    uint64_t delay = ctx->c->opts.client_block_delay_ms;
+    uint64_t rt = bw_http_request_server(req)->opts.response_timeout_ms;
+    if (rt > 0 && delay > rt / 2)
+        delay = rt / 2; /* never the server's own timeout (a fault) */
+    blocked_answer *b = delay > 0 ? bw_http_request_alloc(req, sizeof *b) : NULL;
+    if (b != NULL) {
+        b->res = res;
+        b->until_mono_ns = g->until_mono_ns;
+        if (bw_timeout(bw_http_request_loop(req), delay, send_blocked_later, b, NULL) == 0)
+            return;
+    }
+    send_blocked(res, g->until_mono_ns);
+}
+
+/* Something is quarantined or blocked: is req? If so it is answered
+ * (429 for a blocked client, 503 for a quarantined request or path). */
+static bool guarded(bw_worker_ctx *ctx, bw_http_request *req, bw_http_response *res)
+{
+    bw__guards *g = &ctx->guards;
+    bw__guards_prune(g);
+    if (g->nroute == 0)
+        set_route_gates(ctx); /* the last route expired: the router's check goes */
+    if (g->nclient > 0) {
+        char ip[48];
+        size_t n = bw__peer_ip(bw_http_request_peer(req), ip, sizeof ip);
+        bw__qentry *b = n > 0 ? bw__guards_find(g, BW__Q_CLIENT, ip, n) : NULL;
+        if (b != NULL) {
+            answer_blocked(ctx, req, res, b);
+            return true;
+        }
+    }
+    if (g->active - g->nclient - g->nroute > 0) {
+        char key[BW__REQUEST_TEXT];
+        size_t n = exact_key(ctx, req, key, sizeof key);
+        bw__qentry *q = bw__guards_find(g, BW__Q_EXACT, key, n);
+        if (q == NULL) {
+            n = request_key(req, key, sizeof key, false);
+            q = bw__guards_find(g, BW__Q_PATH, key, n);
+        }
+        if (q != NULL) {
+            answer_quarantined(ctx, req, res, left_s(q->until_mono_ns));
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The router's gate, set while a route is quarantined: once the pattern
+ * matched, before the route's handler. */
+static bool route_gate(bw_http_request *req, bw_http_response *res, void *data)
+{
+    bw_worker_ctx *ctx = data;
+    const char *route = bw_http_request_route(req);
+    if (ctx->guards.nroute == 0 || route == NULL)
+        return false;
+    char key[BW__REQUEST_TEXT];
+    int n = snprintf(key, sizeof key, "%s %s", bw_http_request_method(req), route);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return false;
+    bw__qentry *q = bw__guards_find(&ctx->guards, BW__Q_ROUTE, key, (size_t)n);
+    if (q == NULL)
+        return false;
+    answer_quarantined(ctx, req, res, left_s(q->until_mono_ns));
+    return true;
+}
+
+static void set_route_gates(bw_worker_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->nservers; i++) {
+        bw_http_server *srv = ctx->servers[i].srv;
+        srv->route_gate = ctx->guards.nroute > 0 ? route_gate : NULL;
+        srv->route_gate_data = ctx;
+    }
+}
+
 static void worker_handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     served *s = data;
@@ -651,11 +771,9 @@ static void worker_handler(bw_http_request *req, bw_http_response *res, void *da
     /* What this worker is doing, for the primary if it stops answering. */
     request_key(req, ctx->shm->last_request, sizeof ctx->shm->last_request, true);
     ctx->shm->dispatched++;
-    uint64_t left = ctx->nquarantine > 0 ? quarantine_left_s(ctx, req) : 0;
-    if (left > 0) {
-        answer_quarantined(ctx, req, res, left);
+    /* The fast path: nothing quarantined, nobody blocked, one test. */
+    if (ctx->guards.active > 0 && guarded(ctx, req, res))
         return;
-    }
     s->handler(req, res, s->data);
 }
 
@@ -665,19 +783,35 @@ static void worker_handler(bw_http_request *req, bw_http_response *res, void *da
  * once (it forks a replacement; the message carries the effective kill
  * deadline, so the primary's own deadline is never the shorter one), then
  * the worker stops taking requests and lets the others finish. */
-static void retire(bw_worker_ctx *ctx, const char *key, size_t n)
+static void retire(bw_worker_ctx *ctx, bw_http_request *req, const char *what)
 {
     if (ctx->retiring)
         return;
     ctx->retiring = true;
     arm_kill_timer(ctx);
-    char msg[BW__REQUEST_TEXT + 24];
-    int head = snprintf(msg, sizeof msg, "%llu ", (unsigned long long)ctx->policy.kill_timeout_ms);
-    if (n > sizeof msg - (size_t)head - 1)
-        n = sizeof msg - (size_t)head - 1;
-    memcpy(msg + head, key, n);
-    if (ctx->connected)
-        bw__msg_send(ctx->fd, BW__MSG_RETIRING, msg, (size_t)head + n);
+    /* "kill_ms KEY\nPEER_IP\nGROUP" (cluster_internal.h): what the
+     * primary's quarantine and the client's fault budget count. Outside a
+     * request (what: "teardown"), the key says what it was, and there is
+     * neither client nor group ("-"). */
+    char key[BW__REQUEST_TEXT], ip[48] = "", group[BW__REQUEST_TEXT] = "-";
+    if (req != NULL) {
+        exact_key(ctx, req, key, sizeof key);
+        bw__peer_ip(bw_http_request_peer(req), ip, sizeof ip);
+    } else {
+        snprintf(key, sizeof key, "%s", what);
+    }
+    const char *route = req != NULL ? bw_http_request_route(req) : NULL;
+    if (route != NULL)
+        snprintf(group, sizeof group, "r %s %s", bw_http_request_method(req), route);
+    else if (req != NULL)
+        snprintf(group, sizeof group, "p %s %s", bw_http_request_method(req),
+                 bw_http_request_path(req));
+    char msg[BW__REQUEST_TEXT * 2 + 96];
+    int n = snprintf(msg, sizeof msg, "%llu %s\n%s\n%s",
+                     (unsigned long long)ctx->policy.kill_timeout_ms, key, ip, group);
+    if (n > 0 && ctx->connected)
+        bw__msg_send(ctx->fd, BW__MSG_RETIRING, msg,
+                     (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     begin_drain(ctx);
 }
 
@@ -717,13 +851,11 @@ static void crash_policy(bw_http_request *req, bw_http_response *res, bw_error *
 {
     served *s = data;
     bw_worker_ctx *ctx = s->ctx;
-    char key[BW__REQUEST_TEXT];
-    size_t n = request_key(req, key, sizeof key, false);
     bw_error_origin origin = bw_error_origin_of(err);
     count_error(ctx, err);
     bool damaged = origin == BW_ORIGIN_FAULT || origin == BW_ORIGIN_TIMEOUT;
     if (damaged || !ctx->policy.keep_on_errors)
-        retire(ctx, key, n);
+        retire(ctx, req, NULL);
     if (bw_log_get_level() <= BW_LOG_ERROR) {
         /* The id is made now if nobody asked for it yet, and the peer kept
          * (for the access log's line, written once the connection is gone),
@@ -808,6 +940,10 @@ int bw_worker_ctx_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_c
             ctx->policy.on_quarantined = policy->on_quarantined;
             ctx->policy.quarantine_data = policy->quarantine_data;
         }
+        if (policy->quarantine_key != NULL) {
+            ctx->policy.quarantine_key = policy->quarantine_key;
+            ctx->policy.quarantine_key_data = policy->quarantine_key_data;
+        }
     }
     served *s = &ctx->servers[ctx->nservers];
     s->ctx = ctx;
@@ -838,6 +974,7 @@ int bw_worker_ctx_serve_http(bw_worker_ctx *ctx, bw_http_server *srv, const bw_c
     }
     s->open = true;
     ctx->nservers++;
+    set_route_gates(ctx);
     ctx->nopen++;
     for (size_t i = 0; i < ctx->nlisten; i++)
         announce_listening(ctx, ctx->listen_fds[i]);

@@ -245,6 +245,11 @@ struct bw_http_server {
     void *handoff_data;
     size_t handoffs_out;  /* given to handoff_cb, not yet settled */
     bool handoff_blocked; /* handoff_cb said -EAGAIN: wait for handoff_more */
+    /* Called by the router once a route matched, before its handler, only
+     * while set (the cluster's worker sets it while a route is quarantined):
+     * true if it answered the request (the handler does not run). */
+    bool (*route_gate)(bw_http_request *req, bw_http_response *res, void *data);
+    void *route_gate_data;
 };
 
 #define BW__READBUF_SIZE (64 * 1024)

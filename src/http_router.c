@@ -15,6 +15,7 @@
 
 #include "bulwark/router.h"
 #include "http_decode.h"
+#include "http_internal.h"
 #include "internal.h"
 
 #define BW__ROUTE_PARAMS 16
@@ -369,6 +370,9 @@ void bw_http_router_handler(bw_http_request *req, bw_http_response *res, void *r
         }
     }
     bw_http_request_set_route(req, end->pattern, rp);
+    bw_http_server *srv = req->srv;
+    if (srv->route_gate != NULL && srv->route_gate(req, res, srv->route_gate_data))
+        return; /* a quarantined route (cluster_quarantine.c) */
     e->handler(req, res, e->data);
 }
 

@@ -23,11 +23,34 @@
  * limit could not interrupt, or the limit off) is the last resort: the
  * primary logs the last request it dispatched, forks its replacement at
  * once, then kills it. A draining worker still alive after
- * `kill_timeout_ms` is killed. A request that crashes or hangs
- * `poison_threshold` workers within `poison_window_ms` (same method and
- * path; a hang counts against the hung worker's last request) is
- * quarantined: workers answer it 503 for `quarantine_ms` instead of
- * crashing again.
+ * `kill_timeout_ms` is killed.
+ *
+ * Quarantine (src/cluster_quarantine.c): a request that crashes or hangs
+ * `poison_threshold` workers within `poison_window_ms` is quarantined:
+ * workers answer it 503 for `quarantine_ms` instead of crashing again. The
+ * key is the whole request first, "METHOD /target" with its query (or what
+ * bw_crash_policy.quarantine_key says), so one bad input does not take its
+ * route down for everyone. It widens to every request of the route (the
+ * router's pattern, "GET /items/:id", when one matched, else the path,
+ * "GET /slow" for every query of /slow) when `poison_threshold` distinct
+ * keys of that route crashed within the window: an attacker who varies
+ * the query or the id does not dodge it. A hang counts against the hung
+ * worker's last request (its path: the route is not known then). Workers
+ * check a request against the exact keys and paths before its handler,
+ * against routes once the router matched (before the route's handler);
+ * with nothing quarantined or blocked that is one test per request.
+ * bw_cluster_lift_quarantine ends quarantines early.
+ *
+ * Fault budget: a client address (the IP of bw_http_request_peer, so the
+ * PROXY protocol's address behind a proxy) whose requests crashed
+ * `client_fault_budget` workers within `client_fault_window_ms` is
+ * blocked for `client_block_ms`: workers answer its requests 429 with
+ * Retry-After before the handler runs (whatever they ask for; each
+ * answer `client_block_delay_ms` late, so that a client looping on its
+ * 429s as fast as it can costs the server next to nothing), the
+ * primary logs the block (warn) and emits BW_EVENT_CLIENT_BLOCKED, and
+ * bw_cluster_clients_blocked counts it. Hangs are not charged to a client
+ * (the hung worker cannot say whose request it was).
  * SIGTERM/SIGINT: graceful shutdown of every worker within
  * `shutdown_timeout_ms`, then exit 0. Nothing is forked once it began. The
  * primary closes its copies of the listening sockets and each worker serves
@@ -168,6 +191,13 @@ typedef struct bw_cluster_options {
     int poison_threshold;           /* crashes of one route that quarantine it; 0: off. 3 */
     uint64_t poison_window_ms;      /* Default 60000 */
     uint64_t quarantine_ms;         /* Default 60000 */
+    int client_fault_budget;        /* crashes one client address may cause... 0: off. 5 */
+    uint64_t client_fault_window_ms; /* ...within this window. Default 60000 */
+    uint64_t client_block_ms;       /* then it is answered 429 this long. Default 60000 */
+    uint64_t client_block_delay_ms; /* each 429 waits this long before it goes (at most
+                                       half the server's response_timeout_ms): a client
+                                       that retries at once is slowed to one request per
+                                       delay per connection; 0: at once. Default 1000 */
     bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP as above. Default true */
     const char *event_log;          /* JSON lines of events, or NULL (env BW_EVENT_LOG):
                                        {"mono_ns", "time" (RFC 3339, UTC, ms), "event",
@@ -256,6 +286,7 @@ typedef enum bw_cluster_event_type {
     BW_EVENT_QUARANTINE = 8,
     BW_EVENT_RECYCLE = 9,  /* the worker reached max_requests or max_memory_mb: it is
                               replaced, then drains (data: the reason) */
+    BW_EVENT_CLIENT_BLOCKED = 10, /* data: the client's IP address */
 } bw_cluster_event_type;
 
 typedef struct bw_cluster_event {
@@ -269,9 +300,11 @@ typedef struct bw_cluster_event {
      * followed a disconnect. */
     int exit_code;
     int term_signal;
-    /* MESSAGE: the payload (valid during the callback). RETIRING, HANG,
-     * QUARANTINE: "METHOD /path" of the request concerned. RECYCLE:
-     * "max_requests" or "max_memory". */
+    /* MESSAGE: the payload (valid during the callback). RETIRING, HANG:
+     * "METHOD /target" of the request concerned (RETIRING: or the policy's
+     * quarantine_key). QUARANTINE: the key quarantined ("METHOD /target",
+     * "METHOD /path" or "METHOD /route/:pattern"). RECYCLE: "max_requests"
+     * or "max_memory". CLIENT_BLOCKED: the IP. */
     const char *data;
     size_t len;
 } bw_cluster_event;
@@ -369,6 +402,26 @@ BW_EXTERN int bw_cluster_exit_status(const bw_cluster *c);
 BW_EXTERN int bw_cluster_run(const bw_cluster_options *options, const char *host, int port,
                              bw_worker_main_fn main, void *data);
 
+/*
+ * Lift quarantines now, in the primary and in every worker: the one whose
+ * key is `key` (as the quarantine event and log gave it: "GET /slow?ms=666",
+ * "GET /slow", "GET /items/:id"), or all of them with key NULL. The crash
+ * counts behind them start again from zero. Returns how many the primary
+ * lifted (0: none had that key; the workers are told all the same), or
+ * -EINVAL for an empty key. For an admin endpoint (POST /quarantine/lift).
+ */
+BW_EXTERN int bw_cluster_lift_quarantine(bw_cluster *c, const char *key);
+
+/* The same for the fault budget's blocks: the client `ip` ("127.0.0.2",
+ * "::1"), or every client with NULL. Its crash count starts again. */
+BW_EXTERN int bw_cluster_unblock_client(bw_cluster *c, const char *ip);
+
+/* For metrics: quarantines in force now; client blocks decided since the
+ * cluster was made (a counter); clients blocked now. */
+BW_EXTERN size_t bw_cluster_quarantines_active(const bw_cluster *c);
+BW_EXTERN uint64_t bw_cluster_clients_blocked(const bw_cluster *c);
+BW_EXTERN size_t bw_cluster_clients_blocked_now(const bw_cluster *c);
+
 /* A worker, from the primary. */
 BW_EXTERN int bw_worker_id(const bw_worker *w);
 BW_EXTERN pid_t bw_worker_pid(const bw_worker *w);
@@ -420,6 +473,16 @@ BW_EXTERN int bw_worker_ctx_listen_fd(const bw_worker_ctx *ctx, size_t i);
 typedef void (*bw_quarantine_cb)(bw_http_request *req, bw_http_response *res,
                                  uint64_t retry_after_s, void *data);
 
+/* Chooses a request's exact quarantine key: writes a NUL-terminated key of
+ * at most `size` bytes (size is 256) into `key`; an empty key falls back to
+ * the default, "METHOD /target". Called when a request retires its worker
+ * (after the kill timer is armed) and, while anything is quarantined, for
+ * every request before its handler: keep it cheap, and give equal requests
+ * equal keys (the method first, then whatever identifies the input: a
+ * header, a tenant). The path and route widening above is unchanged. Runs
+ * under a guard: a throw falls back to the default. */
+typedef void (*bw_quarantine_key_cb)(bw_http_request *req, char *key, size_t size, void *data);
+
 typedef struct bw_crash_policy {
     uint64_t kill_timeout_ms; /* 0: the cluster's kill_timeout_ms (the default) */
     const char *body;         /* the 500's body; NULL: "Oops, there was a problem!\n" */
@@ -428,6 +491,8 @@ typedef struct bw_crash_policy {
                                  policy calls first, see bw_worker_ctx_serve_http) */
     bw_quarantine_cb on_quarantined; /* NULL: a plain-text 503 with Retry-After */
     void *quarantine_data;
+    bw_quarantine_key_cb quarantine_key; /* NULL: "METHOD /target" */
+    void *quarantine_key_data;
     /* false (the seed's policy, the default): every error that reaches a
      * request's domain retires the worker. true: only a fault or an
      * interrupted hang (origins fault and timeout: memory or the loop may
@@ -444,7 +509,8 @@ typedef struct bw_crash_policy {
 /*
  * Serve `srv` on the inherited sockets with the crash-safe policy (policy
  * NULL: defaults): announces `listening` to the primary for each socket,
- * answers quarantined requests 503, records each dispatched request for the
+ * answers quarantined requests 503 and blocked clients 429 (see
+ * "Quarantine" and "Fault budget" above), records each dispatched request for the
  * primary's hang report. The server must be new (not listening). It stays
  * the caller's, but the worker closes it when it disconnects: free it only
  * after the worker's loop has ended, even if you closed it yourself.

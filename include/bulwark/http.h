@@ -265,7 +265,7 @@ typedef enum bw_http_outcome {
                                 what was sent is the error's answer (or a reset) */
     BW_HTTP_RESET = 2,       /* the server reset the connection (bw_http_response_reset) */
     BW_HTTP_ABORTED = 3,     /* the client went away before the response was complete */
-    BW_HTTP_QUARANTINED = 4, /* refused 503 by the cluster's quarantine (cluster.h) */
+    BW_HTTP_QUARANTINED = 4, /* refused by the cluster: 503 (quarantine), 429 (fault budget) */
 } bw_http_outcome;
 
 typedef struct bw_http_finished {

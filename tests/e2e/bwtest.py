@@ -383,7 +383,9 @@ def start_cluster(tmp_path, workers=2, env=None, name="bulwark-server"):
     and wait until `workers` workers listen. Returns (process, port, event
     log); the port comes from the first `listening` event."""
     log = EventLog(str(tmp_path / "events.jsonl"))
-    full = {"PORT": 0, "WORKERS": workers, "BW_EVENT_LOG": log.path}
+    # The fault budget off unless env says: every test's requests come from
+    # 127.0.0.1, and most crash workers on purpose (its own tests: M-NN, test_abuse.py).
+    full = {"PORT": 0, "WORKERS": workers, "BW_EVENT_LOG": log.path, "CLIENT_FAULT_BUDGET": 0}
     full.update(env or {})
     p = Process([example_binary(name)], env=full, ready_pattern=None)
     p.port = listening_port(log, workers)

@@ -159,6 +159,18 @@ static void handle(bw_http_request *req, bw_http_response *res, void *data)
     }
     if (strcmp(path, "/throw") == 0)
         bw_throwf(-EIO, "thrown in request %s", path);
+    if (strcmp(path, "/lift") == 0) {
+        /* M-04: ask the primary to lift the quarantine of the query's key
+         * ('+' for a space: "/lift?GET+/throw?a=1"), or of all. */
+        char msg[300];
+        int n = snprintf(msg, sizeof msg, "lift %s", bw_http_request_query(req));
+        for (char *p = msg + 5; *p; p++)
+            if (*p == '+')
+                *p = ' ';
+        bw_worker_ctx_send(W.ctx, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+        bw_http_response_send(res, 200, "text/plain", "asked\n", 6);
+        return;
+    }
     if (strcmp(path, "/hold") == 0) {
         /* C-41: tell the primary a request is in flight; answer later. */
         static const char msg[] = "holding";
@@ -876,7 +888,8 @@ static bw_worker *by_id[MAX_IDS];
 static const char *event_name(bw_cluster_event_type t)
 {
     static const char *names[] = {"fork",    "online",   "listening", "disconnect", "exit",
-                                  "message", "retiring", "hang",      "quarantine"};
+                                  "message", "retiring", "hang",      "quarantine",
+                                  "client_blocked"};
     return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -1586,6 +1599,25 @@ static void supervised_start(void)
     expect_exits = 1;
 }
 
+/* M-04: supervision until the test kills the primary; a worker asks for
+ * a lift ("lift KEY", "lift " for all). */
+static void lift_start(void)
+{
+    int rc = bw_cluster_start(cluster);
+    say("primary start rc=%d", rc);
+}
+
+static void lift_event(const bw_cluster_event *ev)
+{
+    if (ev->type != BW_EVENT_MESSAGE || ev->len < 5 || memcmp(ev->data, "lift ", 5) != 0)
+        return;
+    char key[300];
+    snprintf(key, sizeof key, "%.*s", (int)(ev->len - 5), ev->data + 5);
+    int n = bw_cluster_lift_quarantine(cluster, key[0] != '\0' ? key : NULL);
+    say("primary lifted key=%s n=%d active=%zu", key[0] != '\0' ? key : "(all)", n,
+        bw_cluster_quarantines_active(cluster));
+}
+
 static void send_usr1_message(void)
 {
     const char *m = getenv("USR1_MESSAGE");
@@ -1689,6 +1721,7 @@ static const scenario scenarios[] = {
     {"domain-listen", domain_listen_start, NULL, NULL, false, false},
     {"uncaught-42", uncaught_42_start, NULL, NULL, false, false},
     {"supervised", supervised_start, NULL, send_usr1_message, false, false},
+    {"quarantine-lift", lift_start, lift_event, NULL, false, false},
     {"kill-timeout-zero", kill_timeout_zero_start, NULL, NULL, false, false},
     {"disconnect-cb-throws", disconnect_throw_start, disconnect_on_listening, NULL, false, false},
     {"done-cb-throws", done_throws_start, done_throws_event, NULL, false, false},
@@ -1729,7 +1762,9 @@ static int run_primary(void)
     o.workers = 1; /* no supervision (bw_cluster_start is never called) */
     o.kill_timeout_ms = (uint64_t)env_long("KILL_TIMEOUT_MS", 5000);
     o.shutdown_timeout_ms = (uint64_t)env_long("SHUTDOWN_TIMEOUT_MS", 5000);
-    o.poison_threshold = 0;
+    o.poison_threshold = (int)env_long("POISON_THRESHOLD", 0);
+    o.quarantine_ms = (uint64_t)env_long("QUARANTINE_MS", 60000);
+    o.client_fault_budget = 0;
     rc = bw_cluster_new(loop, &o, worker_main, NULL, &cluster);
     if (rc != 0)
         return 70;

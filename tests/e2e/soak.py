@@ -82,7 +82,7 @@ def soak(restarts, workers=2, clients=4, tmpdir="/tmp", warmup=20, out=sys.stdou
     shm_before = set(os.listdir("/dev/shm"))
     p = Process([example_binary()], ready_pattern=None,
                 env={"PORT": 0, "WORKERS": workers, "POISON_THRESHOLD": 0,
-                     "BW_EVENT_LOG": log.path, "BW_LOG_LEVEL": "warn"})
+                     "CLIENT_FAULT_BUDGET": 0, "BW_EVENT_LOG": log.path, "BW_LOG_LEVEL": "warn"})
     outcomes = {}
     lock = threading.Lock()
     stop = threading.Event()

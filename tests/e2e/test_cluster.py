@@ -355,7 +355,8 @@ def test_W_11_response_timeout_retires_the_worker_like_a_fault(cluster):
     assert Reader(fast).response().status == 200
     fast.close()
     retiring = log.wait_count("retiring", 1)
-    assert retiring[0]["pid"] == old and retiring[0]["request"] == "GET /slow"
+    # The whole target, query included (the quarantine's key: test_abuse.py).
+    assert retiring[0]["pid"] == old and retiring[0]["request"] == "GET /slow?ms=60000"
     exits = log.wait_count("exit", 1)
     assert exits[0]["pid"] == old and exits[0]["code"] == 0
     assert wait_until(lambda: len(log.alive_workers()) == 1)
@@ -521,7 +522,7 @@ def test_W_23_hangs_count_towards_the_quarantine(cluster):
 @no_asan
 def test_W_24_heartbeat_hangs_count_towards_the_quarantine(cluster):
     # The limit off: the heartbeat kills each hung worker, and its last
-    # request (its query dropped: the key is method and path) counts.
+    # request counts: two distinct queries of /hang quarantine its path.
     p, port, log = cluster(workers=2, CALLBACK_LIMIT_MS=0, HEARTBEAT_INTERVAL_MS=100,
                            HEARTBEAT_TIMEOUT_MS=600, POISON_THRESHOLD=2, QUARANTINE_MS=60000)
     for i in range(2):
