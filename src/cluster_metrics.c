@@ -295,12 +295,14 @@ static void render(bw_cluster *c, text *t)
                    "From a worker's retirement to its replacement listening.", &m->replacement);
     life_histogram(t, "bulwark_drain_seconds", "From a worker's retirement or drain to its exit.",
                    &m->drain);
-    uint64_t now = uv_now(c->loop->uv);
-    size_t quarantined = 0;
-    for (size_t i = 0; i < c->npoison; i++)
-        quarantined += c->poison[i].until_ms > now;
-    family(t, "bulwark_quarantined_routes", "gauge", "Requests quarantined now (answered 503).");
-    put(t, "bulwark_quarantined_routes %zu\n", quarantined);
+    family(t, "bulwark_quarantined_routes", "gauge",
+           "Quarantines in force now (a target, a path or a route answered 503).");
+    put(t, "bulwark_quarantined_routes %zu\n", bw_cluster_quarantines_active(c));
+    family(t, "bulwark_clients_blocked_total", "counter",
+           "Clients blocked by the fault budget (answered 429 for a while).");
+    put(t, "bulwark_clients_blocked_total %llu\n", (unsigned long long)bw_cluster_clients_blocked(c));
+    family(t, "bulwark_clients_blocked", "gauge", "Clients blocked by the fault budget now.");
+    put(t, "bulwark_clients_blocked %zu\n", bw_cluster_clients_blocked_now(c));
     family(t, "bulwark_connections", "gauge", "Open client connections (at the workers' last "
            "heartbeat).");
     put(t, "bulwark_connections %llu\n", (unsigned long long)connections);
@@ -321,10 +323,46 @@ static bool ready(const bw_cluster *c)
            bw__cluster_census(c).serving > 0;
 }
 
+/* POST /quarantine/lift[?key=K] and POST /clients/unblock[?ip=A]: the
+ * lift API (cluster.h); without the parameter, everything. */
+static bool admin_action(bw_cluster *c, bw_http_request *req, bw_http_response *res,
+                         const char *path)
+{
+    bool lift = strcmp(path, "/quarantine/lift") == 0;
+    if (!lift && strcmp(path, "/clients/unblock") != 0)
+        return false;
+    if (strcmp(bw_http_request_method(req), "POST") != 0) {
+        bw_http_response_set_header(res, "Allow", "POST");
+        bw_http_response_send(res, 405, "text/plain", "method not allowed\n", 19);
+        return true;
+    }
+    const char *arg = NULL;
+    int rc = bw_http_request_query_param(req, lift ? "key" : "ip", 0, &arg);
+    if (rc != 0 && rc != -ENOENT) {
+        bw_http_response_send(res, 400, "text/plain", "bad query\n", 10);
+        return true;
+    }
+    if (rc != 0)
+        arg = NULL;
+    int n = lift ? bw_cluster_lift_quarantine(c, arg) : bw_cluster_unblock_client(c, arg);
+    if (n < 0) {
+        bw_http_response_send(res, 400, "text/plain", "empty key\n", 10);
+        return true;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "%s %d\n", lift ? "lifted" : "unblocked", n);
+    bw_log(BW_LOG_INFO, "cluster: admin: %s %s: %d", lift ? "lift quarantine" : "unblock client",
+           arg != NULL ? arg : "(all)", n);
+    bw_http_response_send(res, 200, "text/plain", body, (size_t)len);
+    return true;
+}
+
 static void admin_handler(bw_http_request *req, bw_http_response *res, void *data)
 {
     bw_cluster *c = data;
     const char *path = bw_http_request_path(req);
+    if (admin_action(c, req, res, path))
+        return;
     bool get = strcmp(bw_http_request_method(req), "GET") == 0 ||
                strcmp(bw_http_request_method(req), "HEAD") == 0;
     if (strcmp(path, "/metrics") == 0 && get) {

@@ -179,3 +179,40 @@ def test_M_46_an_ipv6_client_is_blocked_by_its_address(cluster):
     r = request(port, "/", host="::1")
     assert r.status == 429 and 50 <= int(r.header("retry-after")) <= 60, r
     stop_cluster(p)
+
+
+@no_asan
+def test_M_47_admin_endpoints_lift_and_unblock_and_metrics_count_them(cluster):
+    # The admin listener's POST /quarantine/lift and POST /clients/unblock
+    # call the lift API; /metrics counts the quarantines and the blocks.
+    p, port, log = cluster(workers=2, ADMIN_PORT=-1, POISON_THRESHOLD=2, CLIENT_FAULT_BUDGET=2,
+                           CLIENT_BLOCK_MS=60000, CLIENT_BLOCK_DELAY_MS=0)
+    admin = log.wait_count("admin", 1)[0]["port"]
+
+    def gauge(name):
+        text = request(admin, "/metrics").body.decode()
+        return [float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + " ")][0]
+
+    # Two crashes of one target, from two clients (each within its budget).
+    crash(port, "/parse?input=bad", log, 3, source="127.0.0.3")
+    crash(port, "/parse?input=bad", log, 4, source="127.0.0.4")
+    log.wait_count("quarantine", 1)
+    assert request(port, "/parse?input=bad").status == 503
+    assert gauge("bulwark_quarantined_routes") == 1
+    assert request(admin, "/quarantine/lift").status == 405  # a GET changes nothing
+    r = request(admin, "/quarantine/lift", method="POST")
+    assert r.status == 200 and r.body == b"lifted 1\n", r
+    assert gauge("bulwark_quarantined_routes") == 0
+    assert wait_until(lambda: request(port, "/parse?input=good").status == 200, DEADLINE)
+    crash(port, "/parse?input=bad", log, 5, source="127.0.0.5")  # a 500 again, not a 503
+    # A client over its budget: blocked, counted, unblocked by the endpoint.
+    crash(port, "/segv/a", log, 6, source="127.0.0.2")
+    crash(port, "/segv/b", log, 7, source="127.0.0.2")
+    log.wait_count("client_blocked", 1)
+    assert request_from("127.0.0.2", port, "/").status == 429
+    assert gauge("bulwark_clients_blocked") == 1 and gauge("bulwark_clients_blocked_total") == 1
+    r = request(admin, "/clients/unblock?ip=127.0.0.2", method="POST")
+    assert r.status == 200 and r.body == b"unblocked 1\n", r
+    assert wait_until(lambda: request_from("127.0.0.2", port, "/").status == 200, DEADLINE)
+    assert gauge("bulwark_clients_blocked") == 0 and gauge("bulwark_clients_blocked_total") == 1
+    stop_cluster(p)
