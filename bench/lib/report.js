@@ -246,6 +246,69 @@ for (const s of measured('memory')) {
   };
 }
 
+// ---- proxy (three instances behind HAProxy) ---------------------------------------
+
+const PROXY_VARIANTS = {
+  shipped: 'handoff on, `retry-on conn-failure empty-response` (as shipped)',
+  'no-handoff': 'handoff off (`HANDOFF=0`), retry-on as shipped',
+  'no-retry': 'handoff on, `retry-on none`',
+  neither: 'handoff off, `retry-on none`',
+};
+const proxy = [];
+for (const r of records.filter((x) => x.kind === 'proxy')) {
+  const file = path.join(out, r.harsh_file);
+  if (!fs.existsSync(file)) continue;
+  const h = JSON.parse(fs.readFileSync(file, 'utf8'));
+  let g = proxy.find((x) => x.variant === r.variant);
+  if (!g) {
+    g = { variant: r.variant, handoff: r.handoff, retry_on: r.retry_on, rounds: 0, runs: [] };
+    proxy.push(g);
+  }
+  g.rounds++;
+  const secs = h.elapsed_ms / 1000;
+  g.runs.push({
+    round: r.round,
+    innocent_sent: h.innocent.sent,
+    innocent_answered: h.innocent.answered,
+    innocent_failures: h.innocent.lost + h.innocent.wrong_status,
+    innocent_lost_by: h.innocent.lost_by,
+    connect_failures: h.connect_failures,
+    faults_sent: h.faults.sent,
+    faults_500: h.faults.answered_500,
+    faults_other: h.faults.sent - h.faults.answered_500,
+    rps: secs > 0 ? (h.innocent.answered + h.faults.answered_500) / secs : null,
+    p50_ms: h.innocent_latency_ms.p50,
+    p99_ms: h.innocent_latency_ms.p99,
+    upgrade_ok: !!r.upgrade_ok,
+    upgrade_total_ms: r.upgrade_total_ms,
+    upgrade_ready_ms: r.upgrade_ready_ms,
+    upgrade_exit_ms: r.upgrade_exit_ms,
+    haproxy_retries: r.haproxy_retries,
+    haproxy_redispatches: r.haproxy_redispatches,
+  });
+}
+const proxyOrder = Object.keys(PROXY_VARIANTS);
+proxy.sort((a, b) => proxyOrder.indexOf(a.variant) - proxyOrder.indexOf(b.variant));
+const sum = (xs) => xs.reduce((a, b) => a + (b || 0), 0);
+const proxySummary = proxy.map((g) => {
+  const col = (k) => g.runs.map((x) => x[k]).filter((x) => x != null);
+  return {
+    variant: g.variant, handoff: g.handoff, retry_on: g.retry_on, rounds: g.rounds,
+    innocent_sent: sum(col('innocent_sent')),
+    innocent_failures: sum(col('innocent_failures')),
+    connect_failures: sum(col('connect_failures')),
+    faults_sent: sum(col('faults_sent')),
+    faults_500: sum(col('faults_500')),
+    rps_median: median(col('rps')),
+    p99_ms_median: median(col('p99_ms')),
+    upgrades_ok: g.runs.every((x) => x.upgrade_ok),
+    upgrade_total_ms_median: median(col('upgrade_total_ms')),
+    upgrade_ready_ms_median: median(g.runs.flatMap((x) => x.upgrade_ready_ms)),
+    haproxy_retries: sum(col('haproxy_retries')),
+    runs: g.runs,
+  };
+});
+
 // ---- targets (issue 5), reported, never asserted ----------------------------------
 
 function targets() {
@@ -272,7 +335,7 @@ function targets() {
 
 // ---- output -------------------------------------------------------------------------
 
-const summary = { throughput, ratios, chaos: chaosSummary, recovery: recoverySummary, memory, targets: targets() };
+const summary = { throughput, ratios, chaos: chaosSummary, recovery: recoverySummary, memory, proxy: proxySummary, targets: targets() };
 fs.writeFileSync(path.join(out, 'results.json'),
   JSON.stringify({ meta, skipped: Object.fromEntries(skipped), errors, summary, records }, null, 1) + '\n');
 
@@ -397,6 +460,40 @@ if (S.sections.includes('memory')) {
     md.push(`| ${LABELS[s]} | ${fmtInt(m.open_median)} | ${fmtInt(m.closed_meanwhile_max)} | ` +
       `${fmt(m.rss_before_mib, 1)} | ${fmt(m.rss_after_mib, 1)} | ${fmtInt(m.rss_per_conn_bytes_median)} B | ` +
       `${fmtInt(m.pss_per_conn_bytes_median)} B |`);
+  }
+  md.push('');
+}
+
+if (S.sections.includes('proxy')) {
+  md.push('## Behind HAProxy', '');
+  md.push(`Three instances of the bulwark example server (${S.workers} workers each, PROXY protocol on, ` +
+    `\`/readyz\` on an admin port) behind HAProxy ${meta.versions.haproxy || ''} running \`${S.proxy_cfg}\` ` +
+    '(ports, stats socket and log rewritten). `bench/chaos-harsh` through the proxy: ' +
+    `${S.proxy_connections} connections (\`--mix ${S.proxy_mix}\`: fresh, keep-alive, pipelined, half-closed), ` +
+    `${S.proxy_duration_ms / 1000} s, ${S.proxy_permille / 10} % of the requests to ${S.proxy_fault_routes} ` +
+    '(each retires its worker); a third of the way in, a rolling SIGUSR2 upgrade of the three instances, ' +
+    'one after another (each one\'s `upgrade_ready` and its old primary\'s exit before the next). ' +
+    `Counts summed over ${S.rounds} round(s); req/s (every answered request through the proxy), p99 and ` +
+    'upgrade times are medians. *Innocent failures*: a `/` request not answered 200 (target: 0). ' +
+    '*Upgrade*: from the first SIGUSR2 to the third old primary\'s exit; *per instance*: SIGUSR2 to `upgrade_ready`. ' +
+    '*HAProxy retries*: its backend\'s `wretr`.', '');
+  md.push('| variant | innocent requests | innocent failures | connect failures | faults sent | answered 500 | req/s | innocent p99 ms | upgrade ms | per instance ms | HAProxy retries |');
+  md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const g of proxySummary) {
+    md.push(`| ${PROXY_VARIANTS[g.variant] || g.variant} | ${fmtInt(g.innocent_sent)} | ${fmtInt(g.innocent_failures)} | ` +
+      `${fmtInt(g.connect_failures)} | ${fmtInt(g.faults_sent)} | ${fmtInt(g.faults_500)} | ${fmtInt(g.rps_median)} | ` +
+      `${fmt(g.p99_ms_median, 1)} | ${g.upgrades_ok ? fmtInt(g.upgrade_total_ms_median) : '**failed**'} | ` +
+      `${fmtInt(g.upgrade_ready_ms_median)} | ${fmtInt(g.haproxy_retries)} |`);
+  }
+  if (!proxySummary.length) md.push('| not measured | | | | | | | | | | |');
+  const lost = proxySummary.filter((g) => g.innocent_failures);
+  if (lost.length) {
+    md.push('', 'How innocent requests were lost (all rounds):', '');
+    for (const g of lost) {
+      const by = {};
+      for (const x of g.runs) for (const [k, n] of Object.entries(x.innocent_lost_by)) by[k] = (by[k] || 0) + n;
+      md.push(`- ${g.variant}: ${Object.entries(by).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ') || 'wrong status'}.`);
+    }
   }
   md.push('');
 }
