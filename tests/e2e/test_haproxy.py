@@ -60,7 +60,10 @@ class Instance:
         self.log = EventLog(str(d / "events.jsonl"))
         full = {"PORT": 0, "WORKERS": 2, "BW_EVENT_LOG": self.log.path, "POISON_THRESHOLD": 0,
                 "PROXY_PROTOCOL": 1, "HANDOFF": os.environ.get("BW_HAPROXY_HANDOFF", "1"),
-                "ADMIN_PORT": -1}
+                "ADMIN_PORT": -1,
+                # One load client, one address: the fault budget would block
+                # it (all of it) after 5 crashes; faults here are on purpose.
+                "CLIENT_FAULT_BUDGET": 0}
         full.update(env or {})
         self.p = Process([example_binary()], env=full, ready_pattern=None)
         self.port = listening_port(self.log, 2)
