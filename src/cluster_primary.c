@@ -641,6 +641,7 @@ static void kill_now(bw_worker *w)
 }
 
 static void give_up(bw_cluster *c, const bw_worker *last);
+static void close_listeners(bw_cluster *c);
 static void begin_shutdown(bw_cluster *c);
 
 static bool fork_allowed(bw_cluster *c)
@@ -764,6 +765,12 @@ static void give_up(bw_cluster *c, const bw_worker *last)
            bw__worker_failure_hint(last));
     bw__cluster_event_line(c, "giveup", last, NULL);
     begin_shutdown(c);
+    /* The primary is going to exit, as after SIGTERM: its copies of the
+     * listening sockets go now, so that once the workers have served their
+     * queues and closed theirs, a new client is refused at connect (a load
+     * balancer retries elsewhere) rather than queued on a socket nobody
+     * accepts from again and reset when the primary exits. */
+    close_listeners(c);
 }
 
 /* A rolling restart's new worker died before listening: stop the restart

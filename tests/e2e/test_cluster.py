@@ -606,3 +606,32 @@ def test_W_26_json_logs_crash_report_is_one_line(cluster):
     stop_cluster(p)
     lines = p.output().splitlines()
     assert lines and all(isinstance(json.loads(l), dict) for l in lines), p.output()
+
+
+@no_asan
+def test_W_27_a_primary_that_gives_up_refuses_new_clients_while_it_drains(cluster, tmp_path):
+    # Giving up is a shutdown: the primary closes its copies of the
+    # listening sockets at once, as after SIGTERM. Before, it kept them
+    # while its last workers drained: once those had closed theirs, a new
+    # client was accepted by the kernel into a queue nobody would accept
+    # from again, then reset when the primary exited; a load balancer that
+    # already sent a request on it cannot retry it. Now it is refused at
+    # connect (a retry elsewhere is safe), and the drain still finishes
+    # what it has.
+    flag = tmp_path / "workers-crash"
+    p, port, log = cluster(workers=2, FAIL_AT_START_IF=flag, RESTART_INTENSITY=1)
+    slow = connect(port, timeout=10)
+    slow.sendall(build("/slow?ms=1500"))
+    time.sleep(0.1)  # in flight when the give-up comes: the scenario
+    flag.write_text("")
+    assert request(port, "/segv").status == 500
+    log.wait_count("giveup", 1, timeout=15)
+    assert p.proc.poll() is None  # still draining the slow request
+    t = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        connect(port, timeout=2)
+    assert time.monotonic() - t < 0.5
+    r = Reader(slow).response()
+    assert r.status == 200 and r.body == b"slow ok\n", r
+    slow.close()
+    assert p.wait(20) == 2, p.output()
