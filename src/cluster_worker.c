@@ -347,14 +347,18 @@ static void close_channel(bw_worker_ctx *ctx)
         bw__ho_worker_close(ctx->handoff);
     uv_poll_stop(&ctx->poll);
     uv_close((uv_handle_t *)&ctx->poll, on_poll_closed);
-    close(ctx->fd);
-    ctx->fd = -1;
     if (ctx->heartbeat_on) {
         ctx->heartbeat_on = false;
         uv_close((uv_handle_t *)&ctx->heartbeat, NULL);
     }
+    /* The callback runs disconnected (is_connected false, sends fail) but
+     * before the descriptor closes: what it does (a log line, a flush) is
+     * done before the primary hears the end of the channel, so the
+     * primary's disconnect event always comes after it (C-41). */
     if (ctx->disconnect_cb != NULL)
         bw_invoke(ctx->callbacks_domain, call_disconnect_cb, ctx);
+    close(ctx->fd);
+    ctx->fd = -1;
 }
 
 static void set_route_gates(bw_worker_ctx *ctx);
