@@ -295,6 +295,8 @@ BW__HIDDEN int bw__upgrade_init(bw_cluster *c);
 BW__HIDDEN void bw__upgrade_ready(bw_cluster *c);
 BW__HIDDEN int bw__upgrade_begin(bw_cluster *c);
 BW__HIDDEN void bw__upgrade_on_ready(bw_cluster *c);
+/* A shutdown began before the successor was ready: it stops too. */
+BW__HIDDEN void bw__upgrade_abandon(bw_cluster *c);
 BW__HIDDEN bool bw__upgrade_reap(bw_cluster *c);
 BW__HIDDEN void bw__upgrade_tick(bw_cluster *c, uint64_t now);
 BW__HIDDEN void bw__upgrade_peer_gone(bw_cluster *c);

@@ -1265,6 +1265,7 @@ static void on_term(uv_signal_t *h, int signum)
     bw_log(BW_LOG_INFO, "cluster: %s: graceful shutdown of %zu worker(s), deadline %llu ms",
            signum == SIGINT ? "SIGINT" : "SIGTERM", bw_cluster_worker_count(c),
            (unsigned long long)c->opts.shutdown_timeout_ms);
+    bw__upgrade_abandon(c); /* a new primary on its way stops too */
     begin_shutdown(c);
     close_listeners(c);
 }

@@ -373,6 +373,21 @@ static void roll_back(bw_cluster *c, const char *why)
     u->successor_pid = 0;
 }
 
+void bw__upgrade_abandon(bw_cluster *c)
+{
+    bw__upgrade *u = &c->upgrade;
+    if (u->successor_pid == 0 || u->handing_over)
+        return; /* none, or it is the service already */
+    /* A stop asked for in the middle of an upgrade stops the service, the
+     * new primary included: it drains what its workers took, as this one
+     * does (SIGTERM, not SIGKILL). */
+    char why[96];
+    snprintf(why, sizeof why, "the service is stopping: the new primary (pid %ld) is told to "
+             "stop too", (long)u->successor_pid);
+    kill(u->successor_pid, SIGTERM);
+    roll_back(c, why);
+}
+
 void bw__upgrade_on_ready(bw_cluster *c)
 {
     bw__upgrade *u = &c->upgrade;

@@ -187,3 +187,30 @@ def test_G_02_failed_upgrades_leave_the_old_primary_serving(tmp_path):
         if new_pid is not None:
             kill_pid(new_pid)
         p.kill()
+
+
+@no_asan
+def test_G_03_a_stop_during_an_upgrade_stops_the_new_primary_too(tmp_path):
+    # SIGTERM to the old primary while its successor is still starting (a
+    # build that takes a second to come up): the service is stopping, so
+    # the new primary is told to stop too (SIGTERM) and nothing is left
+    # running; the old one drains and exits 0, saying why.
+    d = Deploy(tmp_path)
+    v1 = d.build("v1")
+    d.point_at(v1)
+    p, port, log = d.start()
+    slow_start = d.build("v2-slow", f'sleep 1\nexec "{v1}" "$@"')
+    d.point_at(slow_start)
+    p.signal(signal.SIGUSR2)
+    new_pid = log.wait_count("upgrade", 1)[0]["successor"]
+    try:
+        p.signal(signal.SIGTERM)
+        assert p.proc.wait(20) == 0, p.output()
+        assert wait_until(lambda: not os.path.exists(f"/proc/{new_pid}") or
+                          open(f"/proc/{new_pid}/stat").read().split()[2] == "Z", 10), \
+            f"the new primary {new_pid} outlived the stop"
+        assert p.wait_count("the service is stopping: the new primary", 1), p.output()
+        assert log.of("upgrade_ready") == []
+    finally:
+        p.kill()  # the group: the new primary and its workers too, if any is left
+        kill_pid(new_pid)
