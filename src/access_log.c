@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@ struct bw_access_log {
     bool failing;       /* the last write failed (logged once) */
     long pid;           /* getpid() is a system call each time: asked once */
     uv_timer_t *timer;  /* its own block: freed by its close callback */
+    char *path;         /* the file's (NULL: standard error), to follow a rotation */
     size_t len;
     time_t cached_sec;  /* the combined format's time, per second */
     char cached_time[32];
@@ -57,12 +59,16 @@ int bw_access_log_new(bw_loop *loop, const char *path, bw_access_log_format form
         log->fd = STDERR_FILENO;
     } else {
         log->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (log->fd < 0) {
-            int rc = -errno;
+        log->path = log->fd >= 0 ? bw_malloc(strlen(path) + 1) : NULL;
+        if (log->fd < 0 || log->path == NULL) {
+            int rc = log->fd < 0 ? -errno : -ENOMEM;
+            if (log->fd >= 0)
+                close(log->fd);
             bw_free(log);
             bw_free(timer);
             return rc;
         }
+        strcpy(log->path, path);
         log->own_fd = true;
     }
     uv_timer_init(bw_loop_uv(loop), timer);
@@ -74,8 +80,27 @@ int bw_access_log_new(bw_loop *loop, const char *path, bw_access_log_format form
     return 0;
 }
 
+/* logrotate moved the file (or removed it): write on into a new one at
+ * the path, as nginx does after its SIGUSR1, without needing the signal.
+ * One stat a flush, at most once a second. */
+static void follow_rotation(bw_access_log *log)
+{
+    struct stat at_path, ours;
+    if (log->path == NULL || fstat(log->fd, &ours) != 0)
+        return;
+    if (stat(log->path, &at_path) == 0 && at_path.st_ino == ours.st_ino &&
+        at_path.st_dev == ours.st_dev)
+        return;
+    int fd = open(log->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return; /* the old file it is, until the path can be opened */
+    close(log->fd);
+    log->fd = fd;
+}
+
 int bw_access_log_flush(bw_access_log *log)
 {
+    follow_rotation(log);
     size_t off = 0;
     int rc = 0;
     while (off < log->len) {
@@ -109,6 +134,7 @@ void bw_access_log_free(bw_access_log *log)
         bw_access_log_flush(log);
     if (log->own_fd)
         close(log->fd);
+    bw_free(log->path);
     log->timer->data = NULL;
     uv_close((uv_handle_t *)log->timer, on_timer_closed);
     bw_free(log);

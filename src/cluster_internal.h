@@ -202,7 +202,8 @@ struct bw_cluster {
     int exit_status;
     uv_timer_t tick;
     uv_idle_t deferred; /* emits fork events after fork() returned (C-07) */
-    uv_signal_t sigchld, sigterm, sigint, sighup, sigusr2;
+    uv_signal_t sigchld, sigterm, sigint, sighup, sigusr2, sigusr1;
+    char event_log_path[4096]; /* for SIGUSR1's reopen ("": none) */
     bool signals_on;
     size_t handles_open;
     uint64_t failures[64]; /* start-up failures (ms), a ring */

@@ -221,6 +221,7 @@ int bw_cluster_new(bw_loop *loop, const bw_cluster_options *options, bw_worker_m
             bw_free(c);
             return e;
         }
+        snprintf(c->event_log_path, sizeof c->event_log_path, "%s", path);
     }
     int prc = bw__privileges_init(c);
     if (prc != 0) {
@@ -1276,6 +1277,26 @@ static void on_hup(uv_signal_t *h, int signum)
     bw_cluster_rolling_restart(h->data);
 }
 
+/* SIGUSR1, as nginx: reopen the log files (logrotate moved them). The
+ * primary's is the event log; an access log reopens itself when its file
+ * is replaced (access_log.h). */
+static void on_usr1(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    bw_cluster *c = h->data;
+    if (c->event_log_path[0] == '\0')
+        return;
+    int fd = open(c->event_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        bw_log(BW_LOG_ERROR, "cluster: SIGUSR1: cannot reopen %s: %s", c->event_log_path,
+               bw_strerror(-errno));
+        return;
+    }
+    dup2(fd, c->event_log_fd); /* the same descriptor number: workers hold none */
+    close(fd);
+    bw_log(BW_LOG_INFO, "cluster: SIGUSR1: event log %s reopened", c->event_log_path);
+}
+
 static void on_usr2(uv_signal_t *h, int signum)
 {
     (void)signum;
@@ -1297,16 +1318,20 @@ static void start_signals(bw_cluster *c)
         uv_signal_init(c->loop->uv, &c->sigint);
         uv_signal_init(c->loop->uv, &c->sighup);
         uv_signal_init(c->loop->uv, &c->sigusr2);
+        uv_signal_init(c->loop->uv, &c->sigusr1);
         c->sigterm.data = c->sigint.data = c->sighup.data = c->sigusr2.data = c;
+        c->sigusr1.data = c;
         uv_signal_start(&c->sigterm, on_term, SIGTERM);
         uv_signal_start(&c->sigint, on_term, SIGINT);
         uv_signal_start(&c->sighup, on_hup, SIGHUP);
         uv_signal_start(&c->sigusr2, on_usr2, SIGUSR2);
+        uv_signal_start(&c->sigusr1, on_usr1, SIGUSR1);
         uv_unref((uv_handle_t *)&c->sigterm);
         uv_unref((uv_handle_t *)&c->sigint);
         uv_unref((uv_handle_t *)&c->sighup);
         uv_unref((uv_handle_t *)&c->sigusr2);
-        c->handles_open += 4;
+        uv_unref((uv_handle_t *)&c->sigusr1);
+        c->handles_open += 5;
     }
     c->signals_on = true;
 }
@@ -1370,6 +1395,7 @@ int bw_cluster_close(bw_cluster *c, bw_cluster_done_cb cb, void *data)
             uv_close((uv_handle_t *)&c->sigint, on_handle_closed);
             uv_close((uv_handle_t *)&c->sighup, on_handle_closed);
             uv_close((uv_handle_t *)&c->sigusr2, on_handle_closed);
+            uv_close((uv_handle_t *)&c->sigusr1, on_handle_closed);
         }
     }
     return 0;
@@ -1449,7 +1475,7 @@ static void on_run_closed(bw_cluster *c, void *data)
  * lands in between. */
 static void on_all_gone(bw_cluster *c, void *data)
 {
-    static const int late[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+    static const int late[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
     sigset_t set, old;
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof late / sizeof late[0]; i++)

@@ -103,7 +103,14 @@ static void on_stop_signal(int sig, siginfo_t *info, void *uc)
  * nothing is acted on with the primary's handlers until these are set. */
 static void reset_signals(pid_t primary)
 {
-    static const int defaults[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM};
+    static const int defaults[] = {SIGCHLD, SIGALRM};
+    /* The primary's controls (a rolling restart, log reopening, an
+     * upgrade): sent to the
+     * whole process group (a terminal's hangup, kill -HUP -PGID), they must
+     * not kill the workers on the way, whose default action for both is to
+     * die. The primary acts for them. User code may still install handlers
+     * of its own. */
+    static const int controls[] = {SIGHUP, SIGUSR1, SIGUSR2};
     static const int stops[] = {SIGTERM, SIGINT};
     primary_pid = primary;
     struct sigaction sa;
@@ -114,6 +121,8 @@ static void reset_signals(pid_t primary)
         sigaction(defaults[i], &sa, NULL);
     sa.sa_handler = SIG_IGN; /* a write to a closed socket is an error, not a death */
     sigaction(SIGPIPE, &sa, NULL);
+    for (size_t i = 0; i < sizeof controls / sizeof controls[0]; i++)
+        sigaction(controls[i], &sa, NULL);
     sa.sa_handler = NULL;
     sa.sa_sigaction = on_stop_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;

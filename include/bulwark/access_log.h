@@ -5,7 +5,9 @@
  * finished hook and every request that server finishes gets a line. Lines
  * go to a buffer of the log's own, written out when it holds 64 KiB, once
  * a second (a timer on the loop, which does not keep it alive), and when
- * the log is freed: no system call per request. What a process that dies
+ * the log is freed: no system call per request. A file that is moved or
+ * removed (logrotate) is noticed at the next write, which goes to a new
+ * file at the path: no signal and no copytruncate needed. What a process that dies
  * without freeing its log (SIGKILL) had buffered, at most a second of
  * lines, is lost; a worker that retires after a fault frees it as it
  * exits, so the faulted request's line is written.

@@ -10,10 +10,11 @@ ACCESS_LOG, ACCESS_LOG_FORMAT, REQUEST_ID_HEADER and BW_LOG_FORMAT=json.
 """
 import json
 import re
+import signal
 
 import pytest
 
-from bwtest import no_asan, request, stop_cluster
+from bwtest import no_asan, request, stop_cluster, wait_until
 
 COMBINED = re.compile(
     r'^(?P<host>[0-9.]+) - - \[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '
@@ -81,3 +82,26 @@ def test_J_10_a_line_per_request_and_one_id_everywhere(cluster, tmp_path, fmt):
                if l.startswith("{") and 'crash in request' in l]
     assert len(reports) == 1, p.output()
     assert reports[0]["request"]["id"] == crash_id, reports[0]
+
+
+@no_asan
+def test_J_11_logs_follow_logrotate(cluster, tmp_path):
+    # logrotate moves the files away: the access log notices at its next
+    # write and goes on in a new file at the path; the event log is
+    # reopened on SIGUSR1, nginx's signal for it. No line is lost.
+    path = tmp_path / "access.log"
+    p, port, log = cluster(workers=1, ACCESS_LOG=path)
+    assert request(port, "/?before").body == b"ok"
+    assert wait_until(lambda: path.exists() and "/?before" in path.read_text(), 5)
+    path.rename(tmp_path / "access.log.1")
+    events = tmp_path / "events.jsonl"  # the cluster fixture's event log
+    events.rename(tmp_path / "events.jsonl.1")
+    p.signal(signal.SIGUSR1)
+    assert p.wait_for("SIGUSR1: event log")
+    assert request(port, "/?after").body == b"ok"
+    assert wait_until(lambda: path.exists() and "/?after" in path.read_text(), 5)
+    assert "/?before" not in path.read_text()
+    assert "/?after" not in (tmp_path / "access.log.1").read_text()
+    p.signal(signal.SIGHUP)  # events after the reopen go to the new file
+    assert wait_until(lambda: events.exists() and '"listening"' in events.read_text(), 5)
+    stop_cluster(p)

@@ -397,3 +397,28 @@ def test_I_07_faulting_cleanup_retires_the_worker_gracefully(cluster):
     ex = log.wait_count("exit", 1)[0]
     assert (ex["code"], ex["signal"]) == (0, 0), ex
     stop_cluster(p)
+
+
+@no_asan
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2],
+                         ids=["SIGHUP", "SIGUSR1", "SIGUSR2"])
+def test_I_09_control_signals_to_the_group_cost_nothing(cluster, sig):
+    """The primary's control signals (SIGHUP: a rolling restart; SIGUSR1:
+    reopen the event log; SIGUSR2: an upgrade) sent to the whole process
+    group, as a terminal's hangup or kill -SIG -PGID does: the workers, whose
+    default action for each is to die, ignore them; the in-flight request is
+    answered and no worker exits by a signal."""
+    p, port, log = cluster(workers=2)
+    slow = connect(port, timeout=10)
+    slow.sendall(build("/slow?ms=500"))
+    time.sleep(0.1)  # in flight when the signal comes: the scenario
+    p.signal_group(sig)
+    r = Reader(slow).response()
+    assert r.status == 200 and r.body == b"slow ok\n", r
+    slow.close()
+    assert request(port).body == b"ok"
+    assert all(e["signal"] == 0 for e in log.of("exit")), log.of("exit")
+    if sig == signal.SIGUSR1:
+        assert p.wait_for("SIGUSR1: event log")
+    if sig != signal.SIGUSR2:  # after an upgrade the primary is a new one
+        stop_cluster(p)
