@@ -60,7 +60,10 @@
  * to the whole process group (Ctrl-C, systemd's KillMode=control-group),
  * they reach the workers too, and the primary's drain is what follows.
  * SIGHUP: rolling restart, one worker at a time, the new one listening
- * before the old one drains.
+ * before the old one drains. SIGUSR1: reopen the event log (logrotate).
+ * SIGUSR2: the binary upgrade (below). Workers ignore these three (sent to
+ * the whole process group, they reach the workers too): only the primary
+ * acts on them.
  *
  * Connection handoff (`handoff`, on by default): a worker that retires
  * (a fault, a hang the callback limit interrupted, a rolling restart, a
