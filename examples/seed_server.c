@@ -102,6 +102,7 @@ enum {
     S_WORKERS,
     S_KILL_TIMEOUT_MS,
     S_SHUTDOWN_TIMEOUT_MS,
+    S_DRAIN_DELAY_MS,
     S_HEARTBEAT_INTERVAL_MS,
     S_HEARTBEAT_TIMEOUT_MS,
     S_POISON_THRESHOLD,
@@ -154,6 +155,9 @@ static setting settings[S_COUNT] = {
     [S_WORKERS] = {"workers", "WORKERS", "N", "how many workers to keep running", "", NULL},
     [S_KILL_TIMEOUT_MS] = {"kill-timeout-ms", "KILL_TIMEOUT_MS", "N",
                            "a draining worker's deadline", "", NULL},
+    [S_DRAIN_DELAY_MS] = {"drain-delay-ms", "DRAIN_DELAY_MS", "N",
+                          "SIGTERM: /readyz 503 and serving on this long before the drain", "",
+                          NULL},
     [S_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", "SHUTDOWN_TIMEOUT_MS", "N",
                                "SIGTERM's and SIGINT's deadline", "", NULL},
     [S_HEARTBEAT_INTERVAL_MS] = {"heartbeat-interval-ms", "HEARTBEAT_INTERVAL_MS", "N",
@@ -343,6 +347,7 @@ static void fill_defaults(const bw_cluster_options *o)
         {S_WORKERS, (uint64_t)o->workers},
         {S_KILL_TIMEOUT_MS, o->kill_timeout_ms},
         {S_SHUTDOWN_TIMEOUT_MS, o->shutdown_timeout_ms},
+        {S_DRAIN_DELAY_MS, o->drain_delay_ms},
         {S_HEARTBEAT_INTERVAL_MS, o->heartbeat_interval_ms},
         {S_HEARTBEAT_TIMEOUT_MS, o->heartbeat_timeout_ms},
         {S_POISON_THRESHOLD, (uint64_t)o->poison_threshold},
@@ -576,6 +581,7 @@ int main(int argc, char **argv)
     o.heartbeat_timeout_ms = setting_u64(S_HEARTBEAT_TIMEOUT_MS, o.heartbeat_timeout_ms);
     o.heartbeat_interval_ms = setting_u64(S_HEARTBEAT_INTERVAL_MS, o.heartbeat_interval_ms);
     o.shutdown_timeout_ms = setting_u64(S_SHUTDOWN_TIMEOUT_MS, o.shutdown_timeout_ms);
+    o.drain_delay_ms = setting_u64(S_DRAIN_DELAY_MS, o.drain_delay_ms);
     o.poison_threshold = (int)setting_u64(S_POISON_THRESHOLD, (uint64_t)o.poison_threshold);
     o.poison_window_ms = setting_u64(S_POISON_WINDOW_MS, o.poison_window_ms);
     o.quarantine_ms = setting_u64(S_QUARANTINE_MS, o.quarantine_ms);

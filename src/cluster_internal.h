@@ -237,6 +237,7 @@ struct bw_cluster {
     char notify_status[160]; /* the last STATUS= sent */
     bw__upgrade upgrade;     /* SIGUSR2 (cluster_upgrade.c) */
     bw__metrics *metrics;    /* the admin listener and the counters (cluster_metrics.c) */
+    uint64_t stop_at_ms;     /* drain_delay_ms: the shutdown begins then (0: none pending) */
     /* Recycling (cluster_recycle.c). */
     uint64_t recycle_rng;    /* the jitter's generator state */
     uint64_t rss_checked_ms; /* the last reading of the workers' RSS */
@@ -343,6 +344,8 @@ BW__HIDDEN void bw__pid_file_remove(bw_cluster *c);
 BW__HIDDEN void bw__cluster_notify_init(bw_cluster *c);
 BW__HIDDEN void bw__cluster_notify_update(bw_cluster *c);
 BW__HIDDEN void bw__cluster_notify_hand_over(bw_cluster *c, pid_t successor);
+/* STOPPING=1 ahead of the shutdown (drain_delay_ms). */
+BW__HIDDEN void bw__cluster_notify_stopping(bw_cluster *c);
 BW__HIDDEN bool bw__cluster_notify_start(bw_cluster *c);
 
 /*

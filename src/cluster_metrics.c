@@ -319,7 +319,7 @@ static void render(bw_cluster *c, text *t)
 
 static bool ready(const bw_cluster *c)
 {
-    return !c->shutting_down && !c->gave_up && !c->upgrade.handing_over &&
+    return !c->shutting_down && c->stop_at_ms == 0 && !c->gave_up && !c->upgrade.handing_over &&
            bw__cluster_census(c).serving > 0;
 }
 

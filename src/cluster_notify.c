@@ -113,6 +113,14 @@ void bw__cluster_notify_update(bw_cluster *c)
     send_text(c, text);
 }
 
+void bw__cluster_notify_stopping(bw_cluster *c)
+{
+    if (c->notify.fd < 0 || c->notify_stopping)
+        return;
+    c->notify_stopping = true;
+    send_text(c, "STOPPING=1\nSTATUS=stopping: out of rotation, draining soon");
+}
+
 void bw__cluster_notify_hand_over(bw_cluster *c, pid_t successor)
 {
     if (c->notify.fd < 0)

@@ -643,6 +643,7 @@ static void kill_now(bw_worker *w)
 
 static void give_up(bw_cluster *c, const bw_worker *last);
 static void close_listeners(bw_cluster *c);
+static void stop_now(bw_cluster *c);
 static void begin_shutdown(bw_cluster *c);
 
 static bool fork_allowed(bw_cluster *c)
@@ -1076,6 +1077,8 @@ static void on_tick(uv_timer_t *t)
     }
     bw__quarantine_tick(c, now);
     bw__upgrade_tick(c, now);
+    if (c->stop_at_ms != 0 && now >= c->stop_at_ms && !c->shutting_down)
+        stop_now(c); /* drain_delay_ms is over */
     bw__recycle_tick(c, now);
     maintain(c);
     bw__cluster_notify_update(c); /* forks and hangs of this tick */
@@ -1258,17 +1261,38 @@ int bw_cluster_rolling_restart(bw_cluster *c)
 
 /* ---- Signals ----------------------------------------------------------- */
 
+static void stop_now(bw_cluster *c)
+{
+    c->stop_at_ms = 0;
+    bw_log(BW_LOG_INFO, "cluster: graceful shutdown of %zu worker(s), deadline %llu ms",
+           bw_cluster_worker_count(c), (unsigned long long)c->opts.shutdown_timeout_ms);
+    bw__upgrade_abandon(c); /* a new primary on its way stops too */
+    begin_shutdown(c);
+    close_listeners(c);
+}
+
 static void on_term(uv_signal_t *h, int signum)
 {
     bw_cluster *c = h->data;
     if (c->shutting_down)
         return;
-    bw_log(BW_LOG_INFO, "cluster: %s: graceful shutdown of %zu worker(s), deadline %llu ms",
-           signum == SIGINT ? "SIGINT" : "SIGTERM", bw_cluster_worker_count(c),
-           (unsigned long long)c->opts.shutdown_timeout_ms);
-    bw__upgrade_abandon(c); /* a new primary on its way stops too */
-    begin_shutdown(c);
-    close_listeners(c);
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (c->stop_at_ms != 0) {
+        bw_log(BW_LOG_INFO, "cluster: %s again: the drain begins now", name);
+        stop_now(c);
+        return;
+    }
+    if (c->opts.drain_delay_ms != 0) {
+        /* Out of the load balancer's rotation first: /readyz says 503 and
+         * systemd hears STOPPING, while every worker serves on as before. */
+        c->stop_at_ms = now_ms(c) + c->opts.drain_delay_ms;
+        bw_log(BW_LOG_INFO, "cluster: %s: not ready any more; the drain begins in %llu ms "
+               "(drain_delay_ms)", name, (unsigned long long)c->opts.drain_delay_ms);
+        bw__cluster_notify_stopping(c);
+        return;
+    }
+    bw_log(BW_LOG_INFO, "cluster: %s", name);
+    stop_now(c);
 }
 
 static void on_hup(uv_signal_t *h, int signum)

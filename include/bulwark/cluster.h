@@ -186,6 +186,11 @@ typedef struct bw_cluster_options {
     uint64_t heartbeat_interval_ms; /* worker -> primary. Default 1000 */
     uint64_t heartbeat_timeout_ms;  /* no heartbeat this long: hung. Default 10000 */
     uint64_t shutdown_timeout_ms;   /* SIGTERM/SIGINT deadline. Default 30000 */
+    uint64_t drain_delay_ms;        /* SIGTERM/SIGINT: serve on this long, /readyz already
+                                       503 (and systemd told STOPPING), before the drain
+                                       begins, so a load balancer's health check takes
+                                       the instance out while it still serves everything:
+                                       set it above the check's fall x interval. Default 0 */
     int restart_intensity;          /* start-up failures allowed... Default 5 */
     uint64_t restart_period_ms;     /* ...within this period. Default 60000 */
     uint64_t backoff_initial_ms;    /* first restart delay after a start-up failure. 100 */

@@ -106,3 +106,28 @@ def test_Y_11_readyz_is_503_from_the_start_of_a_shutdown(cluster):
     assert r.status == 200 and r.body == b"slow ok\n", r
     slow.close()  # or the worker lingers for the client's FIN
     assert p.wait(10) == 0, p.output()
+
+
+@no_asan
+def test_Y_12_drain_delay_takes_the_instance_out_before_the_drain(cluster):
+    # DRAIN_DELAY_MS: on SIGTERM /readyz is 503 at once, while the workers
+    # go on serving keep-alive and fresh connections as before (no
+    # Connection: close yet) for the delay; then the drain, then exit 0. A
+    # second SIGTERM starts the drain at once.
+    p, port, log = cluster(workers=2, ADMIN_PORT=-1, DRAIN_DELAY_MS=800)
+    aport = admin_port(log)
+    kept = connect(port, timeout=10)
+    t = time.monotonic()
+    p.signal(signal.SIGTERM)
+    assert wait_until(lambda: request(aport, "/readyz").status == 503, 0.5)
+    reader = Reader(kept)
+    while time.monotonic() - t < 0.6:  # the delay: everything served as before
+        kept.sendall(build("/"))
+        r = reader.response()
+        assert r.status == 200 and r.header("connection") == "keep-alive", r
+        assert request(port, "/").body == b"ok"
+    assert p.wait_for("the drain begins in 800 ms")
+    assert p.wait_for("graceful shutdown of", timeout=5)
+    assert time.monotonic() - t >= 0.8
+    kept.close()  # the drain closed it; the worker need not linger for our FIN
+    assert p.wait(10) == 0, p.output()
