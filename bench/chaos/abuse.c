@@ -178,6 +178,19 @@ static void next(struct conn *c)
         conn_open(c);
 }
 
+/* A connect that failed: the attacker's is a closed door (counted apart),
+ * an ordinary client's a lost request. Either goes on with the next. */
+static void connect_failed(struct conn *c)
+{
+    if (c->attacker) {
+        S.a_closed++;
+    } else {
+        S.lost++;
+        S.lost_connect++;
+    }
+    next(c);
+}
+
 static void conn_open(struct conn *c)
 {
     conn_close(c);
@@ -192,14 +205,7 @@ static void conn_open(struct conn *c)
         c->connecting = true;
         sock_watch(epfd, c->fd, c, &c->watched, EPOLLOUT);
     } else {
-        if (c->attacker) {
-            S.a_closed++;
-            next(c);
-        } else {
-            S.lost++;
-            S.lost_connect++;
-            next(c);
-        }
+        connect_failed(c);
     }
 }
 
@@ -318,14 +324,7 @@ static void on_event(struct conn *c, uint32_t events)
         c->connecting = false;
         if (err != 0) {
             conn_close(c);
-            if (c->attacker) {
-                S.a_closed++;
-                next(c);
-            } else {
-                S.lost++;
-                S.lost_connect++;
-                next(c);
-            }
+            connect_failed(c);
             return;
         }
         send_request(c, false);

@@ -169,6 +169,16 @@ def free_port():
     return port
 
 
+def gone(pid):
+    """True once `pid` has exited (reaped, or a zombie nobody reaps yet: a
+    new primary of an upgrade is orphaned when its predecessor exits)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def kill_pid(pid):
     """SIGKILL to a process this test did not start as a Process (a new
     primary of an upgrade); gone already is fine."""

@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 
-from bwtest import (EventLog, Process, Reader, example_binary, free_port, fresh_storm,
+from bwtest import (EventLog, Process, Reader, example_binary, free_port, fresh_storm, gone,
                     listening_port, no_asan, start_server, wait_until)
 from reuseload import ReuseLoad
 
@@ -77,14 +77,6 @@ class Instance:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 class HAProxy:

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from bwtest import (EventLog, NotifyListener, Process, example_binary, free_port, kill_pid,
+from bwtest import (EventLog, NotifyListener, Process, example_binary, free_port, gone, kill_pid,
                     no_asan, request, start_cluster, stop_cluster, wait_until)
 
 
@@ -231,8 +231,7 @@ def test_N_06_the_service_as_its_unit_says(tmp_path):
         t0 = time.monotonic()
         os.kill(new_pid, kill_signal)  # KillMode=mixed: the main process only
         n.wait_for("STOPPING", "1")
-        assert wait_until(lambda: not os.path.exists(f"/proc/{new_pid}") or
-                          open(f"/proc/{new_pid}/stat").read().split()[2] == "Z", stop_timeout)
+        assert wait_until(lambda: gone(new_pid), stop_timeout)
         assert time.monotonic() - t0 < stop_timeout
         assert all(e["code"] == 0 for e in log.of("exit")), log.of("exit")
         new_pid = None

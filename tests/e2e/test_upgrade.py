@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from bwtest import (EventLog, NotifyListener, Process, example_binary, fresh_storm, kill_pid,
+from bwtest import (EventLog, NotifyListener, Process, example_binary, fresh_storm, gone, kill_pid,
                     listening_port, no_asan, request, wait_until)
 from reuseload import ReuseLoad
 
@@ -67,8 +67,7 @@ def stop_pid(pid, timeout=20.0):
     """SIGTERM to a primary this test did not start itself (the new one is
     the old one's child, reparented when it exited); wait until it is gone."""
     os.kill(pid, signal.SIGTERM)
-    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
-                      open(f"/proc/{pid}/stat").read().split()[2] == "Z", timeout), \
+    assert wait_until(lambda: gone(pid), timeout), \
         f"primary {pid} still alive {timeout}s after SIGTERM"
 
 
@@ -206,8 +205,7 @@ def test_G_03_a_stop_during_an_upgrade_stops_the_new_primary_too(tmp_path):
     try:
         p.signal(signal.SIGTERM)
         assert p.proc.wait(20) == 0, p.output()
-        assert wait_until(lambda: not os.path.exists(f"/proc/{new_pid}") or
-                          open(f"/proc/{new_pid}/stat").read().split()[2] == "Z", 10), \
+        assert wait_until(lambda: gone(new_pid), 10), \
             f"the new primary {new_pid} outlived the stop"
         assert p.wait_count("the service is stopping: the new primary", 1), p.output()
         assert log.of("upgrade_ready") == []
