@@ -235,6 +235,11 @@ static void noop_idle(uv_idle_t *idle)
 
 void bw__server_wake(bw_http_server *s)
 {
+    /* Before the first listen, and once the close completes, these handles
+     * are not running: starting one being closed would count it active
+     * for ever, and the loop would never end. */
+    if (!s->sweep_running)
+        return;
     if (!uv_is_active((uv_handle_t *)&s->finalize_check)) {
         uv_check_start(&s->finalize_check, on_finalize_check);
         uv_idle_start(&s->finalize_idle, noop_idle); /* no blocking poll meanwhile */
@@ -697,9 +702,19 @@ int bw_http_server_handoff_settle(bw_http_server *s, int fd, const void *state, 
     return 0;
 }
 
+/* A closing server still takes connections (its close waits for them),
+ * until the close completes: from the moment its last connection is gone
+ * it is closing its own handles, and a connection adopted then (a
+ * sibling's handoff that crossed this worker's retirement) would be served
+ * by a server about to end. */
+static bool completing_close(const bw_http_server *s)
+{
+    return s->closing && !s->sweep_running;
+}
+
 int bw_http_server_adopt(bw_http_server *s, int fd, const void *state, size_t len)
 {
-    if (s->closed || s->handles_open == 0)
+    if (s->closed || s->handles_open == 0 || completing_close(s))
         return BW_ENOTRUNNING;
     return bw__conn_adopt_state(s, fd, state, len, false);
 }

@@ -242,7 +242,9 @@ BW_EXTERN int bw_http_server_handoff_settle(bw_http_server *s, int fd, const voi
  * first, its timeouts going on from where they were. The server must be
  * running (listening, or closing: a closing server hands it on or closes
  * it gracefully). 0: the fd is the server's. Otherwise the fd is still the
- * caller's: BW_ENOTRUNNING (closed, or never started), BW_ELIMIT
+ * caller's: BW_ENOTRUNNING (closed, never started, or closing with its
+ * last connection gone: its close is completing, and nothing it adopted
+ * then would be served), BW_ELIMIT
  * (max_connections reached), BW_EPROTO (a state this version does not
  * read), -ENOMEM, or a libuv code.
  */

@@ -1002,6 +1002,97 @@ BW_TEST(V_08, a_server_without_handoff_closes_as_before)
     bw_test_loop_finish(g_loop);
 }
 
+/* The moment a close completes: a server with no connection left closes
+ * its own handles, and its callback comes a loop turn later. A connection
+ * adopted in between (in a cluster, a sibling's handoff that crossed this
+ * worker's retirement) was registered in a server about to end, and its
+ * wake-up restarted a handle being closed: that worker's loop never ended,
+ * and what it had been given was closed under its clients. Now it is
+ * refused, the fd untouched; a close not yet completing still adopts
+ * (V-09), and then serves what it took. */
+/* B's own handoff, as a retiring worker's: it keeps what it is given
+ * (the fd and a copy of the state) until the test settles it. */
+static struct {
+    int fd;
+    char *state;
+    size_t len;
+    int n;
+} kept;
+
+static int keep_handoff(bw_http_server *s, int fd, const void *state, size_t len, void *data)
+{
+    (void)s;
+    (void)data;
+    if (kept.n > 0)
+        return -EAGAIN;
+    kept.fd = fd;
+    kept.state = malloc(len);
+    BW_CHECK(kept.state != NULL);
+    memcpy(kept.state, state, len);
+    kept.len = len;
+    kept.n = 1;
+    return 0;
+}
+
+BW_TEST(V_10, adopt_refused_while_the_close_completes)
+{
+    test_start();
+    bw_http_options o;
+    options(&o);
+    side a, b;
+    side_start(&a, 'A', &o);
+    side_start(&b, 'B', &o);
+    handoff_reset(&b, GIVE_KEEP);
+    bw_http_server_set_handoff(a.srv, on_handoff, NULL);
+    client c;
+    client_connect(&c, side_port(&a));
+    client_send(&c, GET("/one"));
+    expect_response(&c, "A:/one", true);
+    close_a(&a);
+    WAIT_UNTIL(H.ng == 1);
+    given *g = &H.g[0];
+
+    memset(&kept, 0, sizeof kept);
+    bw_http_server_set_handoff(b.srv, keep_handoff, NULL); /* B retires too */
+    BW_CHECK_INT_EQ(bw_http_server_close(b.srv, on_closed, &b), 0);
+    int refused = 0;
+    bool adopted = false;
+    while (!b.closed && !adopted) {
+        bw_loop_run(g_loop, UV_RUN_NOWAIT); /* one turn at a time: the window is one turn */
+        if (b.closed)
+            break;
+        int d = dup(g->fd);
+        BW_CHECK(d >= 0);
+        int rc = bw_http_server_adopt(b.srv, d, g->state, g->len);
+        if (rc == 0) { /* still closing, not completing: B hands it on in turn */
+            adopted = true;
+            settle(a.srv, g, 0);
+            WAIT_UNTIL(kept.n == 1);
+            BW_CHECK_INT_EQ(bw_http_server_handoff_settle(b.srv, kept.fd, kept.state, kept.len,
+                                                          -ENOENT), 0);
+            free(kept.state);
+            break;
+        }
+        BW_CHECK_INT_EQ(rc, BW_ENOTRUNNING);
+        BW_CHECK(fcntl(d, F_GETFD) != -1); /* still the caller's */
+        close(d);
+        refused++;
+    }
+    if (!adopted)
+        settle(a.srv, g, -ENOENT); /* nobody took it: A closes it gracefully */
+    WAIT_UNTIL(client_closed(&c));
+    BW_CHECK(c.eof && c.err == 0 && c.len == 0); /* a FIN, not a reset */
+    client_close(&c);
+    WAIT_UNTIL(a.closed && b.closed);
+    BW_CHECK(refused >= 1 || adopted);
+    BW_CHECK_INT_EQ(bw_http_server_free(a.srv), 0);
+    BW_CHECK_INT_EQ(bw_http_server_free(b.srv), 0);
+    /* Nothing left counted active: the loop ends by itself. */
+    pump_for(20);
+    BW_CHECK_INT_EQ(uv_loop_alive(bw_loop_uv(g_loop)), 0);
+    bw_test_loop_finish(g_loop);
+}
+
 /* Adopted by a server that is itself closing (without a handoff callback):
  * the carried requests are served there, the last response says close. */
 BW_TEST(V_09, a_closing_adopter_serves_the_carried_requests_then_closes)
