@@ -5,6 +5,7 @@
  * time zone lock), so it still works on the fatal path after a fault.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,27 @@ static void write_all(const char *p, size_t len)
     errno = saved;
 }
 
+/* Text as whole lines: a pipe (a terminal, `| tee`, a test's reader, the
+ * stderr every worker shares with its primary) keeps a write whole only up
+ * to PIPE_BUF bytes. A longer one (a crash report with its backtrace) is
+ * written in pieces of whole lines, each at most PIPE_BUF, so another
+ * process's line can come between two of its lines but never inside one. */
+static void write_lines(const char *p, size_t len)
+{
+    while (len > PIPE_BUF) {
+        size_t cut = 0;
+        for (size_t i = 0; i < PIPE_BUF; i++)
+            if (p[i] == '\n')
+                cut = i + 1;
+        if (cut == 0)
+            cut = PIPE_BUF; /* a single line longer than that: no better cut */
+        write_all(p, cut);
+        p += cut;
+        len -= cut;
+    }
+    write_all(p, len);
+}
+
 /* {"time":...,"level":...,"pid":...[,"worker":...],"msg":... (left open) */
 static void json_head(bw__jw *w, bw_log_level level, const char *msg)
 {
@@ -372,7 +394,7 @@ static void default_log(bw_log_level level, const char *msg, void *data)
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
     if (len > 0 && line[len - 1] != '\n')
         line[len - 1] = '\n';
-    write_all(line, len);
+    write_lines(line, len);
 }
 
 void bw_log_set_handler(bw_log_fn fn, void *data)

@@ -5,7 +5,13 @@
  * one hook. The default hook writes one line per message to standard error
  * with a single write(2), formatted on the stack (no stdio, no heap, no
  * lock), so it stays usable after a fault has left stdio or the heap in
- * doubt. It has two formats (bw_log_set_format):
+ * doubt. A pipe keeps a write whole only up to PIPE_BUF (4096) bytes, and
+ * a cluster's processes usually share one: a longer text message (a crash
+ * report with its backtrace) is written in pieces of whole lines, so
+ * another process's line may come between two of its lines, never inside
+ * one. A JSON line longer than that is one write still (a file opened with
+ * O_APPEND, or journald's socket, keeps it whole; a shared pipe may not).
+ * It has two formats (bw_log_set_format):
  *
  * TEXT (the default):
  *

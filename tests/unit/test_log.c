@@ -4,11 +4,14 @@
  * strict parser accepts, with quotes, backslashes, newlines, control
  * characters and bytes that are not UTF-8 escaped; an error report as one
  * JSON line with the error and the request as objects, valid even when it
- * would not fit; and a user's hook still getting the text report.
+ * would not fit; a user's hook still getting the text report; and long
+ * text reports from several processes on one pipe keeping their lines whole.
  */
+#include <limits.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -385,4 +388,99 @@ BW_TEST(X_45, a_user_hook_gets_the_text_report_whatever_the_format)
     BW_CHECK_STR_EQ(h.msg, want);
     BW_CHECK_CONTAINS(h.msg, "EPERM: hooked\n  origin: thrown\n");
     bw_error_release(err);
+}
+
+/* ---- Many processes, one pipe ---------------------------------------------- */
+
+enum { WRITERS = 3, REPORTS = 60, REPORT_LINES = 63, REPORT_LINE = 64 };
+
+/* One report of REPORT_LINES lines, REPORT_LINE bytes each with its
+ * newline, naming its writer and number on every line: 4,072 bytes, near
+ * bw_log's limit, so with the prefix it is longer than PIPE_BUF. */
+static void log_big_report(int writer, int report)
+{
+    char msg[REPORT_LINES * REPORT_LINE + 64];
+    size_t off = (size_t)snprintf(msg, sizeof msg, "report %d.%02d (a crash report's first line)",
+                                    writer, report);
+    for (int k = 0; k < REPORT_LINES; k++) {
+        char line[REPORT_LINE + 1];
+        int n = snprintf(line, sizeof line, "\n  %d.%d.%02d ", writer, report, k);
+        memset(line + n, 'x', (size_t)(REPORT_LINE - n));
+        memcpy(msg + off, line, REPORT_LINE);
+        off += REPORT_LINE;
+    }
+    msg[off] = '\0';
+    /* The prefix ("<time> bulwark[<pid>] ERROR: ") is 46 bytes or more. */
+    BW_CHECK(off + 46 > PIPE_BUF && off < 4095);
+    bw_log(BW_LOG_ERROR, "%s", msg);
+}
+
+/* Every line read is whole: a prefixed first line ("... ERROR: report W.R")
+ * or a continuation line of exactly its length and form. */
+static void check_whole_lines(char *text)
+{
+    regex_t first, rest;
+    BW_CHECK(regcomp(&first,
+                     "^" TIME_RE " bulwark\\[[0-9]+\\] ERROR: report [0-9]\\.[0-9]+"
+                     " \\(a crash report's first line\\)$",
+                     REG_EXTENDED | REG_NOSUB) == 0);
+    BW_CHECK(regcomp(&rest, "^  [0-9]\\.[0-9]+\\.[0-9][0-9] x+$", REG_EXTENDED | REG_NOSUB) == 0);
+    int firsts = 0, rests = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (regexec(&first, line, 0, NULL, 0) == 0) {
+            firsts++;
+        } else if (regexec(&rest, line, 0, NULL, 0) == 0 && strlen(line) == REPORT_LINE - 1) {
+            rests++;
+        } else {
+            bw_test_fail(__FILE__, __LINE__, "a line cut by another process's: \"%.200s\"", line);
+        }
+    }
+    regfree(&first);
+    regfree(&rest);
+    BW_CHECK_INT_EQ(firsts, WRITERS * REPORTS);
+    BW_CHECK_INT_EQ(rests, WRITERS * REPORTS * REPORT_LINES);
+}
+
+/* Workers share their primary's stderr, often a pipe: a write to a pipe is
+ * whole only up to PIPE_BUF bytes, and a crash report with its backtrace is
+ * longer. Three processes log such reports at once into one pipe read
+ * slowly (so it fills, and writes are split): another process's output
+ * may come between two lines of a report, never inside a line. */
+BW_TEST(X_46, long_text_reports_from_many_processes_keep_their_lines_whole)
+{
+    bw_log_set_format(BW_LOG_FORMAT_TEXT);
+    int p[2];
+    BW_CHECK(pipe(p) == 0);
+    pid_t kids[WRITERS];
+    for (int w = 0; w < WRITERS; w++) {
+        kids[w] = fork();
+        BW_CHECK(kids[w] >= 0);
+        if (kids[w] == 0) {
+            close(p[0]);
+            dup2(p[1], STDERR_FILENO);
+            for (int r = 0; r < REPORTS; r++)
+                log_big_report(w, r);
+            _exit(0);
+        }
+    }
+    close(p[1]);
+    size_t cap = (size_t)WRITERS * REPORTS * (REPORT_LINES * REPORT_LINE + 128) + 1, len = 0;
+    char *text = malloc(cap);
+    BW_CHECK(text != NULL);
+    for (;;) {
+        ssize_t n = read(p[0], text + len, len + 512 < cap ? 512 : cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    text[len] = '\0';
+    close(p[0]);
+    for (int w = 0; w < WRITERS; w++) {
+        int status;
+        BW_CHECK(waitpid(kids[w], &status, 0) == kids[w]);
+        BW_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    check_whole_lines(text);
+    free(text);
 }
