@@ -127,12 +127,15 @@ class Process:
         return code
 
     def kill(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        """SIGKILL to the whole group, whether or not its leader is still
+        there: after a binary upgrade (SIGUSR2) the old primary has exited
+        and its successor, in the same group, serves on. (The group's id
+        is not reused while any member lives, so this reaches only them.)"""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def open_fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
