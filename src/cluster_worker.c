@@ -55,6 +55,7 @@ struct bw_worker_ctx {
     bool draining;
     bool primary_asked; /* the primary sent DISCONNECT or SHUTDOWN */
     bool cluster_stopping; /* SHUTDOWN: serve what is queued on the listeners too */
+    bool reading_before_drain; /* begin_drain reads the channel: no second read inside it */
     bw_domain *callbacks_domain; /* guards the user's message and disconnect callbacks */
     bool retiring;
     bool waiting_ack;
@@ -491,6 +492,20 @@ static void begin_drain(bw_worker_ctx *ctx)
 {
     if (ctx->draining)
         return;
+    /* Retiring alone leaves the listeners' queue to the siblings (below).
+     * But the primary may have stopped the whole cluster meanwhile: its
+     * message waits in the channel while a fault or a long callback held
+     * this loop, and the siblings have served their queues and closed
+     * theirs. This worker is then the last to hold the listeners, and
+     * closing them on a queue nobody accepts makes the kernel reset every
+     * client in it. Read what is waiting first; a stop begins the drain. */
+    if (!ctx->cluster_stopping && ctx->connected && !ctx->reading_before_drain) {
+        ctx->reading_before_drain = true;
+        (void)bw__msg_receive(ctx->fd, &ctx->connected, on_message_cb, ctx); /* EOF: on_channel's */
+        ctx->reading_before_drain = false;
+        if (ctx->draining)
+            return;
+    }
     ctx->draining = true;
     /* The whole cluster stops: no sibling will serve, so nothing moves. */
     if (ctx->cluster_stopping && ctx->handoff != NULL)

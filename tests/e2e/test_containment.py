@@ -22,6 +22,7 @@ routes differ, and `Connection` header. Every test faults or signals the
 example server, which exists in the plain build only (@no_asan).
 """
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -380,6 +381,45 @@ def test_I_06_new_connection_during_shutdown_is_served_or_refused(cluster):
         if o[0] == "served":
             assert o[2].status == 200 and o[2].header("connection") == "close", why
     assert code == 0, why
+
+
+@no_asan
+@no_asan
+def test_I_10_stop_during_a_busy_callback_serves_the_queued_client(cluster):
+    """SIGTERM while the only worker's loop is held by a busy callback
+    (/hang, interrupted by the callback limit after 1 s), and a client
+    connects meanwhile: the kernel queues it on the listener, whose only
+    holder is now that worker (the primary closed its copies at the stop).
+    When the callback is interrupted the worker retires; it must read the
+    stop waiting in its channel first and serve the queue before it closes
+    the listener, not retire alone and leave the queue to siblings that
+    are gone: the kernel would reset the client (a harsh storm with a stop
+    in the middle lost 100 to 200 clients a run that way)."""
+    p, port, log = cluster(workers=1)
+    worker = log.wait_count("listening", 1)[0]["pid"]
+
+    def cpu_s():  # the worker's user + system time
+        fields = open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu_s()
+    hung = connect(port, timeout=10)
+    hung.sendall(build("/hang"))
+    # The busy loop holds the worker's loop (its CPU time climbs): the stop
+    # and the new client both wait behind it.
+    assert wait_until(lambda: cpu_s() - before >= 0.1, 5.0)
+    p.signal(signal.SIGTERM)
+    p.wait_for("graceful shutdown")
+    queued = connect(port, timeout=10)  # completed by the kernel, queued
+    queued.sendall(build("/"))
+    responses, end = read_responses(queued, timeout=10)
+    assert [(r.status, r.body) for r in responses] == [(200, b"ok")], describe(responses, end)
+    assert responses[0].header("connection") == "close", describe(responses, end)
+    hr, hend = read_responses(hung, timeout=10)
+    assert [r.status for r in hr] == [500], describe(hr, hend)
+    queued.close()
+    hung.close()
+    assert p.wait(20) == 0, p.output()
 
 
 # ---- Item 7: a fault in a request domain's cleanup, in the cluster --------
