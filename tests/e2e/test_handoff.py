@@ -283,8 +283,8 @@ def test_R_04_receiver_killed_while_holding_a_batch(cluster, tmp_path):
     400... ms meanwhile). The request sent while B held the batch is
     answered 200 (by A, which serves what it took back, or by the
     replacement); every connection that was on A (the /segv one included:
-    its 500 keeps it alive) then answers /pid 200 from A's replacement; the
-    primary exits 0."""
+    its 500 keeps it alive) then answers /pid 200 from a new worker (A's
+    replacement, or B's); the primary exits 0."""
     broken = tmp_path / "broken"
     p, port, log = cluster(workers=2, HANDOFF_TIMEOUT_MS=8000, HEARTBEAT_TIMEOUT_MS=60000,
                            FAIL_AT_START_IF=str(broken))
@@ -323,7 +323,9 @@ def test_R_04_receiver_killed_while_holding_a_batch(cluster, tmp_path):
     assert r.status == 200 and int(r.body) != b, r
     answers = [_ask(c) for c in on_a]
     pids = {int(body) for st, body in answers if st == 200}
-    assert all(st == 200 for st, _ in answers) and len(pids) == 1 and not pids & {a, b}, \
+    # A's replacement, or B's (forked when B was killed): whichever listened
+    # when A offered the connections again.
+    assert all(st == 200 for st, _ in answers) and pids and not pids & {a, b}, \
         (answers, a, b, log.events())
     for s, _, _ in conns:
         s.close()  # first: the workers' lingering closes wait for the client's FIN

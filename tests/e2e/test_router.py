@@ -79,6 +79,9 @@ def test_T_03_the_deliberate_bug_costs_one_500(tmp_path):
     retiring = log.wait_count("retiring", 3)
     assert all(e["request"] == "GET /bug" for e in retiring), retiring
     log.wait_count("listening", 5)
+    # Each crash line is the retiring worker's own, read by the output's
+    # thread a moment after the event log has its entry.
+    assert p.wait_count("crash in request GET /bug", 3), p.output()
     assert p.count("crash in request GET /bug") == 3, p.output()
     keep.close()
     stop_cluster(p)
