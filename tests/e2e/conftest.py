@@ -27,15 +27,16 @@ def server():
 
 @pytest.fixture
 def cluster(tmp_path):
-    """cluster(workers=2, **env) starts the example server's primary
-    (examples/bulwark-server, in its own process group) with quarantine off
-    unless env says otherwise; returns (process, port, event log). Every
-    cluster started is killed, group and all, when the test ends."""
+    """cluster(workers=2, name="bulwark-server", **env) starts an example
+    server's primary (examples/<name>, in its own process group) with
+    quarantine off unless env says otherwise; returns (process, port, event
+    log). Every cluster started is killed, group and all, when the test
+    ends, passed or failed."""
     started = []
 
-    def start(workers=2, **env):
+    def start(workers=2, name="bulwark-server", **env):
         env.setdefault("POISON_THRESHOLD", 0)  # quarantine has its own test
-        p, port, log = start_cluster(tmp_path, workers, env)
+        p, port, log = start_cluster(tmp_path, workers, env, name=name)
         started.append(p)
         return p, port, log
 

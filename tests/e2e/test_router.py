@@ -4,18 +4,17 @@ clients on loopback. T-NN: issue 14's router and its example service.
 """
 import json
 
-from bwtest import Reader, build, connect, no_asan, request, start_cluster, stop_cluster
+from bwtest import Reader, build, connect, no_asan, request, stop_cluster
 
 
-def start(tmp_path, workers=2):
-    return start_cluster(tmp_path, workers, {"POISON_THRESHOLD": 0}, name="json-service")
+SERVICE = "json-service"
 
 
 @no_asan  # the example exists in the plain build only
-def test_T_01_routes_parameters_and_wildcards(tmp_path):
+def test_T_01_routes_parameters_and_wildcards(cluster):
     """Literal routes, a named parameter (percent-decoded), a trailing
     wildcard (the rest of the path, empty included), a POST with a body."""
-    p, port, log = start(tmp_path)
+    p, port, log = cluster(name=SERVICE)
     r = request(port, "/health")
     assert (r.status, r.header("content-type"), json.loads(r.body)) == \
         (200, "application/json", {"ok": True}), r
@@ -35,12 +34,12 @@ def test_T_01_routes_parameters_and_wildcards(tmp_path):
 
 
 @no_asan
-def test_T_02_404_405_head_and_options(tmp_path):
+def test_T_02_404_405_head_and_options(cluster):
     """No match: 404. A path routed for other methods: 405 with Allow (HEAD
     with GET, OPTIONS always). HEAD runs the GET route without a body;
     OPTIONS without a route of its own: 204 with Allow. A parameter with an
     invalid escape: 400."""
-    p, port, log = start(tmp_path)
+    p, port, log = cluster(name=SERVICE)
     assert request(port, "/nope").status == 404
     assert request(port, "/items/1/extra").status == 404
     r = request(port, "/health", method="DELETE")
@@ -61,11 +60,11 @@ def test_T_02_404_405_head_and_options(tmp_path):
 
 
 @no_asan
-def test_T_03_the_deliberate_bug_costs_one_500(tmp_path):
+def test_T_03_the_deliberate_bug_costs_one_500(cluster):
     """GET /bug dereferences NULL: that request gets the policy's JSON 500,
     its worker retires (logged with the request), a replacement is forked,
     and requests on other connections, before and after, are answered."""
-    p, port, log = start(tmp_path)
+    p, port, log = cluster(name=SERVICE)
     keep = connect(port)
     keep.sendall(build("/items/1"))
     kr = Reader(keep)
@@ -88,14 +87,13 @@ def test_T_03_the_deliberate_bug_costs_one_500(tmp_path):
 
 
 @no_asan
-def test_T_04_a_quarantined_route_answers_the_services_own_503(tmp_path):
+def test_T_04_a_quarantined_route_answers_the_services_own_503(cluster):
     """Issue 14, error responses a service controls: after /bug crashed
     POISON_THRESHOLD workers it is quarantined, and its 503 is the
     service's own JSON (bw_crash_policy.on_quarantined) with Retry-After
     and retry_after saying the real time left, which shrinks; other routes
     are still served."""
-    p, port, log = start_cluster(tmp_path, 2, {"POISON_THRESHOLD": 2, "QUARANTINE_MS": 4000},
-                                 name="json-service")
+    p, port, log = cluster(name=SERVICE, POISON_THRESHOLD=2, QUARANTINE_MS=4000)
     for _ in range(2):
         assert request(port, "/bug").status == 500
     log.wait_count("quarantine", 1)
@@ -146,11 +144,14 @@ def test_T_05_the_service_builds_against_the_installed_library(tmp_path):
     log = EventLog(str(tmp_path / "events.jsonl"))
     p = Process([exe], env={"PORT": 0, "WORKERS": 2, "BW_EVENT_LOG": log.path},
                 ready_pattern=None)
-    port = listening_port(log, 2)
-    assert json.loads(request(port, "/health").body) == {"ok": True}
-    assert json.loads(request(port, "/items/7").body) == {"id": "7"}
-    r = request(port, "/bug")
-    assert (r.status, json.loads(r.body)) == (500, {"error": "internal"}), r
-    assert log.wait_count("retiring", 1)[0]["request"] == "GET /bug"
-    assert json.loads(request(port, "/health").body) == {"ok": True}
-    stop_cluster(p)
+    try:
+        port = listening_port(log, 2)
+        assert json.loads(request(port, "/health").body) == {"ok": True}
+        assert json.loads(request(port, "/items/7").body) == {"id": "7"}
+        r = request(port, "/bug")
+        assert (r.status, json.loads(r.body)) == (500, {"error": "internal"}), r
+        assert log.wait_count("retiring", 1)[0]["request"] == "GET /bug"
+        assert json.loads(request(port, "/health").body) == {"ok": True}
+        stop_cluster(p)
+    finally:
+        p.kill()  # passed or failed, nothing of it outlives the test

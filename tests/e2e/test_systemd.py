@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from bwtest import (EventLog, NotifyListener, Process, example_binary, free_port, gone, kill_pid,
-                    no_asan, request, start_cluster, stop_cluster, wait_until)
+                    no_asan, request, stop_cluster, wait_until)
 
 
 def only_from(primary_pid, messages):
@@ -24,10 +24,10 @@ def only_from(primary_pid, messages):
 
 
 @no_asan
-def test_N_01_ready_reloading_stopping_in_order(tmp_path):
+def test_N_01_ready_reloading_stopping_in_order(cluster):
     n = NotifyListener()
     try:
-        p, port, log = start_cluster(tmp_path, 2, {"NOTIFY_SOCKET": n.name})
+        p, port, log = cluster(workers=2, NOTIFY_SOCKET=n.name)
         ready = n.wait_for("READY", "1")
         # READY=1 once every worker listens, and not before.
         assert len(log.of("listening")) == 2
