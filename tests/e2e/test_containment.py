@@ -16,6 +16,11 @@ be tested") in the situation the item describes:
 - a new connection during a shutdown is served or refused at connect,
   never accepted and dropped (item 6).
 
+I-08 to I-10 are holes of the same kind found later: a second stop
+signal at teardown (I-08), the control signals sent to the whole group
+(I-09), and a stop that finds a worker held by a busy callback, with a
+client queued behind it on the listener (I-10).
+
 The server's `/` answers "ok" and `/slow` answers "slow ok\n" whatever the
 query, so pipelines tell their responses apart by count, body where the
 routes differ, and `Connection` header. Every test faults or signals the
