@@ -788,6 +788,20 @@ static void check_untouched(int sv[2])
     BW_CHECK(memcmp(b, "pong", 4) == 0);
 }
 
+/* A real given state: c, connected to A, asks /one; then A closes and
+ * gives c away, kept (GIVE_KEEP) for the test to adopt or settle. */
+static given *give_one_away(side *a, side *b, client *c)
+{
+    handoff_reset(b, GIVE_KEEP);
+    bw_http_server_set_handoff(a->srv, on_handoff, NULL);
+    client_connect(c, side_port(a));
+    client_send(c, GET("/one"));
+    expect_response(c, "A:/one", true);
+    close_a(a);
+    WAIT_UNTIL(H.ng == 1);
+    return &H.g[0];
+}
+
 static void adopt_refused(bw_http_server *s, int sv[2], const void *st, size_t len, int want)
 {
     BW_CHECK_INT_EQ(bw_http_server_adopt(s, sv[0], st, len), want);
@@ -802,16 +816,8 @@ BW_TEST(V_06, adopt_refuses_a_bad_state_a_full_server_and_a_stopped_one)
     side a, b;
     side_start(&a, 'A', &o);
     side_start(&b, 'B', &o);
-    /* A real state to corrupt: a connection carrying unparsed bytes. */
-    handoff_reset(&b, GIVE_KEEP);
-    bw_http_server_set_handoff(a.srv, on_handoff, NULL);
-    client c;
-    client_connect(&c, side_port(&a));
-    client_send(&c, GET("/one"));
-    expect_response(&c, "A:/one", true);
-    close_a(&a);
-    WAIT_UNTIL(H.ng == 1);
-    given *g = &H.g[0];
+    client c; /* a real state to corrupt */
+    given *g = give_one_away(&a, &b, &c);
     state_hdr h;
     BW_CHECK(g->len >= sizeof h);
     memcpy(&h, g->state, sizeof h);
@@ -1042,15 +1048,8 @@ BW_TEST(V_10, adopt_refused_while_the_close_completes)
     side a, b;
     side_start(&a, 'A', &o);
     side_start(&b, 'B', &o);
-    handoff_reset(&b, GIVE_KEEP);
-    bw_http_server_set_handoff(a.srv, on_handoff, NULL);
     client c;
-    client_connect(&c, side_port(&a));
-    client_send(&c, GET("/one"));
-    expect_response(&c, "A:/one", true);
-    close_a(&a);
-    WAIT_UNTIL(H.ng == 1);
-    given *g = &H.g[0];
+    given *g = give_one_away(&a, &b, &c);
 
     memset(&kept, 0, sizeof kept);
     bw_http_server_set_handoff(b.srv, keep_handoff, NULL); /* B retires too */
